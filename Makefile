@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine (see README): `make run` and `make test`.
+# Set-up: a virtual environment in .venv, the CPU build of torch 2.13.0 first (an unpinned torch would pull
+# gigabytes of CUDA packages), then this project with its dev extra.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup run test test-fast bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: the most complete thing that exists so far (grows into `dvc repro` issue by issue).
+run: setup
+	$(BIN)/seg model --config params.yaml
+	$(BIN)/seg model --config configs/unet2d.yaml
+
+# Everything: fast unit tests and slow integration tests (what CI runs).
+test: setup
+	$(BIN)/python -m pytest -q
+
+# The edit loop: unit tests only, under 5 minutes.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/models.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

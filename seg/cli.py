@@ -1,0 +1,55 @@
+"""The `seg` command. Subcommands parse arguments and call one library function; heavy libraries (torch,
+monai, lightning, mlflow) are imported inside the commands so `seg --help` starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from seg import __version__
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _cmd_model_summary(args: argparse.Namespace) -> int:
+    from seg.config import load_config
+    from seg.models.summary import summarize
+
+    cfg = load_config(args.config).model
+    print(summarize(cfg, args.size))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seg",
+        description="Attention U-Nets for 2D/3D medical image segmentation: preprocess, train, infer, analyze.",
+    )
+    parser.add_argument("--version", action="version", version=f"seg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("model", help="build the configured network and print its levels, gates and cost")
+    p.add_argument("--config", default="params.yaml", help="YAML config (default: params.yaml)")
+    p.add_argument("--size", type=int, nargs="+", default=None, help="input spatial size to cost (default: 64 per axis)")
+    p.set_defaults(func=_cmd_model_summary)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from seg.config import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"seg {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

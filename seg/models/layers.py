@@ -1,0 +1,83 @@
+"""Layer factories resolved once by `spatial_dims`, so every block has one code path for 2D and 3D."""
+
+from __future__ import annotations
+
+import difflib
+
+from torch import nn
+
+SpatialDims = int  # 2 or 3
+
+_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_POOL_AVG = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+_POOL_MAX = {2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}
+_DROPOUT = {2: nn.Dropout2d, 3: nn.Dropout3d}
+NORMS = ("instance", "batch", "none")
+ACTS = ("leakyrelu", "relu", "prelu", "gelu")
+
+
+def _check_dims(spatial_dims: int) -> None:
+    if spatial_dims not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got spatial_dims={spatial_dims}.")
+
+
+def suggest(value: str, choices: tuple[str, ...] | list[str]) -> str:
+    """A ' Did you mean ...?' hint for a misspelt option, or ''."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def conv(spatial_dims: int) -> type[nn.Module]:
+    _check_dims(spatial_dims)
+    return _CONV[spatial_dims]
+
+
+def conv_transpose(spatial_dims: int) -> type[nn.Module]:
+    _check_dims(spatial_dims)
+    return _CONV_T[spatial_dims]
+
+
+def global_avg_pool(spatial_dims: int) -> nn.Module:
+    _check_dims(spatial_dims)
+    return _POOL_AVG[spatial_dims](1)
+
+
+def global_max_pool(spatial_dims: int) -> nn.Module:
+    _check_dims(spatial_dims)
+    return _POOL_MAX[spatial_dims](1)
+
+
+def dropout(spatial_dims: int, p: float) -> nn.Module:
+    _check_dims(spatial_dims)
+    return _DROPOUT[spatial_dims](p) if p > 0 else nn.Identity()
+
+
+def norm(spatial_dims: int, name: str, channels: int) -> nn.Module:
+    """Instance norm (affine, as nnU-Net) suits small batches; batch norm suits large ones."""
+    _check_dims(spatial_dims)
+    if name == "instance":
+        return (nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
+    if name == "batch":
+        return (nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d)(channels)
+    if name == "none":
+        return nn.Identity()
+    raise ValueError(f"Unknown norm {name!r}; expected one of {NORMS}.{suggest(name, NORMS)}")
+
+
+def act(name: str) -> nn.Module:
+    if name == "leakyrelu":
+        return nn.LeakyReLU(0.01, inplace=True)
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "prelu":
+        return nn.PReLU()
+    if name == "gelu":
+        return nn.GELU()
+    raise ValueError(f"Unknown act {name!r}; expected one of {ACTS}.{suggest(name, ACTS)}")
+
+
+def interp_mode(spatial_dims: int) -> str:
+    """Mode for F.interpolate of coefficient maps: (bi|tri)linear by dimension."""
+    _check_dims(spatial_dims)
+    return "bilinear" if spatial_dims == 2 else "trilinear"

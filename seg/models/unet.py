@@ -1,0 +1,243 @@
+"""A dimension-generic U-Net with additive attention gates on its skips and optional channel/spatial attention
+modules on its stages (Oktay et al. 2018; Hu et al. 2018; Woo et al. 2018; Roy et al. 2018).
+
+The U is built explicitly: `encoder[i]` and `decoder[i]` are stage `i` (0 = finest), and `gates[i]` gates
+skip `i` with the decoder's features from level `i + 1`. Gate maps are named "level{i}".
+
+`net(x)` returns logits only and keeps no maps. `net.outputs(x, gates=True, deep_supervision=True)` returns a
+`UNetOutput` with the gate coefficient maps (by level name, at the skip's resolution) and deep-supervision
+logits; nothing extra is computed or kept unless asked for.
+
+Input size: every spatial size must be divisible by the product of the strides on that axis. By default
+(`pad_input=True`) the network zero-pads at the far end and crops outputs and maps back, so any size works; with
+`pad_input=False` a wrong size is an error that names the size, the multiple and the padded size to use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seg.models import layers
+from seg.models.attention import build_attention
+from seg.models.blocks import ConvBlock, ConvNormAct, UpSample
+from seg.models.gates import build_gate
+
+StageAttention = str | None | Sequence[str | None] | Mapping[int, str | None]
+
+
+@dataclass
+class UNetOutput:
+    logits: torch.Tensor  # (B, out_channels, *spatial)
+    gates: dict[str, torch.Tensor] = field(default_factory=dict)  # "level{i}" -> (B, 1, *skip_i spatial)
+    deep_supervision: list[torch.Tensor] = field(default_factory=list)  # level 1, 2, ...: coarser logits
+
+
+def _per_stage(spec: StageAttention, n: int, what: str) -> list[str | None]:
+    """Expand an attention placement: one name for all stages, a list of n names, or {stage: name}."""
+    if spec is None or isinstance(spec, str):
+        return [spec] * n
+    if isinstance(spec, Mapping):
+        bad = [k for k in spec if not 0 <= int(k) < n]
+        if bad:
+            raise ValueError(f"{what}: stage indices {bad} out of range; this network has stages 0..{n - 1}.")
+        return [spec.get(i, spec.get(str(i))) for i in range(n)]  # type: ignore[call-overload]
+    spec = list(spec)
+    if len(spec) == 0:
+        return [None] * n
+    if len(spec) != n:
+        raise ValueError(f"{what}: expected {n} entries (one per stage), got {len(spec)}: {spec}.")
+    return spec
+
+
+class AttentionUNet(nn.Module):
+    """Attention U-Net for `spatial_dims` 2 or 3; depth = len(channels), len(strides) = len(channels) - 1.
+
+    Args:
+        gate_levels: skip levels to gate ("all", None for a plain U-Net, or indices; 0 is the finest skip).
+        gate_mode: see `seg.models.gates.AttentionGate`.
+        gate_heads: gates per skip; > 1 builds a multi-head gate.
+        encoder_attention / decoder_attention: "se", "cbam", "scse" or None, for all stages, per stage (list),
+            or by stage index (mapping). Applied at the end of the stage.
+        deep_supervision: number of extra 1x1 heads on decoder levels 1..k (0 = none).
+        encoder_convs / decoder_convs: convolutions per stage; the finest level dominates the cost, so
+            `first_stage_convs` can thin it separately (None = same as the other stages).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        channels: Sequence[int],
+        strides: Sequence[int | Sequence[int]],
+        kernel_size: int = 3,
+        norm: str = "instance",
+        act: str = "leakyrelu",
+        dropout: float = 0.0,
+        residual: bool = False,
+        gate_levels: str | Sequence[int] | None = "all",
+        gate_mode: str = "concatenation",
+        gate_heads: int = 1,
+        sub_sample_factor: int | None = None,
+        encoder_attention: StageAttention = None,
+        decoder_attention: StageAttention = None,
+        attention_reduction: int = 4,
+        deep_supervision: int = 0,
+        encoder_convs: int = 2,
+        decoder_convs: int = 2,
+        first_stage_convs: int | None = None,
+        pad_input: bool = True,
+        decoder_merge: str = "1x1",
+    ):
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got spatial_dims={spatial_dims}.")
+        if len(channels) < 2:
+            raise ValueError(f"channels needs at least 2 entries (one per level), got channels={tuple(channels)}.")
+        if len(strides) != len(channels) - 1:
+            raise ValueError(
+                f"strides must have len(channels) - 1 = {len(channels) - 1} entries, got {len(strides)}: "
+                f"channels={tuple(channels)}, strides={tuple(strides)}."
+            )
+        n_skips = len(channels) - 1
+        if not 0 <= deep_supervision <= n_skips - 1:
+            raise ValueError(
+                f"deep_supervision must be in [0, {n_skips - 1}] for {len(channels)} levels, got {deep_supervision}."
+            )
+        self.spatial_dims = spatial_dims
+        self.strides = [tuple(s) if isinstance(s, Sequence) else (int(s),) * spatial_dims for s in strides]
+        self.pad_input = pad_input
+        if gate_levels == "all":
+            levels = list(range(n_skips))
+        elif gate_levels is None or gate_levels == "none":
+            levels = []
+        else:
+            levels = sorted({int(i) for i in gate_levels})  # type: ignore[union-attr]
+            bad = [i for i in levels if not 0 <= i < n_skips]
+            if bad:
+                raise ValueError(f"gate_levels {bad} out of range; this network has skip levels 0..{n_skips - 1}.")
+        self.gate_levels = levels
+
+        enc_att = _per_stage(encoder_attention, len(channels), "encoder_attention")
+        dec_att = _per_stage(decoder_attention, n_skips, "decoder_attention")
+        block = dict(kernel_size=kernel_size, norm=norm, act=act, dropout=dropout, residual=residual)
+        first = first_stage_convs or None
+
+        self.encoder = nn.ModuleList()
+        self.encoder_attention = nn.ModuleList()
+        for i, c in enumerate(channels):
+            n_convs = first if (i == 0 and first) else encoder_convs
+            c_in = in_channels if i == 0 else channels[i - 1]
+            stride = 1 if i == 0 else self.strides[i - 1]
+            self.encoder.append(ConvBlock(spatial_dims, c_in, c, stride=stride, num_convs=n_convs, **block))
+            self.encoder_attention.append(build_attention(enc_att[i], spatial_dims, c, attention_reduction))
+
+        self.upsample = nn.ModuleList()
+        self.gates = nn.ModuleDict()
+        self.decoder = nn.ModuleList()
+        self.decoder_attention = nn.ModuleList()
+        for i in range(n_skips):
+            c, c_coarse = channels[i], channels[i + 1]
+            n_convs = first if (i == 0 and first) else decoder_convs
+            self.upsample.append(UpSample(spatial_dims, c_coarse, c, self.strides[i]))
+            if i in levels:
+                self.gates[f"level{i}"] = build_gate(
+                    spatial_dims,
+                    c,
+                    c_coarse,
+                    heads=gate_heads,
+                    sub_sample_factor=sub_sample_factor or self.strides[i],
+                    mode=gate_mode,
+                    norm=norm,
+                )
+            self.decoder.append(self._decoder_block(spatial_dims, c, n_convs, decoder_merge, block))
+            self.decoder_attention.append(build_attention(dec_att[i], spatial_dims, c, attention_reduction))
+
+        conv = layers.conv(spatial_dims)
+        self.head = conv(channels[0], out_channels, 1)
+        self.deep_supervision_heads = nn.ModuleList(conv(channels[i], out_channels, 1) for i in range(1, deep_supervision + 1))
+
+    @staticmethod
+    def _decoder_block(spatial_dims: int, c: int, n_convs: int, merge: str, block: dict) -> nn.Module:
+        """Fuse [gated skip, up-sampled] (2c channels) into c: a 3x3 convolution over 2c channels, or a 1x1
+        projection to c first, which halves the cost of the finest levels, where most FLOPs are spent."""
+        if merge == "3x3":
+            return ConvBlock(spatial_dims, 2 * c, c, num_convs=n_convs, **block)
+        if merge == "1x1":
+            proj = ConvNormAct(spatial_dims, 2 * c, c, 1, norm=block["norm"], act=block["act"])
+            return nn.Sequential(proj, ConvBlock(spatial_dims, c, c, num_convs=n_convs, **block))
+        raise ValueError(f"decoder_merge must be '1x1' or '3x3', got {merge!r}.")
+
+    @property
+    def gate_names(self) -> list[str]:
+        return list(self.gates.keys())
+
+    @property
+    def size_multiple(self) -> tuple[int, ...]:
+        """Every input size must be a multiple of this, per axis (product of the strides)."""
+        return tuple(math.prod(s[a] for s in self.strides) for a in range(self.spatial_dims))
+
+    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        size = tuple(x.shape[2:])
+        if len(size) != self.spatial_dims:
+            raise ValueError(
+                f"Expected input (B, C, {', '.join('S' * self.spatial_dims)}) for spatial_dims={self.spatial_dims}, "
+                f"got shape {tuple(x.shape)}."
+            )
+        mult = self.size_multiple
+        padded = tuple(math.ceil(s / m) * m for s, m in zip(size, mult))
+        if padded == size:
+            return x, size
+        if not self.pad_input:
+            raise ValueError(
+                f"Input spatial size {size} is not divisible by {mult} (the product of strides per axis). "
+                f"Pad the input to {padded}, or build the model with pad_input=True."
+            )
+        pad: list[int] = []
+        for s, p in zip(reversed(size), reversed(padded)):  # F.pad wants the last axis first
+            pad += [0, p - s]
+        return F.pad(x, pad), size
+
+    @staticmethod
+    def _crop(t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+        return t[(slice(None), slice(None), *(slice(0, s) for s in size))]
+
+    def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:
+        """Logits plus, on request, gate maps by level and deep-supervision logits (cropped like the input)."""
+        x, size = self._pad(x)
+        skips = []
+        for stage, att in zip(self.encoder, self.encoder_attention):
+            x = att(stage(x))
+            skips.append(x)
+        out = UNetOutput(logits=x)
+        y = skips[-1]  # (B, channels[-1], *coarsest)
+        n_ds = len(self.deep_supervision_heads)
+        for i in reversed(range(len(self.decoder))):
+            skip = skips[i]
+            name = f"level{i}"
+            if name in self.gates:
+                skip, alpha = self.gates[name](skip, y)  # gating signal: the coarser decoder level
+                if gates:
+                    out.gates[name] = alpha
+            y = self.decoder_attention[i](self.decoder[i](torch.cat([skip, self.upsample[i](y)], dim=1)))
+            if deep_supervision and 1 <= i <= n_ds:
+                out.deep_supervision.insert(0, self.deep_supervision_heads[i - 1](y))
+        out.logits = self._crop(self.head(y), size)
+        for name, alpha in out.gates.items():
+            level = int(name.removeprefix("level"))
+            factor = [math.prod(s[a] for s in self.strides[:level]) for a in range(self.spatial_dims)]
+            out.gates[name] = self._crop(alpha, [math.ceil(s / f) for s, f in zip(size, factor)])
+        for k, ds in enumerate(out.deep_supervision, start=1):
+            factor = [math.prod(s[a] for s in self.strides[:k]) for a in range(self.spatial_dims)]
+            out.deep_supervision[k - 1] = self._crop(ds, [math.ceil(s / f) for s, f in zip(size, factor)])
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, out_channels, *spatial); no maps are kept."""
+        return self.outputs(x, gates=False, deep_supervision=False).logits
