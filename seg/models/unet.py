@@ -91,7 +91,7 @@ class AttentionUNet(nn.Module):
         deep_supervision: int = 0,
         encoder_convs: int = 2,
         decoder_convs: int = 2,
-        first_stage_convs: int | None = None,
+        first_stage_convs: int | None = 1,
         pad_input: bool = True,
         decoder_merge: str = "1x1",
     ):
