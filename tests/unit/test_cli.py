@@ -1,0 +1,38 @@
+"""The `seg` command runs as users run it: a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from seg import __version__
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seg.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_version_and_help_start_without_heavy_imports():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from seg.cli import main\ntry: main(['--version'])\nexcept SystemExit: pass\n"
+         "print(sorted(m for m in ('torch', 'monai', 'lightning', 'mlflow') if m in sys.modules))"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert f"seg {__version__}" in out.stdout and "[]" in out.stdout
+    assert "preprocess" in run("--help").stdout or run("--help").returncode == 0
+
+
+def test_model_summary(tmp_path):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("model:\n  spatial_dims: 2\n  channels: [8, 16]\n  strides: [2]\n  deep_supervision: 0\n")
+    res = run("model", "--config", str(cfg), "--size", "32", "32")
+    assert res.returncode == 0, res.stderr
+    assert "gate level0: coefficients (1, 1, 32, 32)" in res.stdout
+
+
+def test_config_error_is_one_line_with_exit_2(tmp_path):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("model:\n  kernal_size: 3\n")
+    res = run("model", "--config", str(cfg))
+    assert res.returncode == 2
+    assert "Did you mean 'model.kernel_size'?" in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -1,0 +1,159 @@
+"""AttentionUNet in 2D and 3D: shapes, finiteness, gradients, gate maps, deep supervision, sizes, parameters."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seg.config import ModelConfig
+from seg.models import AttentionUNet, UNetOutput, build_model
+
+TINY = dict(in_channels=2, out_channels=3, channels=(4, 8, 16), strides=(2, 2))
+
+
+def tiny(spatial_dims: int, **kwargs) -> AttentionUNet:
+    torch.manual_seed(0)
+    return AttentionUNet(spatial_dims, **{**TINY, **kwargs})
+
+
+def size(spatial_dims: int) -> tuple[int, ...]:
+    return (16, 12, 8)[:spatial_dims] if spatial_dims == 3 else (16, 12)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_eval_forward_returns_logits_tensor(spatial_dims):
+    net = tiny(spatial_dims).eval()
+    x = torch.randn(2, 2, *size(spatial_dims))
+    with torch.no_grad():
+        y = net(x)
+    assert isinstance(y, torch.Tensor)
+    assert y.shape == (2, 3, *size(spatial_dims))
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_gradients_reach_first_convolution(spatial_dims):
+    net = tiny(spatial_dims, deep_supervision=1).train()
+    out = net.outputs(torch.randn(2, 2, *size(spatial_dims)), deep_supervision=True)
+    (out.logits.mean() + out.deep_supervision[0].mean()).backward()
+    first = net.encoder[0].convs[0][0].weight
+    assert first.grad is not None and first.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("mode", ["concatenation", "concatenation_softmax", "concatenation_residual"])
+@pytest.mark.parametrize("heads", [1, 2])
+def test_gate_maps_in_unit_interval_at_skip_resolution(spatial_dims, mode, heads):
+    net = tiny(spatial_dims, gate_mode=mode, gate_heads=heads).eval()
+    s = size(spatial_dims)
+    out = net.outputs(torch.randn(1, 2, *s), gates=True, deep_supervision=False)
+    assert set(out.gates) == {"level0", "level1"} == set(net.gate_names)
+    assert out.gates["level0"].shape == (1, 1, *s)
+    assert out.gates["level1"].shape == (1, 1, *(d // 2 for d in s))
+    for alpha in out.gates.values():
+        assert alpha.min() >= 0 and alpha.max() <= 1
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_maps_not_kept_unless_requested(spatial_dims):
+    net = tiny(spatial_dims, deep_supervision=1).eval()
+    out = net.outputs(torch.randn(1, 2, *size(spatial_dims)), gates=False, deep_supervision=False)
+    assert isinstance(out, UNetOutput) and out.gates == {} and out.deep_supervision == []
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_deep_supervision_shapes(spatial_dims):
+    net = AttentionUNet(spatial_dims, 1, 2, channels=(4, 8, 16, 32), strides=(2, 2, 2), deep_supervision=2)
+    s = (32, 24, 16)[:spatial_dims]
+    out = net.outputs(torch.randn(2, 1, *s))
+    assert [tuple(d.shape) for d in out.deep_supervision] == [
+        (2, 2, *(d // 2 for d in s)),
+        (2, 2, *(d // 4 for d in s)),
+    ]
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_odd_sizes_are_padded_and_cropped_back(spatial_dims):
+    net = tiny(spatial_dims, deep_supervision=1).eval()
+    s = (13, 9, 7)[:spatial_dims]
+    out = net.outputs(torch.randn(1, 2, *s))
+    assert out.logits.shape == (1, 3, *s)
+    assert out.gates["level0"].shape == (1, 1, *s)
+    assert out.gates["level1"].shape == (1, 1, *(-(-d // 2) for d in s))
+    assert out.deep_supervision[0].shape == (1, 3, *(-(-d // 2) for d in s))
+
+
+def test_unpadded_wrong_size_error_names_size_multiple_and_fix():
+    net = tiny(3, pad_input=False)
+    with pytest.raises(ValueError, match=r"\(13, 9, 7\) is not divisible by \(4, 4, 4\).*Pad the input to \(16, 12, 8\)"):
+        net(torch.randn(1, 2, 13, 9, 7))
+
+
+def test_wrong_rank_input_error():
+    with pytest.raises(ValueError, match=r"spatial_dims=3, got shape \(1, 2, 16, 16\)"):
+        tiny(3)(torch.randn(1, 2, 16, 16))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_plain_unet_has_no_gates(spatial_dims):
+    net = tiny(spatial_dims, gate_levels=None)
+    assert net.gate_names == []
+    assert net.outputs(torch.randn(1, 2, *size(spatial_dims))).gates == {}
+
+
+def test_gates_only_on_chosen_levels():
+    net = tiny(3, gate_levels=(1,))
+    assert net.gate_names == ["level1"]
+    with pytest.raises(ValueError, match=r"gate_levels \[5\] out of range.*0..1"):
+        tiny(3, gate_levels=(5,))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("module", ["se", "cbam", "scse"])
+def test_attention_modules_on_chosen_stages(spatial_dims, module):
+    net = tiny(spatial_dims, encoder_attention=[None, module, module], decoder_attention={0: module})
+    assert type(net.encoder_attention[0]).__name__ == "Identity"
+    assert type(net.encoder_attention[1]).__name__ != "Identity"
+    assert type(net.decoder_attention[1]).__name__ == "Identity"
+    y = net(torch.randn(1, 2, *size(spatial_dims)))
+    assert torch.isfinite(y).all()
+
+
+def test_attention_placement_length_error():
+    with pytest.raises(ValueError, match=r"encoder_attention: expected 3 entries \(one per stage\), got 2"):
+        tiny(3, encoder_attention=["se", "se"])
+
+
+def test_residual_blocks_and_both_merges():
+    for merge in ("1x1", "3x3"):
+        net = tiny(3, residual=True, decoder_merge=merge, first_stage_convs=None)
+        assert net(torch.randn(1, 2, 8, 8, 8)).shape == (1, 3, 8, 8, 8)
+
+
+# Pinned parameter counts: a change here is a change of architecture, and must be deliberate.
+PINNED = {
+    "default_3d": (ModelConfig(), 1_286_012),
+    "default_2d": (ModelConfig(spatial_dims=2), 462_428),
+    "plain_3d": (ModelConfig(gate_levels=None), 1_253_417),
+    "multihead_cbam_3d": (
+        ModelConfig(gate_heads=2, gate_mode="concatenation_softmax", encoder_attention=(None, "cbam", "cbam", "cbam")),
+        1_342_676,
+    ),
+    "scse_2d_deep": (
+        ModelConfig(spatial_dims=2, out_channels=2, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2),
+                    decoder_attention="scse"),
+        1_884_938,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_pinned_parameter_count(name):
+    cfg, expected = PINNED[name]
+    assert sum(p.numel() for p in build_model(cfg).parameters()) == expected
+
+
+def test_build_model_passes_every_config_field():
+    net = build_model(ModelConfig(spatial_dims=2, channels=(8, 16), strides=(2,), deep_supervision=0, gate_levels=None))
+    assert net.spatial_dims == 2 and net.gate_names == []
