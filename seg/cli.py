@@ -21,6 +21,25 @@ def _cmd_model_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from seg.config import load_config
+    from seg.train.run import train
+
+    overrides = dict(kv.split("=", 1) for kv in args.set or [])
+    cfg = load_config(args.config, overrides={k: _yaml_value(v) for k, v in overrides.items()})
+    result = train(cfg, resume=args.resume)
+    if result.metrics:
+        print(f"model: {result.model_dir}  mlflow run: {result.run_id}")
+        print("metrics: " + ", ".join(f"{k}={v}" for k, v in result.metrics.items()))
+    return 0
+
+
+def _yaml_value(text: str):
+    import yaml
+
+    return yaml.safe_load(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seg",
@@ -33,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="params.yaml", help="YAML config (default: params.yaml)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input spatial size to cost (default: 64 per axis)")
     p.set_defaults(func=_cmd_model_summary)
+
+    p = sub.add_parser("train", help="train on the preprocessed cache, tracked in MLflow; writes the model folder")
+    p.add_argument("--config", default="params.yaml", help="YAML config (default: params.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue the last checkpoint, in the same MLflow run")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key, e.g. train.max_epochs=5")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -72,6 +72,150 @@ class ModelConfig:
             )
 
 
+# ----------------------------------------------------------------------------------------------- data
+
+DATA_LAYOUTS = ("auto", "msd", "2d")
+NORMALIZATIONS = ("auto", "zscore", "ct", "none")
+COLOR_MODES = ("grey", "first", "rgb")
+
+
+def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        close = difflib.get_close_matches(str(value), valid, n=1, cutoff=0.4)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {value!r}.{hint}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The dataset and its preprocessing (see seg/data/__init__.py for the cache it writes)."""
+
+    root: str | None = None  # None: generate and use the embedded synthetic dataset (no download needed)
+    layout: str = "auto"  # auto / msd (dataset.json or imagesTr+labelsTr) / 2d (images/ + masks/)
+    spatial_dims: int | None = None  # None: from dataset.json tensorImageSize or the files themselves
+    target_spacing: tuple[float, ...] | None = None  # None: dataset median; coarser is faster but loses detail
+    normalization: str = "auto"  # auto: CT -> ct, else zscore (per case); "none" keeps raw intensities
+    ct_percentiles: tuple[float, float] = (0.5, 99.5)  # clip range (foreground percentiles) for ct normalisation
+    crop_nonzero: bool = True  # crop to the non-zero region: less memory and compute; restore pads it back
+    image_order: int = 3  # spline order for image resampling: 3 is sharper, 1 is faster and never overshoots
+    color: str = "grey"  # RGB(A) 2D images: grey (luma), first (channel 0), or rgb (3 input channels)
+    allow_empty_labels: bool = False  # True keeps cases without foreground (negatives) instead of skipping them
+    cache_dir: str = "data/preprocessed"
+    folds: int = 5  # k of the k-fold split; more folds train on more data per fold but cost more runs
+    fold: int = 0  # which split of splits.json training uses
+    seed: int = 0  # shuffles the k-fold split; the same seed and cases give the same splits
+    num_workers: int = 2  # processes over cases; 0 runs in this process (debugging, tiny data)
+    strict: bool = False  # True: any invalid case fails the stage instead of being skipped and reported
+    synthetic_dir: str = "data/synthetic"  # where the embedded dataset is generated when root is None
+    synthetic_cases: int = 24  # more cases train better models; 24 keeps generation and epochs short
+
+    def __post_init__(self) -> None:
+        _one_of("data.layout", self.layout, DATA_LAYOUTS)
+        _one_of("data.normalization", self.normalization, NORMALIZATIONS)
+        _one_of("data.color", self.color, COLOR_MODES)
+        if self.spatial_dims not in (None, 2, 3):
+            raise ConfigError(f"data.spatial_dims must be 2, 3 or null (auto), got {self.spatial_dims}.")
+        if self.target_spacing is not None:
+            if any(s <= 0 for s in self.target_spacing):
+                raise ConfigError(f"data.target_spacing must be positive, got {list(self.target_spacing)}.")
+            if self.spatial_dims is not None and len(self.target_spacing) != self.spatial_dims:
+                raise ConfigError(
+                    f"data.target_spacing has {len(self.target_spacing)} entries but data.spatial_dims is "
+                    f"{self.spatial_dims}. Give one spacing per spatial axis."
+                )
+        lo, hi = self.ct_percentiles
+        if not 0 <= lo < hi <= 100:
+            raise ConfigError(f"data.ct_percentiles must satisfy 0 <= low < high <= 100, got {[lo, hi]}.")
+        if not 0 <= self.image_order <= 5:
+            raise ConfigError(f"data.image_order must be a spline order in [0, 5], got {self.image_order}.")
+        if self.folds < 2:
+            raise ConfigError(f"data.folds must be >= 2 for a k-fold split, got {self.folds}.")
+        if not 0 <= self.fold < self.folds:
+            raise ConfigError(f"data.fold must be in [0, {self.folds - 1}] for {self.folds} folds, got {self.fold}.")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers must be >= 0 (0: no subprocesses), got {self.num_workers}.")
+        if self.synthetic_cases < self.folds:
+            raise ConfigError(
+                f"data.synthetic_cases ({self.synthetic_cases}) must be >= data.folds ({self.folds}) so every "
+                f"fold has a validation case. Raise synthetic_cases or lower folds."
+            )
+
+
+# ---------------------------------------------------------------------------------------------- train
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("poly", "cosine", "constant")
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """MONAI augmentations applied to training patches; each probability is per patch."""
+
+    flip_prob: float = 0.5  # per axis
+    rot90_prob: float = 0.5  # only in planes where the patch is square, so shapes never change
+    affine_prob: float = 0.2  # rotation + scaling: robust to pose and size, but the slowest transform on CPU
+    rotate_degrees: float = 15.0
+    scale_range: tuple[float, float] = (0.85, 1.25)
+    intensity_prob: float = 0.15  # scale and shift of intensities
+    gamma_prob: float = 0.15
+    gamma_range: tuple[float, float] = (0.7, 1.5)
+    noise_prob: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, sampling, hardware and tracking of one training run."""
+
+    patch_size: tuple[int, ...] | None = None  # None: the dataset's median shape rounded up to the net's multiple
+    batch_size: int = 2
+    foreground_fraction: float = 0.33  # share of patches centred on foreground (nnU-Net's oversampling)
+    max_epochs: int = 100
+    max_time_minutes: float | None = None  # wall-clock budget; training stops at whichever comes first
+    steps_per_epoch: int = 50  # an epoch is a fixed number of patch batches, independent of dataset size
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 3e-5
+    momentum: float = 0.99  # SGD only (Nesterov)
+    schedule: str = "poly"  # poly (nnU-Net) or cosine decay over max_epochs (or the time budget)
+    warmup_epochs: int = 0
+    grad_clip: float = 12.0  # global norm; 0 disables
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    seed: int = 0
+    num_threads: int = 2  # torch intra-op threads per process
+    num_workers: int = 0  # data-loader processes; on 2 cores they compete with compute
+    precision: str = "bf16-mixed"  # bf16-mixed is much faster on CPUs with AMX/AVX512-BF16; "32" is exact
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"  # "ddp" for several processes (gloo on CPU, nccl on GPU)
+    val_every: int = 1  # epochs between validations
+    val_overlap: float = 0.5  # sliding-window overlap at validation
+    slice_axis: int = 2  # 2D models on 3D volumes train on slices along this spatial axis
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    output_dir: str = "outputs/train"  # checkpoints and the run state (kept for --resume)
+    model_dir: str = "models/latest"  # the trained model folder that `seg infer --model` takes
+    metrics_dir: str = "metrics"
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db
+    experiment: str = "seg"
+    run_name: str | None = None
+    gate_images: bool = True  # log gate-map images for a fixed validation case every validation
+
+    def __post_init__(self) -> None:
+        _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("train.schedule", self.schedule, SCHEDULES)
+        _one_of("train.precision", self.precision, PRECISIONS)
+        if not 0.0 <= self.foreground_fraction <= 1.0:
+            raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {self.foreground_fraction}.")
+        for name in ("batch_size", "max_epochs", "steps_per_epoch", "num_threads", "devices", "val_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.patch_size is not None and any(p < 1 for p in self.patch_size):
+            raise ConfigError(f"train.patch_size must be positive, got {list(self.patch_size)}.")
+        if not 0.0 <= self.val_overlap < 1.0:
+            raise ConfigError(f"train.val_overlap must be in [0, 1), got {self.val_overlap}.")
+
+
 # ------------------------------------------------------------------------------------------- loading
 
 
@@ -80,6 +224,8 @@ class Config:
     """All sections; each stage reads only the one it needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _is_dataclass_type(tp: Any) -> bool:

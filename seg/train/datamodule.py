@@ -1,0 +1,113 @@
+"""LightningDataModule over the preprocessed cache: random patches for training, whole volumes for validation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from seg.config import DataConfig, TrainConfig
+from seg.train.augment import build_augmentation
+from seg.train.cache import Case, load_case, load_fingerprint, load_split
+from seg.train.sampling import sample_patch
+
+
+def default_patch_size(fingerprint: dict, spatial_dims: int, multiple: Sequence[int], cap: int = 160) -> tuple[int, ...]:
+    """The dataset's median (preprocessed) shape, capped, rounded up to the network's size multiple."""
+    median = fingerprint.get("median_shape_after_preprocessing") or fingerprint.get("median_shape")
+    if median is None:
+        raise KeyError("fingerprint.json has no median shape; rerun `seg preprocess` or set train.patch_size.")
+    median = list(median)[-spatial_dims:]
+    return tuple(int(math.ceil(min(m, cap) / k) * k) for m, k in zip(median, multiple))
+
+
+class PatchDataset(Dataset):
+    """`length` random patches per epoch (index-independent), reproducible per seed, epoch and worker."""
+
+    def __init__(self, cases: list[Case], patch: Sequence[int], length: int, cfg: TrainConfig, slice_axis: int | None):
+        self.cases, self.patch, self.length, self.cfg, self.slice_axis = cases, tuple(patch), length, cfg, slice_axis
+        self.augment = build_augmentation(cfg.augment, patch)
+        self.epoch = 0
+        self._rng: np.random.Generator | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _generator(self) -> np.random.Generator:
+        if self._rng is None:
+            worker = get_worker_info()
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            self._rng = np.random.default_rng([self.cfg.seed, self.epoch, rank, worker.id if worker else 0])
+            self.augment.set_random_state(seed=int(self._rng.integers(2**31)))
+        return self._rng
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self._generator()
+        case = self.cases[int(rng.integers(len(self.cases)))]
+        image, label = sample_patch(case, self.patch, rng, self.cfg.foreground_fraction, self.slice_axis)
+        out = self.augment({"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.float32))})
+        return {"image": torch.as_tensor(out["image"]).float(), "label": torch.as_tensor(out["label"]).round().long()}
+
+
+class VolumeDataset(Dataset):
+    def __init__(self, cases: list[Case]):
+        self.cases = cases
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int) -> dict:
+        c = self.cases[index]
+        return {"image": torch.from_numpy(c.image), "label": torch.from_numpy(c.label.astype(np.int64)), "case_id": c.case_id}
+
+
+class SegDataModule(L.LightningDataModule):
+    def __init__(self, data: DataConfig, train: TrainConfig, spatial_dims: int, size_multiple: Sequence[int]):
+        super().__init__()
+        self.data_cfg, self.cfg = data, train
+        self.cache_dir = data.cache_dir
+        self.fingerprint = load_fingerprint(self.cache_dir)
+        data_dims = int(self.fingerprint.get("spatial_dims", spatial_dims))
+        if spatial_dims not in (data_dims, data_dims - 1):
+            raise ValueError(
+                f"model.spatial_dims={spatial_dims} does not fit {data_dims}D data in {self.cache_dir}. "
+                f"Use spatial_dims={data_dims} (or {data_dims - 1} to train on slices)."
+            )
+        self.slice_axis = train.slice_axis if spatial_dims == data_dims - 1 else None
+        self.patch_size = tuple(train.patch_size or default_patch_size(self.fingerprint, spatial_dims, size_multiple))
+        if len(self.patch_size) != spatial_dims:
+            raise ValueError(f"train.patch_size {list(self.patch_size)} needs {spatial_dims} entries for a {spatial_dims}D model.")
+        self.train_ids, self.val_ids = load_split(self.cache_dir, data.fold)
+        self.train_cases: list[Case] = []
+        self.val_cases: list[Case] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.train_cases:
+            self.train_cases = [load_case(self.cache_dir, i, seed=self.cfg.seed) for i in self.train_ids]
+            self.val_cases = [load_case(self.cache_dir, i, seed=self.cfg.seed) for i in self.val_ids]
+        self.train_set = PatchDataset(
+            self.train_cases, self.patch_size, self.cfg.steps_per_epoch * self.cfg.batch_size, self.cfg, self.slice_axis
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self.train_set.epoch = self.trainer.current_epoch if self.trainer else 0
+        self.train_set._rng = None  # new patches every epoch, reproducible from (seed, epoch)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.cfg.batch_size,
+            num_workers=self.cfg.num_workers,
+            persistent_workers=False,
+            drop_last=True,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(VolumeDataset(self.val_cases), batch_size=1, num_workers=0, collate_fn=_one)
+
+
+def _one(items: list[dict]) -> dict:
+    item = items[0]
+    return {"image": item["image"][None], "label": item["label"][None], "case_id": item["case_id"]}

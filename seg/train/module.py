@@ -1,0 +1,98 @@
+"""The LightningModule: it receives the network from outside, so the network never depends on Lightning."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch import nn
+
+from seg.config import TrainConfig
+from seg.models.predict import sliding_window_logits
+from seg.train.loss import DeepSupervisionLoss
+
+
+def per_class_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Foreground Dice per class (MONAI's compute_dice; 1 when both prediction and truth are empty)."""
+    from monai.metrics import compute_dice
+
+    onehot = lambda t: torch.zeros((1, num_classes, *t.shape[2:]), device=t.device).scatter_(1, t.long(), 1.0)  # noqa: E731
+    return compute_dice(onehot(pred), onehot(label), include_background=False, ignore_empty=False)[0]
+
+
+class SegmentationModule(L.LightningModule):
+    def __init__(self, net: nn.Module, cfg: TrainConfig, class_names: Sequence[str], patch_size: Sequence[int],
+                 slice_axis: int | None = None):
+        super().__init__()
+        self.net, self.cfg = net, cfg
+        self.class_names = list(class_names)
+        self.patch_size = tuple(patch_size)
+        self.slice_axis = slice_axis
+        self.loss = DeepSupervisionLoss(cfg.dice_weight, cfg.ce_weight)
+        self.val_dice: list[torch.Tensor] = []
+        self.val_callbacks: list = []  # called with (module, case batch, prediction) on the first val case
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        out = self.net.outputs(batch["image"], gates=False, deep_supervision=True)
+        loss = self.loss(out.logits, out.deep_supervision, batch["label"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch["image"].shape[0],
+                 sync_dist=True)
+        return loss
+
+    def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
+        return sliding_window_logits(
+            self.net, image, self.patch_size, overlap=self.cfg.val_overlap, sw_batch_size=self.cfg.batch_size,
+            slice_axis=self.slice_axis if self.slice_axis is not None else 2,
+        )
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self.predict_logits(batch["image"])
+        pred = logits.argmax(dim=1, keepdim=True)
+        dice = per_class_dice(pred, batch["label"], len(self.class_names))
+        self.val_dice.append(dice.detach().cpu())
+        for name, d in zip(self.class_names[1:], dice):
+            self.log(f"val/dice_{name}", d, on_epoch=True, batch_size=1, sync_dist=True)
+        self.log("val/dice_mean", dice.mean(), on_epoch=True, prog_bar=True, batch_size=1, sync_dist=True)
+        if batch_idx == 0:
+            for callback in self.val_callbacks:
+                callback(self, batch)
+
+    def configure_optimizers(self):
+        c = self.cfg
+        if c.optimizer == "sgd":
+            opt = torch.optim.SGD(self.net.parameters(), lr=c.lr, momentum=c.momentum, nesterov=True,
+                                  weight_decay=c.weight_decay)
+        else:
+            opt = torch.optim.AdamW(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        total_steps = max(c.max_epochs * c.steps_per_epoch, 1)
+        warmup = c.warmup_epochs * c.steps_per_epoch
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            t = min(self.progress(step, total_steps), 1.0)
+            if c.schedule == "poly":
+                return (1 - t) ** 0.9
+            if c.schedule == "cosine":
+                return 0.5 * (1 + math.cos(math.pi * t))
+            return 1.0
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def progress(self, step: int, total_steps: int) -> float:
+        """Share of the run done: by steps, or by the wall-clock budget when that comes first, so the schedule
+        decays fully within `max_time_minutes` (the Timer callback keeps elapsed time across resumes)."""
+        done = step / total_steps
+        if self.cfg.max_time_minutes and self._trainer is not None:
+            from lightning.pytorch.callbacks import Timer
+
+            timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+            if timer is not None:
+                done = max(done, timer.time_elapsed("train") / (60 * self.cfg.max_time_minutes))
+        return done

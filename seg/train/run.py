@@ -1,0 +1,181 @@
+"""`train`: fit an Attention U-Net on the preprocessed cache with Lightning, tracked in MLflow, and write the
+model folder that `seg infer --model` takes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seg.config import Config, ModelConfig, flatten, to_dict
+from seg.train.cache import load_fingerprint
+from seg.train.history import HistoryCallback
+from seg.train.tracking import artifact_location, log_pytorch_model, run_tags, tracking_uri
+
+STATE_FILE = "run.json"
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    run_id: str
+    metrics: dict
+    best_checkpoint: Path | None
+
+
+def class_names(fingerprint: dict, out_channels: int) -> list[str]:
+    labels = fingerprint.get("class_names") or fingerprint.get("labels") or {}
+    if isinstance(labels, dict):
+        labels = [labels[k] for k in sorted(labels, key=lambda k: int(k))]
+    return [str(x) for x in labels] if len(labels) == out_channels else ["background", *map(str, range(1, out_channels))]
+
+
+def check_model_fits_data(model: ModelConfig, fingerprint: dict, cache_dir: str) -> None:
+    channels = fingerprint.get("num_channels")
+    if channels is not None and int(channels) != model.in_channels:
+        raise ValueError(
+            f"model.in_channels={model.in_channels} but {cache_dir}/fingerprint.json has {channels} image channel(s). "
+            f"Set model.in_channels: {channels}."
+        )
+    labels = fingerprint.get("class_names") or fingerprint.get("labels")
+    if labels is not None and len(labels) != model.out_channels:
+        raise ValueError(
+            f"model.out_channels={model.out_channels} but {cache_dir}/fingerprint.json has {len(labels)} classes "
+            f"(with background). Set model.out_channels: {len(labels)}."
+        )
+
+
+def _save_model_folder(net, cfg: Config, fingerprint: dict, meta: dict, model_dir: Path) -> None:
+    """weights.pt (state dict, loadable with weights_only=True), config.yaml, fingerprint.json, model.json;
+    written to a temporary folder first so a killed run never leaves a half-written model."""
+    import yaml
+
+    tmp = model_dir.with_name(model_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp / "weights.pt")
+    (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    (tmp / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
+    (tmp / "model.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(model_dir, ignore_errors=True)
+    tmp.rename(model_dir)
+
+
+def _gate_image_logger(logger, slice_axis: int | None, max_size):
+    from seg.train.gate_images import gate_images
+
+    def log(module, batch) -> None:
+        if module.global_rank != 0 or module.trainer.sanity_checking:
+            return
+        image, label = batch["image"], batch["label"]
+        if slice_axis is not None:  # 2D network on a 3D case: the slice through the structure
+            fg = np.argwhere(label[0, 0].cpu().numpy() > 0)
+            idx = int(fg[:, slice_axis].mean()) if len(fg) else label.shape[2 + slice_axis] // 2
+            image, label = image.select(2 + slice_axis, idx), label.select(2 + slice_axis, idx)
+        pictures = gate_images(module.net, image.to(module.device), label, max_size, f"{batch['case_id']} epoch {module.current_epoch}")
+        for name, rgb in pictures.items():
+            logger.experiment.log_image(logger.run_id, rgb, key=f"gate_{name}", step=module.current_epoch)
+
+    return log
+
+
+def train(cfg: Config, resume: bool = False) -> TrainResult:
+    """Train with `cfg` (sections data, model, train); `resume` continues the last checkpoint's MLflow run."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from seg.models import build_model
+    from seg.train.datamodule import SegDataModule
+    from seg.train.module import SegmentationModule
+
+    tc = cfg.train
+    torch.set_num_threads(tc.num_threads)
+    L.seed_everything(tc.seed, workers=True, verbose=False)
+    fingerprint = load_fingerprint(cfg.data.cache_dir)
+    check_model_fits_data(cfg.model, fingerprint, cfg.data.cache_dir)
+    names = class_names(fingerprint, cfg.model.out_channels)
+    net = build_model(cfg.model)
+    dm = SegDataModule(cfg.data, tc, cfg.model.spatial_dims, net.size_multiple)
+    module = SegmentationModule(net, tc, names, dm.patch_size, dm.slice_axis)
+
+    out_dir = Path(tc.output_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    state_path = out_dir / STATE_FILE
+    uri = tracking_uri(tc.tracking_uri)
+    run_id, ckpt_path = None, None
+    if resume:
+        last = ckpt_dir / "last.ckpt"
+        if not last.is_file() or not state_path.is_file():
+            raise FileNotFoundError(f"{last}: no checkpoint to resume from. Run `seg train` without --resume first.")
+        state = json.loads(state_path.read_text())
+        run_id, uri, ckpt_path = state["run_id"], state["tracking_uri"], str(last)
+    elif int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # our own previous run's checkpoints, not user data
+
+    logger = MLFlowLogger(
+        experiment_name=tc.experiment, tracking_uri=uri, run_id=run_id, run_name=tc.run_name,
+        artifact_location=artifact_location(uri),
+        tags=None if resume else run_tags(fingerprint), log_model=False,
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor="val/dice_mean", mode="max", save_last=True, save_top_k=1,
+        every_n_epochs=1,
+    )
+    history = HistoryCallback(Path(tc.metrics_dir), names[1:])
+    callbacks = [checkpoint, history]
+    if tc.gate_images and net.gate_names:
+        max_size = tuple(2 * p for p in dm.patch_size)
+        module.val_callbacks.append(_gate_image_logger(logger, dm.slice_axis, max_size))
+    trainer = L.Trainer(
+        max_epochs=tc.max_epochs,
+        max_time=timedelta(minutes=tc.max_time_minutes) if tc.max_time_minutes else None,
+        accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy, precision=tc.precision,
+        logger=logger, callbacks=callbacks, gradient_clip_val=tc.grad_clip or None,
+        check_val_every_n_epoch=tc.val_every, num_sanity_val_steps=0, log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
+        enable_progress_bar=bool(int(os.environ.get("SEG_PROGRESS", "1"))), enable_model_summary=False,
+        default_root_dir=str(out_dir), use_distributed_sampler=True,
+    )
+    if trainer.global_rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": uri}))
+        if not resume:
+            logger.log_hyperparams(flatten(cfg))
+    start = time.time()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    elapsed = time.time() - start
+
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    if trainer.global_rank != 0:
+        return TrainResult(Path(tc.model_dir), logger.run_id, {}, best)
+    if best is not None and best.is_file():
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    metrics = history.summary(elapsed, tc.batch_size * tc.steps_per_epoch * tc.devices)
+    meta = {
+        "seg_version": __import__("seg").__version__,
+        "mlflow_run_id": logger.run_id,
+        "tracking_uri": uri,
+        "class_names": names,
+        "patch_size": list(dm.patch_size),
+        "slice_axis": dm.slice_axis,
+        "metrics": metrics,
+    }
+    model_dir = Path(tc.model_dir)
+    _save_model_folder(net, cfg, fingerprint, meta, model_dir)
+    history.write_summary(metrics)
+    client = logger.experiment
+    client.log_metric(logger.run_id, "best/val_dice_mean", metrics.get("best_val_dice_mean", float("nan")))
+    if best is not None and best.is_file():
+        client.log_artifact(logger.run_id, str(best), "checkpoints")
+    for png in Path(tc.metrics_dir).glob("*.png"):
+        client.log_artifact(logger.run_id, str(png), "plots")
+    log_pytorch_model(net, cfg.model.in_channels, cfg.model.spatial_dims, logger.run_id, uri, model_dir)
+    return TrainResult(model_dir, logger.run_id, metrics, best)

@@ -1,0 +1,98 @@
+"""MLflow: where runs go, what identifies them (git commit, data fingerprint, DVC stage), and the logged model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The git work tree containing `start` (default: the current directory), else the current directory."""
+    start = (start or Path.cwd()).resolve()
+    try:
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True, timeout=10)
+        if out.returncode == 0:
+            return Path(out.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return start
+
+
+def tracking_uri(configured: str | None = None) -> str:
+    """Config, then $MLFLOW_TRACKING_URI, then sqlite:///<repo>/mlflow.db (MLflow 3 refuses ./mlruns; an absolute
+    path keeps working under `dvc exp run --temp`, which runs in a temporary copy of the repository)."""
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = Path(os.environ.get("SEG_REPO_ROOT") or repo_root())
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """For a sqlite store, artifacts beside the database (`<repo>/mlartifacts`), not in the current directory."""
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts")
+    return None
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def fingerprint_hash(fingerprint: dict) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_tags(fingerprint: dict, stage: str = "train") -> dict[str, str]:
+    tags = {
+        "git_commit": git_commit(),
+        "data_fingerprint": fingerprint_hash(fingerprint),
+        "dvc_stage": os.environ.get("SEG_DVC_STAGE", stage),
+    }
+    lock = repo_root() / "dvc.lock"
+    if lock.is_file():
+        tags["dvc_lock_sha256"] = hashlib.sha256(lock.read_bytes()).hexdigest()[:16]
+    return tags
+
+
+def log_pytorch_model(net, in_channels: int, spatial_dims: int, run_id: str, tracking: str, model_dir: Path) -> str:
+    """Log `net` as an MLflow model whose signature accepts any batch and spatial size; returns its URI."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    import seg
+
+    shape = (-1, in_channels, *(-1,) * spatial_dims)
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), shape)]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, *(-1,) * spatial_dims))]),
+    )
+    import torch
+
+    requirements = [f"torch=={torch.__version__.split('+')[0]}", f"seg=={seg.__version__}", "monai", "numpy"]
+    mlflow.set_tracking_uri(tracking)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            net.cpu().eval(),
+            name="model",
+            signature=signature,
+            pip_requirements=requirements,
+            serialization_format="pickle",  # pt2 would fix the input shape; pickle keeps any spatial size
+            extra_files=[str(p) for p in sorted(model_dir.glob("*")) if p.is_file()],
+        )
+        mlflow.log_artifacts(str(model_dir), artifact_path="model_folder")
+    return info.model_uri
