@@ -1,0 +1,162 @@
+"""Dataset fingerprint: per-case analysis (one pass over the raw files) and its summary in `fingerprint.json`.
+
+The summary fixes what preprocessing does to every case, at training and at inference: target spacing (default
+the median), normalisation per channel and its parameters, colour handling, crop and interpolation order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seg.config import DataConfig
+from seg.data.geometry import canonical_affine, spacing_from_affine
+from seg.data.layout import Case, Dataset
+from seg.data.normalize import ct_parameters, scheme_for_modality
+from seg.data.validate import Expectations, load_case
+
+FINGERPRINT_VERSION = 1
+SAMPLES_PER_CASE = 10_000  # foreground voxels kept per case for dataset-wide percentiles (as nnU-Net)
+
+
+def file_signature(paths: list[Path | None]) -> list[Any]:
+    """Path, size and modification time: a changed input file invalidates its cached case."""
+    out = []
+    for p in paths:
+        if p is None:
+            out.append(None)
+            continue
+        try:
+            st = Path(p).stat()
+            out.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
+        except OSError:
+            out.append([str(p), None, None])
+    return out
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def analyze_case(
+    case: Case, exp: Expectations, binary_255: bool, problems: list[str]
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Validate one case and measure it: (summary dict, foreground intensity samples (C, n) float32)."""
+    if problems:
+        return {"case_id": case.case_id, "problems": list(problems)}, np.zeros((0, 0), np.float32)
+    data = load_case(case.images, case.label, exp, binary_255)
+    if data.problems:
+        return {"case_id": case.case_id, "problems": data.problems}, np.zeros((0, 0), np.float32)
+    image, label, r = data.image, data.label, data.reorientation
+    spatial = image.shape[1:]
+    aff = canonical_affine(data.geometry.affine_array(), r, data.geometry.spatial_shape)
+    mask = label[0] > 0 if label is not None and label.any() else np.any(image != 0, axis=0)
+    fg = image[:, mask]  # (C, n) foreground voxels
+    rng = np.random.default_rng(int(stable_hash(case.case_id), 16) % 2**32)
+    if fg.shape[1] > SAMPLES_PER_CASE:
+        fg = fg[:, rng.choice(fg.shape[1], SAMPLES_PER_CASE, replace=False)]
+    summary = {
+        "case_id": case.case_id,
+        "problems": [],
+        "shape": list(spatial),
+        "spacing": list(spacing_from_affine(aff)),
+        "num_channels": int(image.shape[0]),
+        "label_values": sorted(int(v) for v in np.unique(label)) if label is not None else [],
+        "intensity": [
+            {"mean": float(c.mean()), "std": float(c.std()), "min": float(c.min()), "max": float(c.max())}
+            for c in image
+        ],
+    }
+    return summary, fg.astype(np.float32)
+
+
+def expectations_for(dataset: Dataset, cfg: DataConfig, spatial_dims: int | None) -> Expectations:
+    channels = 3 if cfg.color == "rgb" and dataset.layout == "2d" else len(dataset.modality)
+    declared = frozenset(int(k) for k in dataset.labels) if dataset.labels else None
+    return Expectations(spatial_dims, channels, declared, cfg.color, cfg.allow_empty_labels)
+
+
+def declared_spatial_dims(dataset: Dataset, cfg: DataConfig) -> int | None:
+    if cfg.spatial_dims is not None:
+        return cfg.spatial_dims
+    return {"2D": 2, "3D": 3, "4D": 3}.get(str(dataset.tensor_image_size).upper())
+
+
+def uses_binary_255(dataset: Dataset) -> bool:
+    """2D masks stored as 0/255 mean background/foreground unless dataset.json declares a class 255."""
+    return dataset.layout == "2d" and not (dataset.labels and "255" in dataset.labels)
+
+
+def summarize(
+    dataset: Dataset, cfg: DataConfig, exp: Expectations, analyses: list[dict[str, Any]], samples: list[np.ndarray]
+) -> dict[str, Any]:
+    """The fingerprint of the valid cases; `preprocessing` holds what `preprocess_image` needs at inference."""
+    valid = [a for a in analyses if not a["problems"]]
+    shapes = np.array([a["shape"] for a in valid])
+    spacings = np.array([a["spacing"] for a in valid])
+    median_spacing = [float(v) for v in np.median(spacings, axis=0)]
+    target = [float(v) for v in cfg.target_spacing] if cfg.target_spacing is not None else median_spacing
+    num_channels = valid[0]["num_channels"]
+    pooled = [np.concatenate([s[c] for s in samples if s.size], axis=0) for c in range(num_channels)]
+    names = [dataset.modality.get(str(c), "unknown") for c in range(num_channels)]
+    intensity, normalization = [], []
+    for c, values in enumerate(pooled):
+        lo, hi = cfg.ct_percentiles
+        stats = {
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "min": float(min(a["intensity"][c]["min"] for a in valid)),
+            "max": float(max(a["intensity"][c]["max"] for a in valid)),
+            "median": float(np.median(values)),
+            f"percentile_{lo:g}": float(np.percentile(values, lo)),
+            f"percentile_{hi:g}": float(np.percentile(values, hi)),
+        }
+        intensity.append(stats)
+        scheme = scheme_for_modality(names[c] if c < len(names) else "unknown", cfg.normalization)
+        normalization.append(ct_parameters(values, (lo, hi)) if scheme == "ct" else {"scheme": scheme})
+    label_values = sorted({v for a in valid for v in a["label_values"]})
+    labels = dataset.labels or {
+        str(v): ("background" if v == 0 else "foreground" if label_values == [0, 1] else f"label_{v}")
+        for v in label_values
+    }
+    return {
+        "version": FINGERPRINT_VERSION,
+        "dataset": dataset.name,
+        "root": str(dataset.root),
+        "layout": dataset.layout,
+        "spatial_dims": int(shapes.shape[1]),
+        "num_channels": num_channels,
+        "channel_names": names,
+        "modality": dataset.modality,
+        "labels": labels,
+        "class_names": [labels[k] for k in sorted(labels, key=int)],
+        "label_values": label_values,
+        "num_cases": len(analyses),
+        "num_valid": len(valid),
+        "shapes": {
+            "min": shapes.min(0).tolist(),
+            "median": [float(v) for v in np.median(shapes, 0)],
+            "max": shapes.max(0).tolist(),
+        },
+        "spacings": {"min": spacings.min(0).tolist(), "median": median_spacing, "max": spacings.max(0).tolist()},
+        "intensity": intensity,
+        "cases": {a["case_id"]: {"shape": a["shape"], "spacing": a["spacing"]} for a in valid},
+        "preprocessing": {
+            "spatial_dims": int(shapes.shape[1]),
+            "num_channels": num_channels,
+            "target_spacing": target,
+            "normalization": normalization,
+            "color": exp.color,
+            "crop_nonzero": cfg.crop_nonzero,
+            "image_order": cfg.image_order,
+            "label_order": 0,
+            "binary_255": uses_binary_255(dataset),
+            "orientation": "canonical: RAS for NIfTI and 3D SimpleITK images, own frame for 2D SimpleITK images",
+        },
+        "expectations": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(exp).items()},
+    }

@@ -1,0 +1,254 @@
+"""The `preprocess` stage: validate and fingerprint a dataset, then write the preprocessed cache.
+
+Two passes over the cases, each in worker processes: (1) read, validate and measure every case (cached per case
+in `analysis/`), (2) preprocess the valid ones with the plan fixed by the fingerprint (cached in `cases/`, skipped
+on reruns when inputs and plan are unchanged). `preprocess_image` applies the same plan to a new image.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seg.config import DataConfig
+from seg.data.errors import DataError
+from seg.data.files import read_json, write_json, write_npz
+from seg.data.fingerprint import (
+    FINGERPRINT_VERSION,
+    analyze_case,
+    declared_spatial_dims,
+    expectations_for,
+    file_signature,
+    stable_hash,
+    summarize,
+    uses_binary_255,
+)
+from seg.data.io import read_image, strip_suffix
+from seg.data.layout import CHANNEL_FILE, Case, find_dataset
+from seg.data.parallel import map_cases
+from seg.data.properties import CaseProperties
+from seg.data.splits import make_splits, save_splits
+from seg.data.steps import apply_steps
+from seg.data.validate import Expectations, load_case
+
+
+@dataclass(frozen=True)
+class PreprocessResult:
+    """Where the cache is and what happened; every path is inside `out_dir`."""
+
+    out_dir: Path
+    cases_dir: Path
+    fingerprint: Path
+    splits: Path
+    report: Path
+    dataset_json: Path
+    num_cases: int  # found in the dataset
+    num_valid: int  # preprocessed (or already up to date)
+    num_skipped: int  # invalid, listed with their problems in report.json
+    num_reused: int  # up to date from an earlier run
+    seconds: float
+
+
+def _case_id_of(path: Path) -> str:
+    stem = strip_suffix(path)
+    m = CHANNEL_FILE.match(stem)
+    return m["case"] if m else stem
+
+
+def preprocess_image(
+    image_paths: str | Path | Sequence[str | Path], fingerprint: Mapping[str, Any] | str | Path
+) -> tuple[np.ndarray, CaseProperties]:
+    """Preprocess a new image (its channel files, in order) exactly as the training cases were.
+
+    fingerprint: the dict or the path of `fingerprint.json`. Returns (C, *spatial) float32 and the properties
+    that `restore_to_original` needs. Raises DataError (one line: file, problem, fix) for an unusable image.
+    """
+    if isinstance(fingerprint, str | Path):
+        fingerprint = read_json(fingerprint)
+    paths = [Path(image_paths)] if isinstance(image_paths, str | Path) else [Path(p) for p in image_paths]
+    plan = fingerprint["preprocessing"]
+    exp = Expectations(plan["spatial_dims"], plan["num_channels"], None, plan["color"], True)
+    data = load_case(paths, None, exp, need_label=False)
+    if data.problems:
+        more = f" (+{len(data.problems) - 1} more problem(s))" if len(data.problems) > 1 else ""
+        raise DataError(data.problems[0] + more)
+    image, _, props = apply_steps(
+        data.image, None, data.geometry, data.reorientation, plan, _case_id_of(paths[0]), [str(p) for p in paths]
+    )
+    return image, props
+
+
+# ---------------------------------------------------------------------------------------------- workers
+
+
+def _analyze_worker(args: tuple[Case, Expectations, bool, list[str], str]) -> tuple[dict[str, Any], np.ndarray]:
+    case, exp, binary_255, problems, cache = args
+    key = stable_hash(
+        [FINGERPRINT_VERSION, file_signature([*case.images, case.label]), asdict(exp), binary_255, problems]
+    )
+    path = Path(cache) / f"{case.case_id}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("key") == key:
+                    return meta["summary"], z["samples"]
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache entry: recompute it
+    summary, samples = analyze_case(case, exp, binary_255, problems)
+    write_npz(path, samples=samples, meta=np.array(json.dumps({"key": key, "summary": summary})))
+    return summary, samples
+
+
+def _preprocess_worker(args: tuple[Case, Expectations, bool, dict[str, Any], str]) -> dict[str, Any]:
+    case, exp, binary_255, plan, cases_dir = args
+    key = stable_hash([FINGERPRINT_VERSION, file_signature([*case.images, case.label]), plan, asdict(exp), binary_255])
+    json_path, npz_path = Path(cases_dir) / f"{case.case_id}.json", Path(cases_dir) / f"{case.case_id}.npz"
+    if json_path.is_file() and npz_path.is_file():
+        try:
+            props = read_json(json_path)
+            if props.get("cache_key") == key:
+                return {
+                    "case_id": case.case_id,
+                    "status": "reused",
+                    "shape": [len(plan["normalization"]), *props["resampled_shape"]],
+                }
+        except (OSError, ValueError):
+            pass
+    data = load_case(case.images, case.label, exp, binary_255)
+    if data.problems:  # the files changed since the analysis pass
+        return {"case_id": case.case_id, "status": "skipped", "problems": data.problems}
+    image, label, props = apply_steps(
+        data.image,
+        data.label,
+        data.geometry,
+        data.reorientation,
+        plan,
+        case.case_id,
+        [str(p) for p in case.images],
+        str(case.label) if case.label else None,
+    )
+    arrays = {"image": image} if label is None else {"image": image, "label": label.astype(np.uint8)}
+    write_npz(npz_path, **arrays)
+    replace(props, cache_key=key).save(json_path)  # written last: marks the case done
+    return {"case_id": case.case_id, "status": "preprocessed", "shape": list(image.shape)}
+
+
+# ---------------------------------------------------------------------------------------------- the stage
+
+
+def _resolve_root(cfg: DataConfig) -> Path:
+    if cfg.root is not None:
+        return Path(cfg.root)
+    from seg.data.synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(cfg.synthetic_dir, cfg.spatial_dims or 3, cfg.synthetic_cases, cfg.seed)
+
+
+def preprocess_dataset(cfg: DataConfig, out_dir: str | Path | None = None, progress: bool = True) -> PreprocessResult:
+    """Validate, fingerprint and preprocess the dataset of `cfg` into `out_dir` (default `cfg.cache_dir`).
+
+    With `cfg.root` None, the embedded synthetic dataset is generated in `cfg.synthetic_dir` first.
+    Invalid cases are skipped and listed in report.json; raises DataError when none is valid, or on any invalid
+    case when `cfg.strict`.
+    """
+    start = time.perf_counter()
+    out = Path(out_dir if out_dir is not None else cfg.cache_dir)
+    dataset = find_dataset(_resolve_root(cfg), cfg.layout)
+    spatial_dims = declared_spatial_dims(dataset, cfg)
+    if spatial_dims is None:  # no declaration: the first readable case decides, the others must agree
+        for case in dataset.cases:
+            try:
+                spatial_dims = read_image(case.images[0])[1].spatial_dims
+                break
+            except DataError:
+                continue
+    exp = expectations_for(dataset, cfg, spatial_dims)
+    binary_255 = uses_binary_255(dataset)
+    analyses_dir, cases_dir = out / "analysis", out / "cases"
+    jobs = [(c, exp, binary_255, dataset.problems.get(c.case_id, []), str(analyses_dir)) for c in dataset.cases]
+    results = map_cases(_analyze_worker, jobs, cfg.num_workers, "fingerprint", progress)
+    analyses = [r[0] for r in results]
+    invalid = [a for a in analyses if a["problems"]]
+    report_path = out / "report.json"
+    report: dict[str, Any] = {
+        "dataset": dataset.name,
+        "root": str(dataset.root),
+        "num_cases": len(analyses),
+        "num_valid": len(analyses) - len(invalid),
+        "skipped": [a["case_id"] for a in invalid],
+        "problems": [p for a in invalid for p in a["problems"]],
+        "cases": {
+            a["case_id"]: {"status": "skipped" if a["problems"] else "ok", "problems": a["problems"]} for a in analyses
+        },
+    }
+    if len(invalid) == len(analyses) or (cfg.strict and invalid):
+        write_json(report_path, report)
+        why = "no valid case remains" if len(invalid) == len(analyses) else "data.strict is set"
+        raise DataError(
+            f"{dataset.root}: {len(invalid)} of {len(analyses)} case(s) invalid and {why}; first problem: "
+            f"{invalid[0]['problems'][0]} (all listed in {report_path})."
+        )
+    fingerprint = summarize(dataset, cfg, exp, analyses, [r[1] for r in results])
+    write_json(out / "fingerprint.json", fingerprint)
+    plan = fingerprint["preprocessing"]
+    valid_cases = [c for c, a in zip(dataset.cases, analyses, strict=True) if not a["problems"]]
+    jobs2 = [(c, exp, binary_255, plan, str(cases_dir)) for c in valid_cases]
+    done = map_cases(_preprocess_worker, jobs2, cfg.num_workers, "preprocess", progress)
+    for d in done:
+        report["cases"][d["case_id"]].update({k: v for k, v in d.items() if k != "case_id"})
+        if d["status"] == "skipped":
+            report["skipped"].append(d["case_id"])
+            report["problems"].extend(d["problems"])
+    valid_ids = sorted(d["case_id"] for d in done if d["status"] != "skipped")
+    report["num_valid"] = len(valid_ids)
+    if not valid_ids:
+        write_json(report_path, report)
+        raise DataError(f"{dataset.root}: every case failed preprocessing; problems are listed in {report_path}.")
+    _remove_stale(cases_dir, set(valid_ids))
+    shapes = np.array([d["shape"][1:] for d in done if d["status"] != "skipped"])
+    fingerprint["median_shape_after_preprocessing"] = [float(v) for v in np.median(shapes, axis=0)]
+    write_json(out / "fingerprint.json", fingerprint)
+    splits_path = save_splits(make_splits(valid_ids, cfg.folds, cfg.seed), out / "splits.json")
+    dataset_json = write_json(
+        out / "dataset.json",
+        {
+            "name": dataset.name,
+            "root": str(dataset.root),
+            "layout": dataset.layout,
+            "labels": fingerprint["labels"],
+            "modality": dataset.modality,
+            "tensorImageSize": dataset.tensor_image_size,
+            "numTraining": len(valid_ids),
+            "source": dataset.raw_json,
+        },
+    )
+    write_json(report_path, report)
+    return PreprocessResult(
+        out_dir=out,
+        cases_dir=cases_dir,
+        fingerprint=out / "fingerprint.json",
+        splits=splits_path,
+        report=report_path,
+        dataset_json=dataset_json,
+        num_cases=len(analyses),
+        num_valid=len(valid_ids),
+        num_skipped=len(report["skipped"]),
+        num_reused=sum(d["status"] == "reused" for d in done),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _remove_stale(cases_dir: Path, keep: set[str]) -> None:
+    """Cases of an earlier run that are gone or now invalid must not be picked up by training."""
+    if not cases_dir.is_dir():
+        return
+    for p in cases_dir.iterdir():
+        if p.suffix in (".npz", ".json") and p.stem not in keep:
+            p.unlink()
