@@ -40,6 +40,31 @@ def _yaml_value(text: str):
     return yaml.safe_load(text)
 
 
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from seg.config import load_config
+    from seg.data.errors import DataError
+    from seg.data.preprocess import preprocess_dataset
+
+    cfg = load_config(args.config).data
+    if args.root is not None:
+        cfg = dataclasses.replace(cfg, root=args.root)
+    try:
+        result = preprocess_dataset(cfg, args.out)
+    except DataError as e:
+        print(f"seg preprocess: error: {e}", file=sys.stderr)
+        return 1
+    for problem in json.loads(result.report.read_text())["problems"]:
+        print(f"skipped: {problem}", file=sys.stderr)
+    print(
+        f"{result.num_valid} of {result.num_cases} cases preprocessed into {result.out_dir} "
+        f"({result.num_reused} up to date, {result.num_skipped} skipped, {result.seconds:.1f} s)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seg",
@@ -52,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="params.yaml", help="YAML config (default: params.yaml)")
     p.add_argument("--size", type=int, nargs="+", default=None, help="input spatial size to cost (default: 64 per axis)")
     p.set_defaults(func=_cmd_model_summary)
+
+    p = sub.add_parser("preprocess", help="validate, fingerprint and preprocess a dataset into the cache")
+    p.add_argument("--config", default="params.yaml", help="YAML config; its data section (default: params.yaml)")
+    p.add_argument("--root", default=None, help="dataset folder (default: data.root; none: the synthetic dataset)")
+    p.add_argument("--out", default=None, help="cache folder (default: data.cache_dir)")
+    p.set_defaults(func=_cmd_preprocess)
 
     p = sub.add_parser("train", help="train on the preprocessed cache, tracked in MLflow; writes the model folder")
     p.add_argument("--config", default="params.yaml", help="YAML config (default: params.yaml)")
