@@ -177,5 +177,10 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         client.log_artifact(logger.run_id, str(best), "checkpoints")
     for png in Path(tc.metrics_dir).glob("*.png"):
         client.log_artifact(logger.run_id, str(png), "plots")
-    log_pytorch_model(net, cfg.model.in_channels, cfg.model.spatial_dims, logger.run_id, uri, model_dir)
+    meta["mlflow_model_uri"] = log_pytorch_model(
+        net, cfg.model.in_channels, cfg.model.spatial_dims, logger.run_id, uri, model_dir
+    )
+    tmp = model_dir / "model.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(model_dir / "model.json")
     return TrainResult(model_dir, logger.run_id, metrics, best)

@@ -1,0 +1,106 @@
+"""`seg train` for real on a tiny cache: model folder, DVC metrics, MLflow run read back through a real server,
+resume after a kill, 2D on slices, and 2-process DDP on CPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from train_helpers import MlflowServer, run_seg, seg_env, tiny_project
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_writes_model_metrics_and_mlflow_run(tmp_path):
+    cfg = tiny_project(tmp_path)
+    res = run_seg("train", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr[-3000:]
+    model = tmp_path / "model"
+    meta = json.loads((model / "model.json").read_text())
+    state = torch.load(model / "weights.pt", weights_only=True)
+    assert any(k.startswith("gates.level0") for k in state)
+    assert meta["class_names"] == ["background", "bright", "dim"] and meta["patch_size"] == [16, 16, 16]
+    metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    assert metrics["epochs"] == 2 and 0 <= metrics["best_val_dice_mean"] <= 1
+    rows = list(csv.DictReader(open(tmp_path / "metrics" / "train_history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+
+    with MlflowServer(tmp_path / "mlflow.db") as server:
+        run = server.get("/api/2.0/mlflow/runs/get", run_id=meta["mlflow_run_id"])["run"]
+        metric_keys = {m["key"] for m in run["data"]["metrics"]}
+        assert {"val/dice_mean", "val/dice_bright", "train/loss"} <= metric_keys
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert {"git_commit", "data_fingerprint", "dvc_stage"} <= set(tags)
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        assert params["model.channels"] == "[8, 16, 32]"
+        listing = server.get("/api/2.0/mlflow/artifacts/list", run_id=meta["mlflow_run_id"], path="images")
+        pngs = [f["path"] for f in listing["files"] if f["path"].endswith(".png")]
+        for level in ("gate_level0", "gate_level1"):
+            steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in pngs if f"/{level}+" in p)
+            assert steps == [0, 1], pngs  # one image per validation epoch
+        png = server.get("/get-artifact", run_uuid=meta["mlflow_run_id"], path=pngs[0])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        top = {f["path"] for f in server.get("/api/2.0/mlflow/artifacts/list", run_id=meta["mlflow_run_id"])["files"]}
+        assert {"checkpoints", "model_folder", "plots"} <= top
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    meta = json.loads((model / "model.json").read_text())
+    loaded = mlflow.pytorch.load_model(meta["mlflow_model_uri"])
+    with torch.no_grad():
+        assert loaded(torch.randn(1, 1, 13, 17, 11)).shape == (1, 3, 13, 17, 11)  # any spatial size
+
+
+def test_resume_after_kill_continues_same_run(tmp_path):
+    cfg = tiny_project(tmp_path, max_epochs=6, steps_per_epoch=4, gate_images=False)
+    proc = subprocess.Popen([sys.executable, "-m", "seg.cli", "train", "--config", str(cfg)], env=seg_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = tmp_path / "metrics" / "train_history.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if history.is_file() and len(list(csv.DictReader(open(history)))) >= 2:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be killed; raise max_epochs"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epochs_before = len(list(csv.DictReader(open(history))))
+    run_before = json.loads((tmp_path / "out" / "run.json").read_text())["run_id"]
+
+    res = run_seg("train", "--config", str(cfg), "--resume")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = list(csv.DictReader(open(history)))
+    assert [int(r["epoch"]) for r in rows] == list(range(6))  # nothing lost, nothing repeated
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["mlflow_run_id"] == run_before and epochs_before >= 2
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    steps = sorted({m.step for m in client.get_metric_history(run_before, "val/dice_mean")})
+    assert len(steps) == 6
+
+
+def test_train_2d_network_on_slices_of_3d_volumes(tmp_path):
+    cfg = tiny_project(tmp_path, spatial_dims=2)
+    res = run_seg("train", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr[-3000:]
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["slice_axis"] == 2 and meta["patch_size"] == [16, 16]
+
+
+def test_ddp_two_processes_on_cpu(tmp_path):
+    cfg = tiny_project(tmp_path, devices=2, strategy="ddp", accelerator="cpu", num_threads=1, gate_images=False)
+    res = run_seg("train", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "MEMBER: 2/2" in res.stderr or "distributed_backend=gloo" in res.stderr
+    metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    assert metrics["epochs"] == 2

@@ -1,0 +1,88 @@
+"""Shared set-up for training integration tests: a tiny cache, a config file, running `seg` for real."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
+from cache_fixture import write_tiny_cache  # noqa: E402
+
+
+def tiny_project(tmp_path: Path, spatial_dims: int = 3, **train) -> Path:
+    """Tiny cache + config under tmp_path; returns the config path."""
+    write_tiny_cache(tmp_path / "cache", spatial_dims=3 if spatial_dims == 2 else spatial_dims)
+    cfg = {
+        "data": {"cache_dir": str(tmp_path / "cache")},
+        "model": {"spatial_dims": spatial_dims, "channels": [8, 16, 32], "strides": [2, 2], "deep_supervision": 1},
+        "train": {
+            "max_epochs": 2, "steps_per_epoch": 3, "patch_size": [16] * spatial_dims, "precision": "32",
+            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "output_dir": str(tmp_path / "out"),
+            "model_dir": str(tmp_path / "model"), "metrics_dir": str(tmp_path / "metrics"), **train,
+        },
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def seg_env() -> dict[str, str]:
+    return {**os.environ, "SEG_PROGRESS": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+
+
+def run_seg(*args: str, timeout: int = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "seg.cli", *args], capture_output=True, text=True, timeout=timeout, env=seg_env(), cwd=cwd
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1 over a sqlite store, for REST API checks."""
+
+    def __init__(self, db: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=seg_env(),
+        )
+
+    def __enter__(self) -> "MlflowServer":
+        import urllib.request
+
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(1)
+        self.proc.kill()
+        raise RuntimeError("mlflow server did not become healthy within 120 s")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+    def get(self, endpoint: str, **params) -> dict | bytes:
+        import json
+        import urllib.parse
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}{endpoint}?{urllib.parse.urlencode(params)}", timeout=30) as r:
+            body = r.read()
+            return json.loads(body) if r.headers.get_content_type() == "application/json" else body

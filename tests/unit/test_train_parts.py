@@ -1,0 +1,84 @@
+"""Training parts on tiny arrays: loss, patch sampling, Dice, config/data checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seg.train.cache import Case
+from seg.train.datamodule import default_patch_size
+from seg.train.loss import DeepSupervisionLoss, soft_dice_loss
+from seg.train.module import per_class_dice
+from seg.train.run import check_model_fits_data, class_names
+from seg.train.sampling import crop_patch, sample_patch
+from seg.config import ModelConfig
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_dice_loss_low_for_perfect_and_high_for_wrong(spatial_dims):
+    target = torch.randint(0, 3, (2, 1, *(8,) * spatial_dims))
+    perfect = torch.zeros(2, 3, *(8,) * spatial_dims).scatter_(1, target, 20.0)
+    wrong = torch.zeros(2, 3, *(8,) * spatial_dims).scatter_(1, (target + 1) % 3, 20.0)
+    assert soft_dice_loss(perfect, target) < 1e-3
+    assert soft_dice_loss(wrong, target) > 0.99
+
+
+def test_deep_supervision_loss_uses_downsampled_targets():
+    target = torch.zeros(1, 1, 8, 8, 8, dtype=torch.long)
+    target[..., :4, :, :] = 1
+    full = torch.zeros(1, 2, 8, 8, 8).scatter_(1, target, 20.0)
+    half = torch.zeros(1, 2, 4, 4, 4).scatter_(1, target[..., ::2, ::2, ::2], 20.0)
+    loss = DeepSupervisionLoss()
+    assert loss(full, [half], target) < 1e-3
+    assert loss(full, [half.flip(2)], target) > 0.3  # the coarse head counts, with weight 1/3
+
+
+def test_crop_patch_pads_outside_the_volume():
+    a = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    p = crop_patch(a, [-1, 2], [3, 3])
+    assert p.shape == (1, 3, 3)
+    assert p[0, 0].tolist() == [0, 0, 0] and p[0, 1].tolist() == [2, 3, 0]
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_foreground_patches_contain_foreground(spatial_dims):
+    label = np.zeros((1, *(32,) * spatial_dims), np.uint8)
+    label[(0, *(slice(20, 23),) * spatial_dims)] = 1
+    case = Case("c", label.astype(np.float32), label, np.argwhere(label[0] > 0))
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        image, lab = sample_patch(case, (12,) * spatial_dims, rng, foreground_fraction=1.0)
+        assert image.shape == (1, *(12,) * spatial_dims) and lab.any()
+
+
+def test_slices_of_3d_volume_for_2d_training():
+    label = np.zeros((1, 10, 12, 14), np.uint8)
+    label[0, 5, 6, 7] = 1
+    case = Case("c", label.astype(np.float32), label, np.argwhere(label[0] > 0))
+    image, lab = sample_patch(case, (8, 8), np.random.default_rng(0), 1.0, slice_axis=2)
+    assert image.shape == (1, 8, 8) and lab.sum() == 1
+
+
+def test_per_class_dice():
+    label = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    label[..., :2, :] = 1
+    pred = label.clone()
+    pred[..., 0, :] = 2
+    d = per_class_dice(pred, label, 3)
+    assert d[0].item() == pytest.approx(2 * 4 / (4 + 8))
+    assert d[1].item() == 0.0
+
+
+def test_model_must_fit_data():
+    fp = {"num_channels": 2, "labels": {"0": "bg", "1": "a"}}
+    with pytest.raises(ValueError, match=r"model.in_channels=1 but cache/fingerprint.json has 2.*Set model.in_channels: 2"):
+        check_model_fits_data(ModelConfig(in_channels=1, out_channels=2), fp, "cache")
+    with pytest.raises(ValueError, match=r"model.out_channels=3 .* has 2 classes.*Set model.out_channels: 2"):
+        check_model_fits_data(ModelConfig(in_channels=2, out_channels=3), fp, "cache")
+    assert class_names(fp, 2) == ["bg", "a"]
+
+
+def test_default_patch_size_rounds_up_to_multiple():
+    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (8, 8, 8)) == (40, 56, 40)
+    assert default_patch_size({"median_shape_after_preprocessing": [500, 500]}, 2, (16, 16), cap=256) == (256, 256)
