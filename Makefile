@@ -21,10 +21,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: the most complete thing that exists so far (grows into `dvc repro` issue by issue).
+# The main job: the DVC pipeline (preprocess -> train so far) on params.yaml; with data.root null it runs on
+# the embedded synthetic dataset. The venv's bin goes first on PATH so stage commands use its python.
 run: setup
-	$(BIN)/seg model --config params.yaml
-	$(BIN)/seg model --config configs/unet2d.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+	@echo "metrics:   metrics/train.json (dvc metrics show), curves: metrics/train_curves.png"
+	@echo "model:     models/latest (weights, config, fingerprint)"
+	@echo "MLflow:    $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db  (images: run > Artifacts > images)"
 
 # Everything: fast unit tests and slow integration tests (what CI runs).
 test: setup
