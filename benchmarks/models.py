@@ -1,0 +1,284 @@
+"""Benchmark our Attention U-Net against MONAI's AttentionUnet and UNet on CPU, side by side.
+
+Networks (all with channels=(16, 32, 64, 128), strides=(2, 2, 2), in_channels=1):
+  ours        seg.models.build_model(ModelConfig(..., deep_supervision=0)), otherwise the project default config
+  monai-att   monai.networks.nets.AttentionUnet (MONAI defaults otherwise)
+  monai-unet  monai.networks.nets.UNet (MONAI defaults otherwise)
+
+Settings: 3D patch 48x64x48 at batch 4 (3 classes) and 2D 256x256 at batch 16 (2 classes), each in float32
+and in bfloat16 autocast (torch.autocast("cpu", dtype=torch.bfloat16)).
+
+For every network, setting and precision it reports
+  params        trainable parameter count
+  train/s       training throughput, samples/s: forward + cross-entropy against a random label + backward
+                + AdamW step; median step time over --steps timed steps after --warmup untimed ones
+  fwd/s         forward-only throughput, samples/s (eval mode, torch.inference_mode)
+  GFLOP         per training step (forward + backward) and per forward, for the whole batch, counted with
+                torch.utils.flop_counter.FlopCounterMode (the optimizer step is not counted; it is negligible)
+  GFLOP/s, %pk  counted FLOP / measured time, and that as a percentage of this machine's matmul peak
+  MiB           peak resident-memory increase during training and during inference, over the process' RSS
+                after imports, model, optimizer and input are built
+The matmul peak (square matmul, float32 and bfloat16, best of a few repeats, before and after the networks, so
+that a busy spell on a shared CPU lowers it less) is measured in the same run.
+
+Every measurement runs in its own process, forked from a parent that has only imported the libraries, so the
+memory peaks do not mix: the child resets its peak RSS (Linux /proc/self/clear_refs, "5") and reads VmHWM;
+where that is unavailable it falls back to the ru_maxrss increase (an underestimate if imports peaked higher).
+
+Run:  python benchmarks/models.py [--threads 2] [--steps 5] [--warmup 2] [--json out.json]
+      python benchmarks/models.py --quick        # smoke run: tiny inputs, 1 step, well under a minute
+Timings on a shared CPU are noisy; compare numbers from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import time
+import traceback
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import AttentionUnet, UNet
+from torch.utils.flop_counter import FlopCounterMode
+
+from seg.config import ModelConfig
+from seg.models import build_model
+
+CHANNELS, STRIDES = (16, 32, 64, 128), (2, 2, 2)
+NETWORKS = ("ours", "monai-att", "monai-unet")
+PRECISIONS = ("float32", "bfloat16")
+# name -> (spatial size, batch, classes); --quick shrinks them
+SETTINGS = {"3d": ((48, 64, 48), 4, 3), "2d": ((256, 256), 16, 2)}
+QUICK_SETTINGS = {"3d": ((16, 32, 16), 1, 3), "2d": ((64, 64), 2, 2)}
+
+
+def build_network(name: str, dims: int, classes: int) -> torch.nn.Module:
+    if name == "ours":
+        cfg = ModelConfig(spatial_dims=dims, in_channels=1, out_channels=classes, channels=CHANNELS,
+                          strides=STRIDES, deep_supervision=0)
+        return build_model(cfg)
+    cls = {"monai-att": AttentionUnet, "monai-unet": UNet}[name]
+    return cls(dims, 1, classes, channels=CHANNELS, strides=STRIDES)
+
+
+def autocast(precision: str):
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16")
+
+
+# ------------------------------------------------------------------------------------- memory probes
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM (peak RSS) to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def _status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+
+class PeakRSS:
+    """Peak RSS increase (MiB) since construction: VmHWM after a reset, else ru_maxrss."""
+
+    def __init__(self):
+        self.exact = _reset_peak()
+        self.base = _status_kib("VmRSS") if self.exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def increase_mib(self) -> float:
+        peak = _status_kib("VmHWM") if self.exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return max(0, peak - self.base) / 1024
+
+
+# ---------------------------------------------------------------------------------------- measuring
+
+
+def median_time(step: Callable[[], None], warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def counted_gflop(fn: Callable[[], None]) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def measure(net_name: str, setting: str, precision: str, args: argparse.Namespace) -> dict:
+    """One network x setting x precision; meant to run in a fresh process."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    size, batch, classes = (QUICK_SETTINGS if args.quick else SETTINGS)[setting]
+    model = build_network(net_name, len(size), classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(batch, 1, *size)
+    y = torch.randint(0, classes, (batch, *size))
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        with autocast(precision):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+
+    def full_train_step():
+        train_step()
+        opt.step()
+
+    def forward():
+        with torch.inference_mode(), autocast(precision):
+            model(x)
+
+    mem = PeakRSS()
+    model.eval()  # forward first: its peak is below training's, so the later reading is training's own
+    t_fwd = median_time(forward, args.warmup, args.steps)
+    mem_fwd = mem.increase_mib()
+    model.train()
+    t_train = median_time(full_train_step, args.warmup, args.steps)
+    mem_train = mem.increase_mib()
+    gf_train = counted_gflop(train_step)
+    model.eval()
+    gf_fwd = counted_gflop(forward)
+    return dict(
+        network=net_name, setting=setting, precision=precision, size=list(size), batch=batch,
+        params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        train_sps=batch / t_train, fwd_sps=batch / t_fwd, train_gflop=gf_train, fwd_gflop=gf_fwd,
+        train_gflops=gf_train / t_train, fwd_gflops=gf_fwd / t_fwd,
+        train_mib=mem_train, fwd_mib=mem_fwd, exact_memory=mem.exact,
+    )
+
+
+def matmul_peak(n: int, repeats: int, threads: int) -> dict[str, float]:
+    """Best-of-`repeats` GFLOP/s of an n x n matmul, per precision."""
+    torch.set_num_threads(threads)
+    peaks = {}
+    for precision in PRECISIONS:
+        dtype = getattr(torch, precision)
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b  # warm-up
+        best = min(median_time(lambda: a @ b, 0, 1) for _ in range(repeats))
+        peaks[precision] = 2 * n**3 / best / 1e9
+    return peaks
+
+
+def _child(conn, fn, fn_args) -> None:
+    try:
+        conn.send(("ok", fn(*fn_args)))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+    conn.close()
+
+
+def in_fresh_process(fn, *fn_args):
+    """Run fn in a forked child (imports shared, memory and thread pools its own); return its result."""
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, fn_args))
+    proc.start()
+    child.close()
+    status, result = parent.recv()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"{fn.__name__}{fn_args[:3]} failed in the child:\n{result}")
+    return result
+
+
+# ------------------------------------------------------------------------------------------ report
+
+COLUMNS = [  # header, key, width, format spec
+    ("network", "network", 10, "<"), ("params", "params", 9, ","),
+    ("train/s", "train_sps", 8, ".2f"), ("fwd/s", "fwd_sps", 8, ".2f"),
+    ("GF/train", "train_gflop", 9, ".1f"), ("GF/fwd", "fwd_gflop", 8, ".1f"),
+    ("GF/s tr", "train_gflops", 8, ".1f"), ("%pk tr", "train_pct", 7, ".1f"),
+    ("GF/s fw", "fwd_gflops", 8, ".1f"), ("%pk fw", "fwd_pct", 7, ".1f"),
+    ("MiB tr", "train_mib", 8, ".0f"), ("MiB fw", "fwd_mib", 8, ".0f"),
+]
+RATIOS = [("train/s", "train_sps"), ("fwd/s", "fwd_sps"), ("params", "params"), ("MiB train", "train_mib")]
+
+
+def table_line(row: dict | None) -> str:
+    """One fixed-width line: the header when row is None; the first column is left-aligned."""
+    cells = []
+    for i, (header, key, width, spec) in enumerate(COLUMNS):
+        text = header if row is None else format(row[key], spec)
+        cells.append(text.rjust(width) if i else text.ljust(width))
+    return " ".join(cells)
+
+
+def print_results(results: list[dict], peaks: dict[str, float], args: argparse.Namespace) -> list[dict]:
+    print(f"\nmatmul peak ({args.matmul}x{args.matmul}, {args.threads} threads): "
+          + ", ".join(f"{p} {g:,.0f} GFLOP/s" for p, g in peaks.items()))
+    ratios = []
+    for setting in SETTINGS:
+        for precision in PRECISIONS:
+            rows = {r["network"]: r for r in results if r["setting"] == setting and r["precision"] == precision}
+            first = next(iter(rows.values()))
+            shape = "x".join(map(str, first["size"]))
+            print(f"\n{setting} {shape}, batch {first['batch']}, {precision}")
+            print(table_line(None))
+            for r in rows.values():
+                r["train_pct"] = 100 * r["train_gflops"] / peaks[precision]
+                r["fwd_pct"] = 100 * r["fwd_gflops"] / peaks[precision]
+                print(table_line(r))
+            ours, att = rows["ours"], rows["monai-att"]
+            ratios.append(dict(setting=setting, precision=precision,
+                               **{key: ours[key] / att[key] if att[key] else float("nan") for _, key in RATIOS}))
+    print("\nratios ours / MONAI AttentionUnet")
+    print(f"{'setting':<8} {'precision':<9} " + " ".join(f"{h:>10}" for h, _ in RATIOS))
+    for r in ratios:
+        print(f"{r['setting']:<8} {r['precision']:<9} " + " ".join(f"{r[k]:>10.2f}" for _, k in RATIOS))
+    if not all(r["exact_memory"] for r in results):
+        print("note: /proc/self/clear_refs unavailable; memory is the ru_maxrss increase (may underestimate)")
+    return ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps (default 2)")
+    parser.add_argument("--matmul", type=int, default=4096, help="matmul size for the peak (default 4096)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny inputs, 1 warm-up and 1 timed step")
+    parser.add_argument("--json", metavar="PATH", help="also write all figures as JSON")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup, args.matmul = 1, 1, 1024
+
+    start = time.perf_counter()
+    repeats = 3 if args.quick else 5
+    peaks = in_fresh_process(matmul_peak, args.matmul, repeats, args.threads)
+    results = []
+    for setting in SETTINGS:
+        for precision in PRECISIONS:
+            for net in NETWORKS:
+                results.append(in_fresh_process(measure, net, setting, precision, args))
+                r = results[-1]
+                print(f"  measured {setting} {precision:<8} {net:<10} train {r['train_sps']:7.2f}/s "
+                      f"fwd {r['fwd_sps']:7.2f}/s  [{time.perf_counter() - start:5.0f} s]", flush=True)
+    peaks_after = in_fresh_process(matmul_peak, args.matmul, repeats, args.threads)
+    peaks = {p: max(g, peaks_after[p]) for p, g in peaks.items()}
+    ratios = print_results(results, peaks, args)
+    print(f"\ntotal {time.perf_counter() - start:.0f} s; torch {torch.__version__}, threads {args.threads}, "
+          f"steps {args.steps}, warm-up {args.warmup}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(args=vars(args), matmul_peak_gflops=peaks, results=results, ratios=ratios), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
