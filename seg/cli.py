@@ -27,7 +27,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     overrides = dict(kv.split("=", 1) for kv in args.set or [])
     cfg = load_config(args.config, overrides={k: _yaml_value(v) for k, v in overrides.items()})
-    result = train(cfg, resume=args.resume)
+    try:
+        result = train(cfg, resume=args.resume)
+    except (ValueError, FileNotFoundError, KeyError) as e:  # missing cache, model/data mismatch: one line, no trace
+        print(f"seg train: error: {e}", file=sys.stderr)
+        return 2
     if result.metrics:
         print(f"model: {result.model_dir}  mlflow run: {result.run_id}")
         print("metrics: " + ", ".join(f"{k}={v}" for k, v in result.metrics.items()))

@@ -243,14 +243,13 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(value, arg, where, source)
-            except (ConfigError, TypeError, ValueError) as e:
-                errors.append(str(e))
+            except (ConfigError, TypeError, ValueError):
+                continue
         raise ConfigError(f"{source}: '{where}' = {value!r} does not fit type {tp}.")
     if origin is tuple:
         if not isinstance(value, list | tuple):

@@ -36,3 +36,12 @@ def test_config_error_is_one_line_with_exit_2(tmp_path):
     res = run("model", "--config", str(cfg))
     assert res.returncode == 2
     assert "Did you mean 'model.kernel_size'?" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_train_without_cache_is_one_line_error(tmp_path):
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"data:\n  cache_dir: {tmp_path / 'missing'}\n")
+    res = run("train", "--config", str(cfg))
+    assert res.returncode == 2
+    assert "fingerprint.json: not found. Run `seg preprocess`" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
