@@ -117,6 +117,16 @@ def _load_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _labels_from(meta: dict[str, Any]) -> dict[str, str] | None:
+    """dataset.json labels as {"value": "name"}; also accepts nnU-Net v2's {"name": value}."""
+    if not meta.get("labels"):
+        return None
+    labels = {str(k): str(v) for k, v in meta["labels"].items()}
+    if all(not k.lstrip("-").isdigit() for k in labels):
+        labels = {str(v): str(k) for k, v in meta["labels"].items()}
+    return labels
+
+
 def _find_msd(root: Path) -> Dataset:
     meta = _load_json(root / "dataset.json") if (root / "dataset.json").is_file() else {}
     problems: dict[str, list[str]] = {}
@@ -162,9 +172,7 @@ def _find_msd(root: Path) -> Dataset:
     modality = {
         str(k): str(v) for k, v in (meta.get("modality") or meta.get("channel_names") or {"0": "unknown"}).items()
     }
-    labels = {str(k): str(v) for k, v in meta["labels"].items()} if meta.get("labels") else None
-    if labels and all(not k.lstrip("-").isdigit() for k in labels):  # nnU-Net v2 style {"background": 0, ...}
-        labels = {str(v): str(k) for k, v in meta["labels"].items()}
+    labels = _labels_from(meta)
     return Dataset(
         root=root,
         layout="msd",
@@ -192,7 +200,7 @@ def _find_2d(root: Path) -> Dataset:
     if not cases:
         raise DataError(f"{root / 'images'}: no images found (extensions {', '.join(IMAGE_SUFFIXES)}). Add images.")
     meta = _load_json(root / "dataset.json") if (root / "dataset.json").is_file() else {}
-    labels = {str(k): str(v) for k, v in meta["labels"].items()} if meta.get("labels") else None
+    labels = _labels_from(meta)
     return Dataset(
         root=root,
         layout="2d",
