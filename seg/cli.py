@@ -69,6 +69,48 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_infer(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from seg.config import load_config
+    from seg.data.errors import DataError
+    from seg.infer.cases import attach_labels, find_cases
+    from seg.infer.evaluation import evaluation_cases
+    from seg.infer.model_io import ModelLoadError, load_model
+    from seg.infer.run import infer
+    from seg.train.cache import CacheError
+
+    cfg = load_config(args.config if args.config != "params.yaml" or _exists(args.config) else None)
+    flags = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(cfg.infer)} and v is not None}
+    icfg = dataclasses.replace(cfg.infer, **flags)
+    if icfg.input:  # an ad-hoc batch: its metrics stay in the output folder, not in the pipeline's metrics/
+        icfg = dataclasses.replace(icfg, metrics_file=None)
+    try:
+        model = load_model(icfg.model)
+        if icfg.input:
+            cases = attach_labels(find_cases(icfg.input, model.config.model.in_channels), icfg.labels)
+        else:  # the pipeline's evaluation cases (the cache's validation fold), scored against their labels
+            cases = evaluation_cases(cfg.data.cache_dir, cfg.data.fold)
+    except (ModelLoadError, DataError, CacheError) as e:
+        print(f"seg infer: error: {e}", file=sys.stderr)
+        return 2
+    summary = infer(model, cases, icfg)
+    if summary.rank != 0:
+        return 0
+    done = len(summary.records) - len(summary.failed)
+    print(f"{done} of {len(summary.records)} cases done in {summary.seconds:.1f} s -> {summary.out_dir}"
+          + (f"; mean Dice {summary.metrics['dice_mean']:.3f}" if summary.metrics else ""))
+    for record in summary.failed:
+        print(f"failed: {record['error']}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def _exists(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).is_file()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seg",
@@ -93,6 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the last checkpoint, in the same MLflow run")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a key, e.g. train.max_epochs=5")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("infer", help="segment a folder, file or glob of images; outputs keep the input's geometry")
+    p.add_argument("--config", default="params.yaml", help="YAML config; its infer section gives defaults")
+    p.add_argument("--model", help="model folder, Lightning .ckpt, or MLflow URI (runs:/<id>/model, models:/<name>/<v>)")
+    p.add_argument("--input", help="folder, file or glob of images (default: the pipeline's evaluation cases)")
+    p.add_argument("--output", help="output folder (default: infer.output)")
+    p.add_argument("--labels", help="folder of reference label maps: per-case Dice, HD95, volumes")
+    p.add_argument("--gates", action="store_true", default=None, help="also write gate maps per level")
+    p.add_argument("--probabilities", action="store_true", default=None, help="also write class probability maps")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="mirroring TTA (default on)")
+    p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    p.add_argument("--precision", choices=("32", "bf16"), help="bf16 autocast or float32")
+    p.add_argument("--sw-batch-size", dest="sw_batch_size", type=int, help="windows per forward pass")
+    p.add_argument("--devices", type=int, help="processes/GPUs; with --strategy ddp the cases are sharded")
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--accelerator", help="cpu, gpu or auto")
+    p.add_argument("--overwrite", action="store_true", default=None, help="redo cases whose outputs exist")
+    p.set_defaults(func=_cmd_infer)
     return parser
 
 

@@ -216,6 +216,66 @@ class TrainConfig:
             raise ConfigError(f"train.val_overlap must be in [0, 1), got {self.val_overlap}.")
 
 
+# ------------------------------------------------------------------------------------------- inference
+
+INFER_PRECISIONS = ("32", "bf16")
+CAM_METHODS = ("gradcam", "gradcampp", "hirescam")
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """Batch inference (`seg infer` and the DVC infer stage); command-line flags override these."""
+
+    model: str = "models/latest"  # model folder, Lightning checkpoint, or MLflow URI (runs:/<id>/model)
+    input: str | None = None  # folder, file or glob; None: the pipeline's evaluation cases (the cache's val fold)
+    output: str = "outputs/predictions"
+    labels: str | None = None  # folder of reference label maps; None with input None: the evaluation labels
+    tta: bool = True  # mirroring over every spatial axis (2^dims passes), averaged
+    overlap: float = 0.5  # sliding-window overlap; the Gaussian weighting hides window seams
+    sw_batch_size: int = 2  # windows per forward pass
+    precision: str = "bf16"  # bf16 autocast or "32"; probabilities are accumulated in float32 either way
+    probabilities: bool = False  # also write float probability maps (one channel per class)
+    gates: bool = False  # also write the gate maps per level, stitched and resampled to the input's space
+    overwrite: bool = False  # False: a rerun skips cases whose outputs are complete
+    num_threads: int = 2
+    accelerator: str = "auto"
+    devices: int = 1  # > 1 with strategy ddp shards the cases over processes (Lightning's predict loop)
+    strategy: str = "auto"
+    metrics_file: str | None = "metrics/infer.json"  # summary metrics for DVC (with labels)
+
+    def __post_init__(self) -> None:
+        _one_of("infer.precision", self.precision, INFER_PRECISIONS)
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"infer.overlap must be in [0, 1), got {self.overlap}.")
+        for name in ("sw_batch_size", "num_threads", "devices"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"infer.{name} must be >= 1, got {getattr(self, name)}.")
+
+
+@dataclass(frozen=True)
+class AnalyzeConfig:
+    """The analysis stage (`seg analyze`): gate maps, CAMs and SEAM equivariance / PCM on evaluation cases."""
+
+    model: str = "models/latest"
+    cases: str | None = None  # folder, file or glob of images; None: the evaluation cases of the pipeline
+    labels: str | None = None  # reference labels for `cases`; None with cases None: the evaluation labels
+    output: str = "outputs/analysis"  # NIfTI maps, PNG overlays and report.html
+    max_cases: int = 4  # cases analysed (the first ones, sorted by id)
+    cam_method: str = "gradcam"  # gradcam, gradcampp or hirescam
+    cam_layers: tuple[str, ...] | None = None  # module names (`seg layers MODEL`); None: the last decoder stage
+    scales: tuple[float, ...] = (0.5, 1.5)  # rescale factors of the equivariance test (with flips and rot90)
+    pcm_window: int = 5  # neighbourhood (voxels per axis) of the Pixel Correlation Module's affinities
+    metrics_file: str = "metrics/analysis.json"
+    log_mlflow: bool = True  # log maps, overlays and the report into the model's MLflow run
+
+    def __post_init__(self) -> None:
+        _one_of("analyze.cam_method", self.cam_method, CAM_METHODS)
+        if self.max_cases < 1:
+            raise ConfigError(f"analyze.max_cases must be >= 1, got {self.max_cases}.")
+        if self.pcm_window < 1 or self.pcm_window % 2 == 0:
+            raise ConfigError(f"analyze.pcm_window must be an odd number >= 1, got {self.pcm_window}.")
+
+
 # ------------------------------------------------------------------------------------------- loading
 
 
@@ -226,6 +286,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
 
 
 def _is_dataclass_type(tp: Any) -> bool:

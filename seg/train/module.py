@@ -33,6 +33,11 @@ class SegmentationModule(L.LightningModule):
         self.loss = DeepSupervisionLoss(cfg.dice_weight, cfg.ce_weight)
         self.val_dice: list[torch.Tensor] = []
         self.val_callbacks: list = []  # called with (module, case batch, prediction) on the first val case
+        self.export: dict | None = None  # config, fingerprint, meta: makes checkpoints loadable by `seg infer`
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.export is not None:
+            checkpoint["seg"] = self.export
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

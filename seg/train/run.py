@@ -86,6 +86,17 @@ def _gate_image_logger(logger, slice_axis: int | None, max_size):
     return log
 
 
+def _meta(names: list[str], dm, run_id: str, uri: str) -> dict:
+    return {
+        "seg_version": __import__("seg").__version__,
+        "mlflow_run_id": run_id,
+        "tracking_uri": uri,
+        "class_names": names,
+        "patch_size": list(dm.patch_size),
+        "slice_axis": dm.slice_axis,
+    }
+
+
 def train(cfg: Config, resume: bool = False) -> TrainResult:
     """Train with `cfg` (sections data, model, train); `resume` continues the last checkpoint's MLflow run."""
     import lightning as L
@@ -143,6 +154,11 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         enable_progress_bar=bool(int(os.environ.get("SEG_PROGRESS", "1"))), enable_model_summary=False,
         default_root_dir=str(out_dir), use_distributed_sampler=True,
     )
+    module.export = {
+        "config": to_dict(cfg),
+        "fingerprint": fingerprint,
+        "meta": _meta(names, dm, logger.run_id, uri),
+    }
     if trainer.global_rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         state_path.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": uri}))
@@ -159,15 +175,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     metrics = history.summary(elapsed, tc.batch_size * tc.steps_per_epoch * tc.devices)
-    meta = {
-        "seg_version": __import__("seg").__version__,
-        "mlflow_run_id": logger.run_id,
-        "tracking_uri": uri,
-        "class_names": names,
-        "patch_size": list(dm.patch_size),
-        "slice_axis": dm.slice_axis,
-        "metrics": metrics,
-    }
+    meta = {**_meta(names, dm, logger.run_id, uri), "metrics": metrics}
     model_dir = Path(tc.model_dir)
     _save_model_folder(net, cfg, fingerprint, meta, model_dir)
     history.write_summary(metrics)

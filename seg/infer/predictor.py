@@ -1,0 +1,91 @@
+"""Whole-case prediction: Gaussian sliding windows, mirroring test-time augmentation inside each window, gate
+maps stitched like the probabilities. Works on preprocessed arrays (C, *spatial); see `seg.infer.cases` for
+files in and out."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seg.infer.model_io import LoadedModel
+from seg.models.predict import sliding_window
+
+
+@dataclass
+class Prediction:
+    probabilities: torch.Tensor  # (K, *spatial) float32, softmax averaged over windows (and flips)
+    gates: dict[str, torch.Tensor] = field(default_factory=dict)  # level name -> (1, *spatial) float32 in [0, 1]
+
+    def labels(self) -> torch.Tensor:
+        return self.probabilities.argmax(0).to(torch.uint8)
+
+
+def mirror_axes(spatial_dims: int, tta: bool) -> list[tuple[int, ...]]:
+    """Every subset of the spatial axes (as tensor dims of a (B, C, *spatial) batch); [()] without TTA."""
+    axes = range(2, 2 + spatial_dims)
+    if not tta:
+        return [()]
+    return [c for r in range(spatial_dims + 1) for c in itertools.combinations(axes, r)]
+
+
+class Predictor:
+    """Predicts one preprocessed case at a time with a loaded model (`seg.infer.model_io.load_model`)."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        overlap: float = 0.5,
+        tta: bool = True,
+        precision: str = "bf16",
+        sw_batch_size: int = 2,
+        device: str | torch.device = "cpu",
+    ):
+        self.model = model
+        self.device = torch.device(device)
+        self.net = model.net.to(self.device).eval()
+        self.overlap, self.tta, self.precision, self.sw_batch_size = overlap, tta, precision, sw_batch_size
+        self.net_dims = model.config.model.spatial_dims
+        self.flips = mirror_axes(self.net_dims, tta)
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _window(self, want_gates: bool):
+        net, flips = self.net, self.flips
+
+        def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            acc: dict[str, torch.Tensor] = {}
+            for axes in flips:
+                xi = x.flip(axes) if axes else x
+                with self._autocast():
+                    out = net.outputs(xi, gates=want_gates, deep_supervision=False)
+                maps = {"probabilities": torch.softmax(out.logits.float(), dim=1)}
+                for name, g in (out.gates or {}).items():
+                    g = g.float()
+                    if g.shape[2:] != x.shape[2:]:
+                        g = F.interpolate(g, size=x.shape[2:], mode="bilinear" if x.ndim == 4 else "trilinear")
+                    maps[name] = g
+                for k, v in maps.items():
+                    v = v.flip(axes) if axes else v
+                    acc[k] = acc[k] + v if k in acc else v
+            return {k: v / len(flips) for k, v in acc.items()}
+
+        return fn
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray | torch.Tensor, gates: bool = False) -> Prediction:
+        """`image`: preprocessed (C, *spatial) float32. Gate maps only when `gates` (they cost memory)."""
+        x = torch.as_tensor(image, dtype=torch.float32, device=self.device)[None]
+        slice_axis = self.model.slice_axis if self.model.slice_axis is not None else 2
+        out = sliding_window(
+            self._window(gates), x, self.model.patch_size, self.net_dims, self.overlap, self.sw_batch_size, slice_axis
+        )
+        probs = out.pop("probabilities")[0].float().cpu()
+        return Prediction(probs, {k: v[0].float().cpu().clamp_(0, 1) for k, v in out.items()})

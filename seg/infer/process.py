@@ -1,0 +1,94 @@
+"""One case, start to finish: read and preprocess like training, predict, restore to the input's grid, write
+atomically, score against the reference. Any failure becomes a one-line error in the case's record."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seg.data.errors import DataError
+from seg.data.geometry import spacing_from_affine
+from seg.data.io import read_image, write_image
+from seg.data.preprocess import preprocess_image
+from seg.data.properties import CaseProperties
+from seg.data.restore import restore_to_original
+from seg.infer.cases import CaseOutputs, InferCase
+from seg.infer.metrics import case_metrics
+from seg.infer.predictor import Prediction, Predictor
+
+
+def restore_labels(pred: Prediction, props: CaseProperties) -> np.ndarray:
+    """Label map in the input's voxel grid. When preprocessing resampled, probabilities are resampled (linear)
+    and then arg-maxed, which is smoother than resampling labels by nearest neighbour."""
+    if tuple(props.resampled_shape) == tuple(props.cropped_shape):
+        return restore_to_original(pred.labels()[None].numpy(), props, is_label=True)
+    k = pred.probabilities.shape[0]
+    probs = restore_to_original(pred.probabilities.numpy(), props, is_label=False, background=[1.0] + [0.0] * (k - 1))
+    return probs.argmax(-1).astype(np.uint8)
+
+
+def process_case(
+    case: InferCase,
+    predictor: Predictor,
+    outputs: CaseOutputs,
+    overwrite: bool = False,
+) -> dict:
+    """Returns the case's record: status ok / exists / failed, outputs, seconds, error, metrics."""
+    record: dict = {"case": case.case_id, "images": list(case.images), "label": case.label,
+                    "outputs": [str(p) for p in outputs.all()]}
+    start = time.perf_counter()
+    try:
+        if not overwrite and all(p.is_file() for p in outputs.all()):
+            record["status"] = "exists"
+        else:
+            _predict_and_write(case, predictor, outputs, record)
+            record["status"] = "ok"
+        if case.label:
+            binary_255 = bool(predictor.model.fingerprint.get("preprocessing", {}).get("binary_255"))
+            record["metrics"] = _score(outputs.labels, case.label, predictor.model.class_names, binary_255)
+    except (DataError, ValueError, RuntimeError, OSError, MemoryError) as e:
+        record["status"] = "failed"
+        record["error"] = _one_line(e, case)
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    return record
+
+
+def _predict_and_write(case: InferCase, predictor: Predictor, outputs: CaseOutputs, record: dict) -> None:
+    image, props = preprocess_image(list(case.images), predictor.model.fingerprint)
+    record["voxels"] = int(np.prod(props.geometry.spatial_shape))
+    pred = predictor.predict(image, gates=bool(outputs.gates))
+    del image
+    if not torch.isfinite(pred.probabilities).all():
+        raise ValueError("the network produced non-finite probabilities; check the model and the input's intensities")
+    for name, path in outputs.gates.items():
+        write_image(restore_to_original(pred.gates[name].numpy(), props, is_label=False), props.geometry, path)
+    if outputs.probabilities is not None:
+        k = pred.probabilities.shape[0]
+        probs = restore_to_original(pred.probabilities.numpy(), props, is_label=False, background=[1.0] + [0.0] * (k - 1))
+        write_image(probs, props.geometry, outputs.probabilities)
+        del probs
+    write_image(restore_labels(pred, props), props.geometry, outputs.labels)  # last: the case is complete
+
+
+def _score(pred_path: Path, label_path: str, class_names: list[str], binary_255: bool) -> dict:
+    pred, geometry = read_image(pred_path)
+    ref, ref_geometry = read_image(label_path)
+    if ref.shape != pred.shape:
+        raise DataError(
+            f"{label_path}: label map of shape {ref.shape} does not match its image's {pred.shape}. "
+            f"Pass the label map of this case."
+        )
+    if not np.allclose(ref_geometry.affine_array(), geometry.affine_array(), atol=1e-3):
+        raise DataError(f"{label_path}: label map's affine differs from its image's. Pass the label map of this case.")
+    ref = (ref > 0).astype(np.int64) if binary_255 else np.rint(ref).astype(np.int64)  # 0/255 masks mean 0/1
+    return case_metrics(pred, ref, spacing_from_affine(geometry.affine_array()), class_names)
+
+
+def _one_line(e: BaseException, case: InferCase) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, DataError):
+        return text  # already names the file, the problem and the fix
+    return f"{case.images[0]}: {type(e).__name__}: {text[:300]}"

@@ -1,0 +1,186 @@
+"""`seg infer`: a batch of cases through Lightning's predict loop, so `--devices N --strategy ddp` shards the
+cases over processes (each case on exactly one rank) with the same code as a single process."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from seg.config import InferConfig
+from seg.data.files import write_json
+from seg.infer.cases import InferCase, outputs_for
+from seg.infer.metrics import metrics_rows, summarize
+from seg.infer.model_io import LoadedModel
+from seg.infer.process import process_case
+
+PREDICTIONS_FILE = "predictions.json"
+
+
+@dataclass
+class InferSummary:
+    out_dir: Path
+    records: list[dict]
+    metrics: dict | None
+    seconds: float
+    rank: int = 0
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.records if r["status"] == "failed"]
+
+
+def _module(model: LoadedModel, cfg: InferConfig, cases: list[InferCase], out_dir: Path, log):
+    import lightning as L
+
+    from seg.infer.predictor import Predictor
+
+    class InferModule(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model.net
+            self.records: list[dict] = []
+            self.all_records: list[dict] = []
+
+        def predict_dataloader(self):
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+            shard = list(range(rank, len(cases), world))  # each case on exactly one rank, no padding
+            return torch.utils.data.DataLoader(shard, batch_size=None, collate_fn=lambda i: i)
+
+        def transfer_batch_to_device(self, batch, device, dataloader_idx):
+            return batch  # a case index; the case's tensors are made on the device inside the step
+
+        def on_predict_start(self) -> None:
+            self.predictor = Predictor(model, cfg.overlap, cfg.tta, cfg.precision, cfg.sw_batch_size, self.device)
+            gates = list(model.net.gate_names) if cfg.gates else []
+            self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates)
+
+        def predict_step(self, index: int, batch_idx: int):
+            case = cases[index]
+            record = process_case(case, self.predictor, self.outputs_of(case), cfg.overwrite)
+            record["rank"] = self.global_rank
+            log(record)
+            self.records.append(record)
+
+        def on_predict_epoch_end(self) -> None:
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                gathered: list = [None] * dist.get_world_size()
+                dist.all_gather_object(gathered, self.records)
+                self.all_records = [r for part in gathered for r in part]
+            else:
+                self.all_records = list(self.records)
+
+    return InferModule()
+
+
+def _quiet() -> None:
+    """Lightning's banner lines and known-harmless warnings would bury the per-case lines users read."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    for message in (".*predict returned None.*", ".*LeafSpec.*", ".*always_return_as_numpy.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def infer(model: LoadedModel, cases: list[InferCase], cfg: InferConfig, log=None) -> InferSummary:
+    """Predict `cases` with `model` into `cfg.output`; writes predictions.json (and metrics with labels)."""
+    import lightning as L
+
+    _quiet()
+    torch.set_num_threads(cfg.num_threads)
+    out_dir = Path(cfg.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = log or _print_record
+    module = _module(model, cfg, cases, out_dir, log)
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision="32-true",
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        use_distributed_sampler=False, inference_mode=True,
+    )
+    start = time.perf_counter()
+    trainer.predict(module, return_predictions=False)
+    seconds = time.perf_counter() - start
+    records = sorted(module.all_records, key=lambda r: r["case"])
+    if trainer.global_rank != 0:
+        return InferSummary(out_dir, records, None, seconds, trainer.global_rank)
+    metrics = _write_metrics(out_dir, records, model.class_names, cfg.metrics_file)
+    write_json(out_dir / PREDICTIONS_FILE, _predictions(model, cfg, records, metrics, seconds, trainer.world_size))
+    return InferSummary(out_dir, records, metrics, seconds)
+
+
+def _predictions(model: LoadedModel, cfg: InferConfig, records: list[dict], metrics, seconds: float, world: int) -> dict:
+    import seg
+
+    ok = [r for r in records if r["status"] == "ok"]
+    voxels = sum(r.get("voxels", 0) for r in ok)
+    busy = sum(r["seconds"] for r in ok)
+    return {
+        "model": {
+            "source": model.source,
+            "mlflow_run_id": model.meta.get("mlflow_run_id"),
+            "tracking_uri": model.meta.get("tracking_uri"),
+            "config_hash": model.config_hash,
+            "trained_with": model.meta.get("seg_version"),
+            "class_names": model.class_names,
+        },
+        "seg_version": seg.__version__,
+        "settings": {"tta": cfg.tta, "overlap": cfg.overlap, "precision": cfg.precision,
+                     "sw_batch_size": cfg.sw_batch_size, "devices": world, "patch_size": list(model.patch_size)},
+        "summary": {
+            "cases": len(records),
+            "ok": len(ok),
+            "exists": sum(r["status"] == "exists" for r in records),
+            "failed": sum(r["status"] == "failed" for r in records),
+            "seconds": round(seconds, 2),
+            "voxels_per_second": round(voxels / busy) if busy else None,
+        },
+        "metrics": metrics,
+        "failures": [r["error"] for r in records if r["status"] == "failed"],
+        "cases": {r["case"]: r for r in records},
+    }
+
+
+def _write_metrics(out_dir: Path, records: list[dict], class_names: list[str], metrics_file: str | None) -> dict | None:
+    import csv
+    import io
+
+    per_case = {r["case"]: r["metrics"] for r in records if r.get("metrics")}
+    if not per_case:
+        return None
+    summary = summarize(per_case, class_names)
+    write_json(out_dir / "metrics.json", {"summary": summary, "cases": per_case})
+    rows = metrics_rows(per_case)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    tmp = out_dir / "metrics.csv.tmp"
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, out_dir / "metrics.csv")
+    if metrics_file:
+        ok = sum(r["status"] in ("ok", "exists") for r in records)
+        write_json(metrics_file, {**summary, "cases_ok": ok, "cases_failed": len(records) - ok})
+    return summary
+
+
+def _print_record(record: dict) -> None:
+    status = record["status"]
+    if status == "failed":
+        print(f"failed: {record['error']}", file=sys.stderr, flush=True)
+        return
+    dice = ""
+    if record.get("metrics"):
+        dice = "  dice " + " ".join(f"{k}={v['dice']:.3f}" for k, v in record["metrics"].items())
+    print(f"{status:>6}  {record['case']}  {record['seconds']:.1f} s{dice}", flush=True)
+
+
+def read_predictions(out_dir: str | Path) -> dict:
+    return json.loads((Path(out_dir) / PREDICTIONS_FILE).read_text())

@@ -1,0 +1,184 @@
+"""`seg infer` on a tiny untrained model: geometry-exact outputs, bad files, reruns, safe loading, metrics."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from infer_fixture import tiny_model_folder
+from seg.cli import main
+from seg.infer.cases import find_cases
+from seg.infer.metrics import case_metrics
+from seg.infer.model_io import ModelLoadError, load_model
+from seg.infer.predictor import Predictor, mirror_axes
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, synthetic_3d) -> Path:
+    return tiny_model_folder(tmp_path_factory.mktemp("infer"), synthetic_3d)
+
+
+
+
+
+def _oblique_copy(src: Path, dst: Path) -> Path:
+    """The case with a rotated, anisotropic, shifted affine and axes permuted: a hard geometry."""
+    img = nib.load(src)
+    data = np.asarray(img.dataobj).transpose(2, 0, 1)
+    c, s = np.cos(0.3), np.sin(0.3)
+    affine = np.array([[0, 0.9 * c, -1.3 * s, 10], [0, 0.9 * s, 1.3 * c, -20], [2.1, 0, 0, 5], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(data, affine), dst)
+    return dst
+
+
+def test_outputs_keep_the_input_geometry_and_header(model_dir, synthetic_3d, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    src = sorted((synthetic_3d / "imagesTr").iterdir())[0]
+    _oblique_copy(src, inputs / "oblique_0000.nii.gz")
+    (inputs / "plain.nii.gz").write_bytes(src.read_bytes())
+    out = tmp_path / "out"
+    rc = main(["infer", "--model", str(model_dir), "--input", str(inputs), "--output", str(out), "--no-tta",
+               "--probabilities", "--gates", "--precision", "32"])
+    assert rc == 0
+    for name, case in (("oblique_0000.nii.gz", "oblique"), ("plain.nii.gz", "plain")):
+        ref = nib.load(inputs / name)
+        seg_img = nib.load(out / f"{case}.nii.gz")
+        assert seg_img.shape == ref.shape and np.array_equal(seg_img.affine, ref.affine)
+        assert seg_img.header.get_qform(coded=True)[1] == ref.header.get_qform(coded=True)[1]
+        assert set(np.unique(np.asarray(seg_img.dataobj))) <= {0, 1, 2}
+        probs = nib.load(out / "probabilities" / f"{case}.nii.gz")
+        assert probs.shape == (*ref.shape, 3) and np.allclose(np.asarray(probs.dataobj).sum(-1), 1, atol=1e-4)
+        for level in ("level0", "level1"):
+            gate = np.asarray(nib.load(out / "gates" / f"{case}_{level}.nii.gz").dataobj)
+            assert gate.shape == ref.shape and 0 <= gate.min() and gate.max() <= 1
+    pred = json.loads((out / "predictions.json").read_text())
+    assert pred["summary"]["ok"] == 2 and pred["model"]["config_hash"] and pred["settings"]["tta"] is False
+
+
+def test_bad_files_fail_one_line_each_and_the_batch_goes_on(model_dir, synthetic_3d, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = sorted((synthetic_3d / "imagesTr").iterdir())[1]
+    (inputs / "good.nii.gz").write_bytes(good.read_bytes())
+    (inputs / "truncated.nii.gz").write_bytes(good.read_bytes()[:400])
+    (inputs / "empty.nii.gz").write_bytes(b"")
+    nan = np.asarray(nib.load(good).dataobj).astype(np.float32)
+    nan[3, 3, 3] = np.nan
+    nib.save(nib.Nifti1Image(nan, np.eye(4)), inputs / "nan.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((20, 20), np.float32), np.eye(4)), inputs / "flat2d.nii.gz")
+    out = tmp_path / "out"
+    rc = main(["infer", "--model", str(model_dir), "--input", str(inputs), "--output", str(out), "--no-tta"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    failed_lines = [line for line in err.splitlines() if line.startswith("failed:")]
+    for name in ("truncated", "empty", "nan", "flat2d"):
+        assert any(f"{name}.nii.gz" in line for line in failed_lines), (name, err)
+    assert (out / "good.nii.gz").is_file()
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["good.nii.gz"]  # nothing half-written
+    assert not list(out.rglob(".tmp-*"))
+    pred = json.loads((out / "predictions.json").read_text())
+    assert pred["summary"] == {**pred["summary"], "ok": 1, "failed": 4} and len(pred["failures"]) == 4
+
+
+def test_rerun_skips_finished_cases_unless_overwrite(model_dir, synthetic_3d, tmp_path):
+    src = sorted((synthetic_3d / "imagesTr").iterdir())[2]
+    out = tmp_path / "out"
+    args = ["infer", "--model", str(model_dir), "--input", str(src), "--output", str(out), "--no-tta"]
+    assert main(args) == 0
+    first = (out / src.name).stat().st_mtime_ns
+    assert main(args) == 0
+    assert json.loads((out / "predictions.json").read_text())["summary"]["exists"] == 1
+    assert (out / src.name).stat().st_mtime_ns == first
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads((out / "predictions.json").read_text())["summary"]["ok"] == 1
+    assert src.read_bytes() == (synthetic_3d / "imagesTr" / src.name).read_bytes()  # inputs never written
+
+
+def test_labels_give_dice_hd95_and_volumes(model_dir, synthetic_3d, tmp_path):
+    out = tmp_path / "out"
+    pattern = str(synthetic_3d / "imagesTr" / "synth3d_00[01].nii.gz")
+    rc = main(["infer", "--model", str(model_dir), "--input", pattern, "--output", str(out),
+               "--labels", str(synthetic_3d / "labelsTr"), "--no-tta"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["cases"]) == {"synth3d_000", "synth3d_001"}
+    head = metrics["cases"]["synth3d_000"]["head"]
+    assert 0 <= head["dice"] <= 1 and head["volume_ref"] > 0
+    assert (out / "metrics.csv").read_text().startswith("case,class,dice,hd95,volume_pred,volume_ref")
+
+
+def test_case_metrics_known_values():
+    ref = np.zeros((10, 10, 10), np.uint8)
+    ref[2:6, 2:6, 2:6] = 1
+    pred = np.zeros_like(ref)
+    pred[3:7, 2:6, 2:6] = 1  # shifted by one voxel along x
+    m = case_metrics(pred, ref, (2.0, 1.0, 1.0), ["bg", "a", "b"])
+    assert m["a"]["dice"] == pytest.approx(2 * 48 / 128)
+    assert m["a"]["hd95"] == pytest.approx(2.0)  # one voxel of 2 mm
+    assert m["a"]["volume_ref"] == 64 * 2.0
+    assert m["b"] == {"dice": 1.0, "hd95": None, "volume_pred": 0.0, "volume_ref": 0.0}
+
+
+def test_checkpoint_loads_and_matches_the_folder(model_dir, tmp_path):
+    folder = load_model(model_dir)
+    state = {f"net.{k}": v for k, v in folder.net.state_dict().items()}
+    import yaml
+
+    info = {"config": yaml.safe_load((model_dir / "config.yaml").read_text()), "fingerprint": folder.fingerprint,
+            "meta": folder.meta}
+    torch.save({"state_dict": state, "seg": info, "epoch": 3}, tmp_path / "best.ckpt")
+    ckpt = load_model(tmp_path / "best.ckpt")
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(folder.net(x), ckpt.net(x))
+
+
+def test_unsafe_or_foreign_models_are_refused(model_dir, tmp_path):
+    import argparse
+
+    torch.save({"state_dict": {}, "seg": argparse.Namespace(code="any pickled object")}, tmp_path / "evil.ckpt")
+    with pytest.raises(ModelLoadError, match="weights_only=True"):
+        load_model(tmp_path / "evil.ckpt")
+    torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
+    with pytest.raises(ModelLoadError, match="no seg model description"):
+        load_model(tmp_path / "plain.ckpt")
+    with pytest.raises(ModelLoadError, match="missing weights.pt"):
+        load_model(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("weights.pt", "config.yaml", "fingerprint.json"):
+        (other / name).write_bytes((model_dir / name).read_bytes())
+    (other / "model.json").write_text(json.dumps({"seg_version": "9.0.0"}))
+    with pytest.raises(ModelLoadError, match="trained with seg 9.0.0"):
+        load_model(other)
+    (other / "model.json").write_text("{}")
+    (other / "config.yaml").write_text((model_dir / "config.yaml").read_text().replace("in_channels: 1", "in_channels: 2"))
+    with pytest.raises(ModelLoadError, match="do not fit the configured network"):
+        load_model(other)
+
+
+def test_tta_mirrors_every_axis_subset_and_probabilities_sum_to_one(model_dir):
+    assert len(mirror_axes(3, True)) == 8 and len(mirror_axes(2, True)) == 4 and mirror_axes(3, False) == [()]
+    model = load_model(model_dir)
+    image = np.random.default_rng(0).normal(size=(1, 21, 18, 17)).astype(np.float32)
+    pred = Predictor(model, overlap=0.25, tta=True, precision="32").predict(image, gates=True)
+    assert pred.probabilities.shape == (3, 21, 18, 17)
+    assert torch.allclose(pred.probabilities.sum(0), torch.ones(21, 18, 17), atol=1e-5)
+    assert set(pred.gates) == {"level0", "level1"} and pred.gates["level1"].shape == (1, 21, 18, 17)
+
+
+def test_find_cases_groups_channels_and_reports_nothing_found(tmp_path):
+    for name in ("a_0000.nii.gz", "a_0001.nii.gz", "b_0000.nii.gz", "b_0001.nii.gz", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    cases = find_cases(str(tmp_path), in_channels=2)
+    assert [(c.case_id, len(c.images)) for c in cases] == [("a", 2), ("b", 2)]
+    assert [c.case_id for c in find_cases(str(tmp_path / "a_0000.nii.gz"))] == ["a"]
+    with pytest.raises(Exception, match="no image file matches"):
+        find_cases(str(tmp_path / "*.nrrd"))
