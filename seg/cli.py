@@ -151,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=int, help="processes/GPUs; with --strategy ddp the cases are sharded")
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     p.add_argument("--accelerator", help="cpu, gpu or auto")
+    p.add_argument("--num-threads", dest="num_threads", type=int, help="torch threads per process")
     p.add_argument("--overwrite", action="store_true", default=None, help="redo cases whose outputs exist")
     p.set_defaults(func=_cmd_infer)
     return parser

@@ -15,9 +15,10 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from cache_fixture import write_tiny_cache  # noqa: E402
 
 
-def tiny_project(tmp_path: Path, spatial_dims: int = 3, **train) -> Path:
+def tiny_project(tmp_path: Path, spatial_dims: int = 3, write_cache: bool = True, **train) -> Path:
     """Tiny cache + config under tmp_path; returns the config path."""
-    write_tiny_cache(tmp_path / "cache", spatial_dims=3 if spatial_dims == 2 else spatial_dims)
+    if write_cache:
+        write_tiny_cache(tmp_path / "cache", spatial_dims=3 if spatial_dims == 2 else spatial_dims)
     cfg = {
         "data": {"cache_dir": str(tmp_path / "cache")},
         "model": {"spatial_dims": spatial_dims, "channels": [8, 16, 32], "strides": [2, 2], "deep_supervision": 1},
@@ -86,3 +87,20 @@ class MlflowServer:
         with urllib.request.urlopen(f"{self.url}{endpoint}?{urllib.parse.urlencode(params)}", timeout=30) as r:
             body = r.read()
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body
+
+
+def synthetic_project(tmp_path: Path, n_cases: int = 6, **train) -> Path:
+    """The embedded synthetic 3D dataset preprocessed into tmp_path/cache (real original files and case
+    properties, so inference and analysis can restore to them) + a tiny training config; returns its path."""
+    from seg.config import DataConfig
+    from seg.data.preprocess import preprocess_dataset
+    from seg.data.synthetic import make_synthetic_dataset
+
+    dataset = make_synthetic_dataset(tmp_path / "synthetic", spatial_dims=3, n_cases=n_cases, seed=0)
+    preprocess_dataset(DataConfig(root=str(dataset), cache_dir=str(tmp_path / "cache"), num_workers=0, folds=2),
+                       progress=False)
+    path = tiny_project(tmp_path, write_cache=False, **train)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["data"].update({"root": str(dataset), "cache_dir": str(tmp_path / "cache"), "folds": 2})
+    path.write_text(yaml.safe_dump(cfg))
+    return path
