@@ -27,13 +27,20 @@ class HistoryCallback(L.Callback):
             return
         m = trainer.callback_metrics
         row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
-        row["train_loss"] = float(m["train/loss"]) if "train/loss" in m else math.nan
+        row["train_loss"] = math.nan  # this epoch's mean loss is reduced after validation: on_train_epoch_end
         row["val_dice_mean"] = float(m.get("val/dice_mean", math.nan))
         for name in self.foreground:
             row[f"val_dice_{name}"] = float(m.get(f"val/dice_{name}", math.nan))
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         if trainer.global_rank == 0:
             self.write_history()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        loss = trainer.callback_metrics.get("train/loss")
+        if self.rows and self.rows[-1]["epoch"] == trainer.current_epoch and loss is not None:
+            self.rows[-1]["train_loss"] = float(loss)
+            if trainer.global_rank == 0:
+                self.write_history()
 
     def write_history(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
