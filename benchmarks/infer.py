@@ -116,7 +116,7 @@ def main() -> None:
         results = {}
         for name, extra in (("seg infer --no-tta", ["--no-tta"]), ("seg infer (TTA)", [])):
             seconds, pred = seg_infer(args.model, files, work / name.replace(" ", "_"), [*common, *extra], label_dir)
-            busy = sum(r["seconds"] for r in pred["cases"].values())
+            busy = sum(r["predict_seconds"] for r in pred["cases"].values())
             results[name] = {"voxels_per_s": round(voxels / busy), "wall_s": round(seconds, 1), "metrics": pred["metrics"]}
         results["monai AttentionUnet (network only)"] = {
             "voxels_per_s": round(monai_speed(model, images, args.overlap, args.precision))}

@@ -111,6 +111,56 @@ def _exists(path: str) -> bool:
     return Path(path).is_file()
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from seg.config import load_config
+    from seg.data.errors import DataError
+    from seg.explain.cases import file_cases, pipeline_cases
+    from seg.explain.run import analyze
+    from seg.infer.model_io import ModelLoadError, load_model
+    from seg.train.cache import CacheError
+
+    cfg = load_config(args.config if args.config != "params.yaml" or _exists(args.config) else None)
+    names = {f.name for f in dataclasses.fields(cfg.analyze)}
+    flags = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in names and v is not None}
+    acfg = dataclasses.replace(cfg.analyze, **flags)
+    if acfg.cases:  # an ad-hoc set: its metrics stay in the output folder, not in the pipeline's metrics/
+        acfg = dataclasses.replace(acfg, metrics_file=None)
+    try:
+        model = load_model(acfg.model)
+        if acfg.cases:
+            cases, selection = file_cases(acfg.cases, acfg.labels, model, acfg.max_cases), []
+        else:  # the evaluation fold; thresholds are chosen on training-fold cases of the same cache
+            cases, selection = pipeline_cases(cfg.data.cache_dir, cfg.data.fold, acfg.max_cases, acfg.threshold_cases)
+        summary = analyze(model, cases, selection, acfg)
+    except (ModelLoadError, DataError, CacheError, ValueError) as e:
+        print(f"seg analyze: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(cases)} cases analysed in {summary.seconds:.1f} s -> {summary.report}")
+    print(f"thresholds chosen on: {summary.threshold_source}")
+    if summary.logged_run:
+        print(f"logged into MLflow run {summary.logged_run}")
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from seg.explain.layers import format_layers, layer_table
+    from seg.infer.model_io import ModelLoadError, load_model
+
+    try:
+        model = load_model(args.model)
+        size = tuple(args.size) if args.size else model.patch_size
+    except ModelLoadError as e:
+        print(f"seg layers: error: {e}", file=sys.stderr)
+        return 2
+    if len(size) != model.config.model.spatial_dims:
+        print(f"seg layers: error: --size needs {model.config.model.spatial_dims} numbers, got {list(size)}.", file=sys.stderr)
+        return 2
+    print(format_layers(layer_table(model.net, size, model.config.model.in_channels), f"{args.model} {tuple(size)}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seg",
@@ -154,6 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-threads", dest="num_threads", type=int, help="torch threads per process")
     p.add_argument("--overwrite", action="store_true", default=None, help="redo cases whose outputs exist")
     p.set_defaults(func=_cmd_infer)
+
+    p = sub.add_parser("analyze", help="gate maps, class activation maps and SEAM measures; report, metrics, MLflow")
+    p.add_argument("--config", default="params.yaml", help="YAML config; its analyze section gives defaults")
+    p.add_argument("--model", help="model folder, Lightning .ckpt, or MLflow URI (default: analyze.model)")
+    p.add_argument("--cases", help="folder, file or glob of images (default: the pipeline's evaluation cases)")
+    p.add_argument("--labels", help="folder of reference label maps for --cases")
+    p.add_argument("--output", help="output folder (default: analyze.output)")
+    p.add_argument("--max-cases", dest="max_cases", type=int, help="analyse the first N cases")
+    p.add_argument("--cam-method", dest="cam_method", choices=("gradcam", "gradcampp", "hirescam"), help="CAM variant")
+    p.add_argument("--cam-layers", dest="cam_layers", nargs="+", help="target layers (see `seg layers MODEL`)")
+    p.add_argument("--threshold-cases", dest="threshold_cases", type=int, help="training-fold cases choosing thresholds")
+    p.add_argument("--transforms", nargs="*", help="equivariance families: flip rot90 scale (none: skip)")
+    p.add_argument("--mlflow", dest="log_mlflow", action=argparse.BooleanOptionalAction, default=None,
+                   help="log into the model's MLflow run (default on)")
+    p.set_defaults(func=_cmd_analyze)
+
+    p = sub.add_parser("layers", help="list a model's layers usable as CAM targets, with output shapes")
+    p.add_argument("model", help="model folder, Lightning .ckpt, or MLflow URI")
+    p.add_argument("--size", type=int, nargs="+", default=None, help="input spatial size (default: the patch size)")
+    p.set_defaults(func=_cmd_layers)
     return parser
 
 

@@ -267,6 +267,11 @@ class AnalyzeConfig:
     pcm_window: int = 5  # neighbourhood (voxels per axis) of the Pixel Correlation Module's affinities
     metrics_file: str = "metrics/analysis.json"
     log_mlflow: bool = True  # log maps, overlays and the report into the model's MLflow run
+    transforms: tuple[str, ...] = ("flip", "rot90", "scale")  # equivariance families; each costs CAM passes per case
+    threshold_cases: int = 4  # training-fold cases that choose the CAM Dice threshold; 0: half the analysed cases
+    whole_case_voxels: int = 262144  # cases up to this size get one exact window; larger ones patch-sized windows
+    overlap: float = 0.5  # sliding-window overlap for cases larger than whole_case_voxels
+    num_threads: int = 2  # torch intra-op threads
 
     def __post_init__(self) -> None:
         _one_of("analyze.cam_method", self.cam_method, CAM_METHODS)
@@ -274,6 +279,17 @@ class AnalyzeConfig:
             raise ConfigError(f"analyze.max_cases must be >= 1, got {self.max_cases}.")
         if self.pcm_window < 1 or self.pcm_window % 2 == 0:
             raise ConfigError(f"analyze.pcm_window must be an odd number >= 1, got {self.pcm_window}.")
+        for family in self.transforms:
+            _one_of("analyze.transforms[]", family, ("flip", "rot90", "scale"))
+        if any(s <= 0 for s in self.scales):
+            raise ConfigError(f"analyze.scales must be positive factors, got {list(self.scales)}.")
+        if self.threshold_cases < 0 or self.whole_case_voxels < 1 or self.num_threads < 1:
+            raise ConfigError(
+                f"analyze.threshold_cases must be >= 0, whole_case_voxels and num_threads >= 1, got "
+                f"{self.threshold_cases}, {self.whole_case_voxels}, {self.num_threads}."
+            )
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"analyze.overlap must be in [0, 1), got {self.overlap}.")
 
 
 # ------------------------------------------------------------------------------------------- loading

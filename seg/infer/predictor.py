@@ -80,6 +80,13 @@ class Predictor:
         return fn
 
     @torch.inference_mode()
+    def warm_up(self) -> None:
+        """One window through the network (and its backends' kernel selection) before the first case."""
+        x = torch.zeros(1, self.model.config.model.in_channels, *self.model.patch_size, device=self.device)
+        with self._autocast():
+            self.net(x)
+
+    @torch.inference_mode()
     def predict(self, image: np.ndarray | torch.Tensor, gates: bool = False) -> Prediction:
         """`image`: preprocessed (C, *spatial) float32. Gate maps only when `gates` (they cost memory)."""
         x = torch.as_tensor(image, dtype=torch.float32, device=self.device)[None]

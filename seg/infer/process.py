@@ -46,6 +46,7 @@ def process_case(
         else:
             _predict_and_write(case, predictor, outputs, record)
             record["status"] = "ok"
+            record["predict_seconds"] = round(time.perf_counter() - start, 3)  # read to written, without scoring
         if case.label:
             binary_255 = bool(predictor.model.fingerprint.get("preprocessing", {}).get("binary_255"))
             record["metrics"] = _score(outputs.labels, case.label, predictor.model.class_names, binary_255)

@@ -57,6 +57,7 @@ def _module(model: LoadedModel, cfg: InferConfig, cases: list[InferCase], out_di
 
         def on_predict_start(self) -> None:
             self.predictor = Predictor(model, cfg.overlap, cfg.tta, cfg.precision, cfg.sw_batch_size, self.device)
+            self.predictor.warm_up()  # kernel selection on the first window is not any case's time
             gates = list(model.net.gate_names) if cfg.gates else []
             self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates)
 
@@ -121,7 +122,7 @@ def _predictions(model: LoadedModel, cfg: InferConfig, records: list[dict], metr
 
     ok = [r for r in records if r["status"] == "ok"]
     voxels = sum(r.get("voxels", 0) for r in ok)
-    busy = sum(r["seconds"] for r in ok)
+    busy = sum(r["predict_seconds"] for r in ok)
     return {
         "model": {
             "source": model.source,
