@@ -21,13 +21,18 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: the DVC pipeline (preprocess -> train so far) on params.yaml; with data.root null it runs on
-# the embedded synthetic dataset. The venv's bin goes first on PATH so stage commands use its python.
+# The main job: the DVC pipeline preprocess -> train -> infer -> analyze on params.yaml; with data.root null
+# it runs on the embedded synthetic dataset. The venv's bin goes first on PATH so stage commands use its python.
 run: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
-	@echo "metrics:   metrics/train.json (dvc metrics show), curves: metrics/train_curves.png"
-	@echo "model:     models/latest (weights, config, fingerprint)"
-	@echo "MLflow:    $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db  (images: run > Artifacts > images)"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	@echo ""
+	@echo "Results"
+	@echo "  metrics:      metrics/train.json, metrics/infer.json, metrics/analysis.json  (.venv/bin/dvc metrics show)"
+	@echo "  curves:       metrics/train_curves.png"
+	@echo "  model:        models/latest  (seg infer --model models/latest --input <folder> --output <folder>)"
+	@echo "  predictions:  outputs/predictions  (label maps, predictions.json, metrics.csv)"
+	@echo "  analysis:     outputs/analysis/report.html  (gate maps, CAMs, SEAM; open in a browser)"
+	@echo "  MLflow:       .venv/bin/mlflow ui --backend-store-uri sqlite:///$(abspath .)/mlflow.db  then http://127.0.0.1:5000"
 
 # Everything: fast unit tests and slow integration tests (what CI runs).
 test: setup

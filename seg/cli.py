@@ -97,12 +97,23 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     summary = infer(model, cases, icfg)
     if summary.rank != 0:
         return 0
+    if not icfg.input:  # a pipeline run: trace the model's MLflow run to the DVC state that made it
+        _tag_dvc_lock(model.meta)
     done = len(summary.records) - len(summary.failed)
     print(f"{done} of {len(summary.records)} cases done in {summary.seconds:.1f} s -> {summary.out_dir}"
           + (f"; mean Dice {summary.metrics['dice_mean']:.3f}" if summary.metrics else ""))
     for record in summary.failed:
         print(f"failed: {record['error']}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _tag_dvc_lock(meta: dict) -> None:
+    from seg.train.tracking import tag_run_with_dvc_lock
+
+    try:
+        tag_run_with_dvc_lock(meta.get("mlflow_run_id"), meta.get("tracking_uri"))
+    except Exception as e:  # tracking is a convenience here: never fail the predictions for it
+        print(f"seg infer: warning: could not tag the MLflow run with dvc.lock hashes ({e})", file=sys.stderr)
 
 
 def _exists(path: str) -> bool:

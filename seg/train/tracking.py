@@ -96,3 +96,34 @@ def log_pytorch_model(net, in_channels: int, spatial_dims: int, run_id: str, tra
         )
         mlflow.log_artifacts(str(model_dir), artifact_path="model_folder")
     return info.model_uri
+
+
+def dvc_lock_tags(lock: Path, stages: tuple[str, ...] = ("preprocess", "train")) -> dict[str, str]:
+    """`dvc.<stage>.<deps|outs>.<path>` -> the md5 DVC recorded in dvc.lock, so a run traces back to the exact
+    data, code and model DVC holds (dvc.lock is updated after each stage, so later stages see train's entry)."""
+    import yaml
+
+    if not lock.is_file():
+        return {}
+    entries = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    tags = {}
+    for stage in stages:
+        for kind in ("deps", "outs"):
+            for e in entries.get(stage, {}).get(kind, []) or []:
+                value = e.get("md5") or e.get("etag") or e.get("checksum")
+                if value:
+                    tags[f"dvc.{stage}.{kind}.{e['path']}"] = str(value)
+    return tags
+
+
+def tag_run_with_dvc_lock(run_id: str | None, uri: str | None, lock: Path = Path("dvc.lock")) -> int:
+    """Set the dvc.lock tags on the model's run; returns how many (0 when there is no run or no lock)."""
+    tags = dvc_lock_tags(lock)
+    if not run_id or not uri or not tags:
+        return 0
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    return len(tags)

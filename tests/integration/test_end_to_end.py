@@ -1,0 +1,109 @@
+"""The pipeline as a new user meets it: a fresh clone, the README's main command (`make run`: dvc repro of
+preprocess -> train -> infer -> analyze on the embedded synthetic data), then what the user looks at: NIfTI
+outputs with the inputs' geometry, metrics files, the MLflow run through a real server, and the analysis
+report rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from train_helpers import MlflowServer, seg_env
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = Path(sys.executable).parent.parent
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    """A fresh clone of the committed repository after `make run`."""
+    if shutil.which("git") is None or shutil.which("make") is None:
+        pytest.skip("git and make are needed to clone and run the pipeline")
+    root = tmp_path_factory.mktemp("e2e") / "seg"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(root)], check=True)
+    env = {**seg_env(), "PYTHONPATH": str(root)}  # the clone's code, the already-installed environment
+    env.pop("MLFLOW_TRACKING_URI", None)
+    stamp = VENV / ".installed"
+    res = subprocess.run(["make", "run", f"VENV={VENV}", "-o", str(stamp)], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=1500)
+    assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-5000:])
+    (root / "make_run.log").write_text(res.stdout)
+    return root
+
+
+def test_readme_command_ends_by_saying_where_results_are(clone):
+    out = (clone / "make_run.log").read_text()
+    for what in ("metrics/infer.json", "outputs/predictions", "outputs/analysis/report.html", "mlflow ui"):
+        assert what in out, what
+
+
+def test_predictions_keep_the_input_geometry(clone):
+    pred = json.loads((clone / "outputs" / "predictions" / "predictions.json").read_text())
+    assert pred["summary"]["failed"] == 0 and pred["summary"]["ok"] >= 1
+    for case in pred["cases"].values():
+        src, out = nib.load(case["images"][0]), nib.load(case["outputs"][0])
+        assert out.shape == src.shape and np.array_equal(out.affine, src.affine)
+        assert np.array_equal(out.header.get_qform(), src.header.get_qform())
+
+
+def test_metrics_files_for_dvc(clone):
+    train = json.loads((clone / "metrics" / "train.json").read_text())
+    infer = json.loads((clone / "metrics" / "infer.json").read_text())
+    analysis = json.loads((clone / "metrics" / "analysis.json").read_text())
+    assert 0 <= train["best_val_dice_mean"] <= 1 and 0 <= infer["dice_mean"] <= 1 and analysis
+    shown = subprocess.run([str(VENV / "bin" / "dvc"), "metrics", "show", "--json"], cwd=clone, capture_output=True,
+                           text=True, env=seg_env())
+    assert shown.returncode == 0 and "best_val_dice_mean" in shown.stdout
+
+
+def test_mlflow_run_holds_metrics_model_and_gate_images(clone):
+    meta = json.loads((clone / "models" / "latest" / "model.json").read_text())
+    with MlflowServer(clone / "mlflow.db") as server:
+        run = server.get("/api/2.0/mlflow/runs/get", run_id=meta["mlflow_run_id"])["run"]
+        assert "val/dice_mean" in {m["key"] for m in run["data"]["metrics"]}
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert tags["git_commit"] != "unknown" and tags["dvc_stage"] == "train"
+        assert tags["dvc.train.outs.models/latest"] == dvc_lock_hash(clone, "train", "models/latest")
+        top = {f["path"] for f in server.get("/api/2.0/mlflow/artifacts/list", run_id=meta["mlflow_run_id"])["files"]}
+        assert {"model", "model_folder", "images"} <= top
+        images = server.get("/api/2.0/mlflow/artifacts/list", run_id=meta["mlflow_run_id"], path="images")["files"]
+        assert any("gate_level0" in f["path"] and f["path"].endswith(".png") for f in images)
+
+
+def dvc_lock_hash(root: Path, stage: str, path: str) -> str:
+    import yaml
+
+    entries = yaml.safe_load((root / "dvc.lock").read_text())["stages"][stage]["outs"]
+    return next(e.get("md5") or e.get("hash") for e in entries if e["path"] == path)
+
+
+def test_analysis_report_renders_its_images_in_chromium(clone, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if chromium is None:
+        pytest.skip("no Chromium here: .ci/run installs Debian's chromium for this check")
+    report = clone / "outputs" / "analysis" / "report.html"
+    assert report.is_file()
+    html = report.read_text()
+    assert "http://" not in html and "https://" not in html  # opens offline
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
+         "--window-size=1280,2400", "--virtual-time-budget=5000", report.as_uri()],
+        capture_output=True, timeout=180, env={**os.environ, "HOME": str(tmp_path)},
+    )
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
+    saturation = rgb.max(-1) - rgb.min(-1)
+    colourful = float((saturation > 60).mean())
+    assert colourful > 0.01, f"the screenshot looks blank or grey only ({colourful:.4f} colourful pixels)"
