@@ -113,10 +113,10 @@ def test_field_docs_reads_comments_and_attribute_docstrings() -> None:
 
 @pytest.fixture()
 def readme(tmp_path: Path) -> Path:
-    """A copy of the repository README with a stale marked section."""
+    """A README with a stale marked section."""
     path = tmp_path / "README.md"
     path.write_text(
-        (REPO / "README.md").read_text(encoding="utf-8")
+        "# A project\n\nSome text.\n"
         + f"\n## Configuration\n\n{START_MARKER}\nstale\n{END_MARKER}\n\nAfter.\n",
         encoding="utf-8",
     )
@@ -166,3 +166,12 @@ def test_module_entry_point_prints_the_markdown() -> None:
         [sys.executable, "-m", "seg.config_docs"], capture_output=True, text=True, check=True, cwd=REPO, env=env
     ).stdout
     assert out == config_reference_markdown()
+
+
+def test_repository_readme_reference_is_in_sync():
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    from seg.config_docs import config_reference_markdown
+
+    assert config_reference_markdown().strip() in readme.read_text(), (
+        "README.md's configuration reference is stale: run `python -m seg.config_docs --write README.md`"
+    )
