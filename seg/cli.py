@@ -166,7 +166,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
         print(f"seg layers: error: {e}", file=sys.stderr)
         return 2
     if len(size) != model.config.model.spatial_dims:
-        print(f"seg layers: error: --size needs {model.config.model.spatial_dims} numbers, got {list(size)}.", file=sys.stderr)
+        dims = model.config.model.spatial_dims
+        print(f"seg layers: error: --size needs {dims} numbers, got {list(size)}.", file=sys.stderr)
         return 2
     print(format_layers(layer_table(model.net, size, model.config.model.in_channels), f"{args.model} {tuple(size)}"))
     return 0
@@ -225,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cases", dest="max_cases", type=int, help="analyse the first N cases")
     p.add_argument("--cam-method", dest="cam_method", choices=("gradcam", "gradcampp", "hirescam"), help="CAM variant")
     p.add_argument("--cam-layers", dest="cam_layers", nargs="+", help="target layers (see `seg layers MODEL`)")
-    p.add_argument("--threshold-cases", dest="threshold_cases", type=int, help="training-fold cases choosing thresholds")
+    p.add_argument("--threshold-cases", dest="threshold_cases", type=int,
+                   help="training-fold cases that choose the CAM Dice thresholds")
     p.add_argument("--transforms", nargs="*", help="equivariance families: flip rot90 scale (none: skip)")
     p.add_argument("--mlflow", dest="log_mlflow", action=argparse.BooleanOptionalAction, default=None,
                    help="log into the model's MLflow run (default on)")

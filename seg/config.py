@@ -28,26 +28,26 @@ class ConfigError(ValueError):
 class ModelConfig:
     """The network. Argument names follow MONAI (`spatial_dims, in_channels, out_channels, channels, ...`)."""
 
-    spatial_dims: int = 3
-    in_channels: int = 1
+    spatial_dims: int = 3  # 2 or 3: selects every convolution, norm and pooling; nothing else changes
+    in_channels: int = 1  # image channels (MRI sequences, CT = 1, RGB microscopy = 3 with data.color rgb)
     out_channels: int = 3  # classes including background
     channels: tuple[int, ...] = (16, 32, 64, 128)  # depth = len(channels); the coarsest levels hold most weights
     strides: tuple[int, ...] = (2, 2, 2)  # len(channels) - 1; their product per axis is the input multiple
-    kernel_size: int = 3
+    kernel_size: int = 3  # convolution kernel per axis
     norm: str = "instance"  # instance suits batch sizes of 2-4; batch norm needs larger batches
-    act: str = "leakyrelu"
-    dropout: float = 0.0
+    act: str = "leakyrelu"  # activation: leakyrelu, relu, prelu, gelu (MONAI names)
+    dropout: float = 0.0  # dropout probability inside conv blocks
     residual: bool = False  # residual stages train deeper nets more stably, at ~10% more compute
     gate_levels: str | tuple[int, ...] | None = "all"  # "all", None (plain U-Net, for ablations), or skip indices
     gate_mode: str = "concatenation"  # or concatenation_softmax / concatenation_residual
     gate_heads: int = 1  # > 1: multi-head gating on every gated skip
     sub_sample_factor: int | None = None  # None: each gate works on its gating signal's grid (the stride)
     encoder_attention: str | None | tuple[str | None, ...] = None  # se / cbam / scse, all or per stage
-    decoder_attention: str | None | tuple[str | None, ...] = None
-    attention_reduction: int = 4
+    decoder_attention: str | None | tuple[str | None, ...] = None  # se / cbam / scse on decoder stages
+    attention_reduction: int = 4  # channel reduction ratio of SE / CBAM / scSE
     deep_supervision: int = 2  # extra heads on decoder levels 1..k, weighted by resolution in the loss
-    encoder_convs: int = 2
-    decoder_convs: int = 2
+    encoder_convs: int = 2  # 3x3 convolutions per encoder stage below the first
+    decoder_convs: int = 2  # 3x3 convolutions per decoder stage
     decoder_merge: str = "1x1"  # 1x1 projection of [skip, up] before the 3x3s; "3x3" convolves all 2C channels
     first_stage_convs: int | None = 1  # the full-resolution stage dominates cost; one conv there is ~2x cheaper
     pad_input: bool = True  # pad to the stride multiple and crop back; False makes a wrong size an error
@@ -100,7 +100,7 @@ class DataConfig:
     image_order: int = 3  # spline order for image resampling: 3 is sharper, 1 is faster and never overshoots
     color: str = "grey"  # RGB(A) 2D images: grey (luma), first (channel 0), or rgb (3 input channels)
     allow_empty_labels: bool = False  # True keeps cases without foreground (negatives) instead of skipping them
-    cache_dir: str = "data/preprocessed"
+    cache_dir: str = "data/preprocessed"  # the preprocessed cache the train, infer and analyze stages read
     folds: int = 5  # k of the k-fold split; more folds train on more data per fold but cost more runs
     fold: int = 0  # which split of splits.json training uses
     seed: int = 0  # shuffles the k-fold split; the same seed and cases give the same splits
@@ -155,12 +155,12 @@ class AugmentConfig:
     flip_prob: float = 0.5  # per axis
     rot90_prob: float = 0.5  # only in planes where the patch is square, so shapes never change
     affine_prob: float = 0.2  # rotation + scaling: robust to pose and size, but the slowest transform on CPU
-    rotate_degrees: float = 15.0
-    scale_range: tuple[float, float] = (0.85, 1.25)
+    rotate_degrees: float = 15.0  # maximum rotation per axis of the affine transform
+    scale_range: tuple[float, float] = (0.85, 1.25)  # isotropic zoom range of the affine transform
     intensity_prob: float = 0.15  # scale and shift of intensities
-    gamma_prob: float = 0.15
-    gamma_range: tuple[float, float] = (0.7, 1.5)
-    noise_prob: float = 0.1
+    gamma_prob: float = 0.15  # probability of a random gamma (contrast) change
+    gamma_range: tuple[float, float] = (0.7, 1.5)  # gamma range
+    noise_prob: float = 0.1  # probability of additive Gaussian noise
 
 
 @dataclass(frozen=True)
@@ -168,26 +168,26 @@ class TrainConfig:
     """Optimisation, sampling, hardware and tracking of one training run."""
 
     patch_size: tuple[int, ...] | None = None  # None: the dataset's median shape rounded up to the net's multiple
-    batch_size: int = 2
+    batch_size: int = 2  # patches per step (per process with DDP)
     foreground_fraction: float = 0.33  # share of patches centred on foreground (nnU-Net's oversampling)
-    max_epochs: int = 100
+    max_epochs: int = 100  # epochs of steps_per_epoch batches; the time budget may stop earlier
     max_time_minutes: float | None = None  # wall-clock budget; training stops at whichever comes first
     steps_per_epoch: int = 50  # an epoch is a fixed number of patch batches, independent of dataset size
-    optimizer: str = "adamw"
-    lr: float = 3e-3
-    weight_decay: float = 3e-5
+    optimizer: str = "adamw"  # adamw or sgd (Nesterov, nnU-Net style)
+    lr: float = 3e-3  # peak learning rate (after warm-up)
+    weight_decay: float = 3e-5  # decoupled (AdamW) or L2 (SGD) weight decay
     momentum: float = 0.99  # SGD only (Nesterov)
     schedule: str = "poly"  # poly (nnU-Net) or cosine decay over max_epochs (or the time budget)
-    warmup_epochs: int = 0
+    warmup_epochs: int = 0  # linear learning-rate warm-up
     grad_clip: float = 12.0  # global norm; 0 disables
-    dice_weight: float = 1.0
-    ce_weight: float = 1.0
-    seed: int = 0
+    dice_weight: float = 1.0  # weight of the soft Dice term of the loss
+    ce_weight: float = 1.0  # weight of the cross-entropy term of the loss
+    seed: int = 0  # seeds torch, numpy and data-loader workers
     num_threads: int = 2  # torch intra-op threads per process
     num_workers: int = 0  # data-loader processes; on 2 cores they compete with compute
     precision: str = "bf16-mixed"  # bf16-mixed is much faster on CPUs with AMX/AVX512-BF16; "32" is exact
-    accelerator: str = "auto"
-    devices: int = 1
+    accelerator: str = "auto"  # auto, cpu or gpu
+    devices: int = 1  # processes (CPU) or GPUs; > 1 needs strategy ddp
     strategy: str = "auto"  # "ddp" for several processes (gloo on CPU, nccl on GPU)
     val_every: int = 1  # epochs between validations
     val_overlap: float = 0.5  # sliding-window overlap at validation
@@ -195,10 +195,10 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     output_dir: str = "outputs/train"  # checkpoints and the run state (kept for --resume)
     model_dir: str = "models/latest"  # the trained model folder that `seg infer --model` takes
-    metrics_dir: str = "metrics"
+    metrics_dir: str = "metrics"  # train.json, train_history.csv and train_curves.png for DVC
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db
-    experiment: str = "seg"
-    run_name: str | None = None
+    experiment: str = "seg"  # MLflow experiment name
+    run_name: str | None = None  # MLflow run name (None: MLflow picks one)
     gate_images: bool = True  # log gate-map images for a fixed validation case every validation
 
     def __post_init__(self) -> None:
@@ -228,7 +228,7 @@ class InferConfig:
 
     model: str = "models/latest"  # model folder, Lightning checkpoint, or MLflow URI (runs:/<id>/model)
     input: str | None = None  # folder, file or glob; None: the pipeline's evaluation cases (the cache's val fold)
-    output: str = "outputs/predictions"
+    output: str = "outputs/predictions"  # label maps, predictions.json, metrics; probabilities/, gates/
     labels: str | None = None  # folder of reference label maps; None with input None: the evaluation labels
     tta: bool = True  # mirroring over every spatial axis (2^dims passes), averaged
     overlap: float = 0.5  # sliding-window overlap; the Gaussian weighting hides window seams
@@ -237,10 +237,10 @@ class InferConfig:
     probabilities: bool = False  # also write float probability maps (one channel per class)
     gates: bool = False  # also write the gate maps per level, stitched and resampled to the input's space
     overwrite: bool = False  # False: a rerun skips cases whose outputs are complete
-    num_threads: int = 2
-    accelerator: str = "auto"
+    num_threads: int = 2  # torch intra-op threads per process
+    accelerator: str = "auto"  # auto, cpu or gpu
     devices: int = 1  # > 1 with strategy ddp shards the cases over processes (Lightning's predict loop)
-    strategy: str = "auto"
+    strategy: str = "auto"  # Lightning strategy; ddp with devices > 1 shards the cases
     metrics_file: str | None = "metrics/infer.json"  # summary metrics for DVC (with labels)
 
     def __post_init__(self) -> None:
@@ -256,7 +256,7 @@ class InferConfig:
 class AnalyzeConfig:
     """The analysis stage (`seg analyze`): gate maps, CAMs and SEAM equivariance / PCM on evaluation cases."""
 
-    model: str = "models/latest"
+    model: str = "models/latest"  # model folder, Lightning checkpoint or MLflow URI
     cases: str | None = None  # folder, file or glob of images; None: the evaluation cases of the pipeline
     labels: str | None = None  # reference labels for `cases`; None with cases None: the evaluation labels
     output: str = "outputs/analysis"  # NIfTI maps, PNG overlays and report.html
@@ -265,13 +265,13 @@ class AnalyzeConfig:
     cam_layers: tuple[str, ...] | None = None  # module names (`seg layers MODEL`); None: the last decoder stage
     scales: tuple[float, ...] = (0.5, 1.5)  # rescale factors of the equivariance test (with flips and rot90)
     pcm_window: int = 5  # neighbourhood (voxels per axis) of the Pixel Correlation Module's affinities
-    metrics_file: str = "metrics/analysis.json"
+    metrics_file: str = "metrics/analysis.json"  # summary figures for `dvc metrics show`
     log_mlflow: bool = True  # log maps, overlays and the report into the model's MLflow run
     transforms: tuple[str, ...] = ("flip", "rot90", "scale")  # equivariance families; each costs CAM passes per case
     threshold_cases: int = 4  # training-fold cases that choose the CAM Dice threshold; 0: half the analysed cases
     whole_case_voxels: int = 262144  # cases up to this size get one exact window; larger ones patch-sized windows
     overlap: float = 0.5  # sliding-window overlap for cases larger than whole_case_voxels
-    num_threads: int = 2  # torch intra-op threads
+    num_threads: int = 1  # torch intra-op threads; small volumes gain little from 2, and a busy core stalls them
 
     def __post_init__(self) -> None:
         _one_of("analyze.cam_method", self.cam_method, CAM_METHODS)

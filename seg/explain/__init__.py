@@ -1,0 +1,23 @@
+"""Where the network looks, measured: attention-gate maps, class activation maps (Grad-CAM, Grad-CAM++, HiResCAM,
+plain CAM) and SEAM's equivariance and Pixel Correlation Module (Wang et al., CVPR 2020), per case and class.
+
+    layers.py          target layers by name (`seg layers MODEL`)
+    cam.py             CAM formulas on (B, C, *spatial) activations and gradients, 2D and 3D alike
+    engine.py          one case's maps: probabilities, gates, CAMs, head features, by (sliding) windows
+    transforms.py      spatial transforms with inverses, and the equivariance error
+    equivariance.py    T^-1(map(T x)) against map(x) for every transform
+    pcm.py             the Pixel Correlation Module (local feature affinities)
+    scores.py          Dice over thresholds, threshold choice, energy inside the mask, Pearson correlation
+    cases.py           the analysed cases: preprocessed arrays, labels on that grid, properties to restore
+    measure.py         one case: maps, PCM, equivariance, scores
+    summary.py         thresholds from selection cases, flat metrics over cases
+    outputs.py         map files in the original geometry, PNG overlays
+    overlay.py         the pictures: maps over slices, Dice curves
+    report.py          the self-contained HTML file
+    report_content.py  what the report says
+    tracking.py        logging into the model's MLflow run
+    run.py             `seg analyze`: all of the above for a set of cases
+
+Measurements are made on the preprocessed grid (where the network works and the labels of the cache live); maps
+are written in the original image's geometry (`restore_to_original` + `write_image`).
+"""

@@ -1,0 +1,97 @@
+"""The cases an analysis reads: preprocessed image (C, *S), reference label on that same grid, and the properties
+that restore maps to the original file's geometry.
+
+Two sources: the pipeline's cache (evaluation cases = the validation fold, and training-fold cases to choose
+thresholds, which need no original files), or image files (`--cases`, with `--labels`), preprocessed exactly as the
+model's training data (`preprocess_image`); their labels are brought onto the preprocessed grid by the same
+reorientation, crop and (nearest-neighbour) resampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seg.data.errors import DataError
+from seg.data.geometry import to_canonical
+from seg.data.io import read_image
+from seg.data.preprocess import preprocess_image
+from seg.data.properties import CaseProperties
+from seg.data.resample import resample
+from seg.infer.cases import (
+    FLOAT_FORMATS,
+    FLOAT_SUFFIX_FOR_2D_FORMATS,
+    SELF_CONTAINED,
+    InferCase,
+    attach_labels,
+    find_cases,
+)
+from seg.infer.model_io import LoadedModel
+from seg.train.cache import CacheError, load_case, load_split
+
+
+@dataclass
+class AnalysisCase:
+    case_id: str
+    image: np.ndarray  # (C, *S) preprocessed float32
+    label: np.ndarray | None  # (*S) uint8 class ids on the preprocessed grid; None: no reference
+    props: CaseProperties | None  # restores maps to the original grid; None: measured only (threshold choice)
+
+    @property
+    def float_suffix(self) -> str:
+        """Extension of float maps: the input's format, or NRRD for formats that cannot hold floats (PNG, ...)."""
+        suffix = InferCase(self.case_id, tuple(self.props.image_files)).suffix if self.props else ".nii.gz"
+        suffix = SELF_CONTAINED.get(suffix, suffix)
+        return suffix if suffix in FLOAT_FORMATS else FLOAT_SUFFIX_FOR_2D_FORMATS
+
+
+def pipeline_cases(cache_dir: str | Path, fold: int, max_cases: int, select_cases: int) -> tuple[list, list]:
+    """(evaluation cases: the first `max_cases` of the validation fold, with properties;
+    selection cases: the first `select_cases` of the training fold, arrays only)."""
+    train_ids, val_ids = load_split(cache_dir, fold)
+    evaluated = [cache_case(cache_dir, c, with_props=True) for c in sorted(val_ids)[:max_cases]]
+    selection = [cache_case(cache_dir, c, with_props=False) for c in sorted(train_ids)[:select_cases]]
+    return evaluated, selection
+
+
+def cache_case(cache_dir: str | Path, case_id: str, with_props: bool) -> AnalysisCase:
+    case = load_case(cache_dir, case_id, max_foreground=0)
+    props = None
+    if with_props:
+        path = Path(cache_dir) / "cases" / f"{case_id}.json"
+        if not path.is_file():
+            raise CacheError(
+                f"{path}: no case properties, so maps cannot be restored to the original image's geometry. "
+                f"Rerun `seg preprocess` on the original images, or pass --cases/--labels files."
+            )
+        props = CaseProperties.load(path)
+    return AnalysisCase(case_id, case.image, case.label[0], props)
+
+
+def file_cases(spec: str, labels: str | None, model: LoadedModel, max_cases: int) -> list[AnalysisCase]:
+    """The first `max_cases` images of a folder, file or glob, preprocessed like the model's training data."""
+    out = []
+    binary_255 = bool(model.fingerprint.get("preprocessing", {}).get("binary_255"))
+    for case in attach_labels(find_cases(spec, model.config.model.in_channels), labels)[:max_cases]:
+        image, props = preprocess_image(list(case.images), model.fingerprint)
+        label = label_on_grid(case.label, props, binary_255) if case.label else None
+        out.append(AnalysisCase(case.case_id, image, label, props))
+    return out
+
+
+def label_on_grid(path: str | Path, props: CaseProperties, binary_255: bool = False) -> np.ndarray:
+    """A label file (original grid) -> (*S) uint8 on the preprocessed grid: reorient, crop, nearest resampling."""
+    array, geometry = read_image(path)
+    if tuple(array.shape) != tuple(props.geometry.spatial_shape):
+        raise DataError(
+            f"{path}: label map of shape {array.shape} does not match its image's {props.geometry.spatial_shape}. "
+            f"Pass the label map of this case."
+        )
+    if not np.allclose(geometry.affine_array(), props.geometry.affine_array(), atol=1e-3):
+        raise DataError(f"{path}: label map's affine differs from its image's. Pass the label map of this case.")
+    label = (array > 0) if binary_255 else np.rint(array)  # 0/255 masks mean 0/1
+    canonical = to_canonical(label.astype(np.uint8)[None], props.reorientation, channel_first=True)
+    cropped = canonical[(slice(None), *(slice(a, b) for a, b in props.bbox))]
+    return resample(cropped, props.resampled_shape, 0)[0]

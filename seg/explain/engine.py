@@ -1,0 +1,163 @@
+"""One preprocessed case's maps: probabilities and gate maps (the predictor), class activation maps per foreground
+class on the target layers, plain CAM of the 1x1 head, and the head's input features (for PCM).
+
+Segmentation Grad-CAM (Vinogradova et al. 2020): the score of class k is the sum of its logit over the voxels the
+case's prediction assigns to k; when nothing is predicted as k, the sum over the whole volume (recorded in
+`CaseMaps.fallback`). Two passes: the predictor gives the case-level prediction, then a second pass does forward +
+backward per window, with the predicted masks riding along as extra input channels so each window sees exactly its
+part of them. A case of at most `whole_case_voxels` voxels is one window (exact, no seams); larger ones use
+windows of the model's patch size, which bounds memory (Grad-CAM's channel weights are then per window).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seg.explain.cam import cam_map, has_plain_cam, plain_cam
+from seg.infer.model_io import LoadedModel
+from seg.infer.predictor import Predictor
+from seg.models.predict import sliding_window
+
+
+@dataclass
+class CaseMaps:
+    probabilities: torch.Tensor  # (K, *S) softmax
+    gates: dict[str, torch.Tensor]  # gate level -> (*S) in [0, 1]
+    cams: dict[str, torch.Tensor]  # target layer -> (K - 1, *S) >= 0, foreground classes 1..K-1 in order
+    plain: torch.Tensor | None  # (K - 1, *S) >= 0; None when the head is not a 1x1 convolution
+    features: torch.Tensor | None  # (C_f, *S) the head's input features; None unless asked for
+    fallback: list[bool]  # per foreground class: nothing predicted, the score is the whole volume's logit
+
+
+class MapEngine:
+    """Computes `CaseMaps` for preprocessed images (C, *S) with a loaded model, on the CPU."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        layers: Sequence[str],
+        method: str = "gradcam",
+        overlap: float = 0.5,
+        whole_case_voxels: int = 64**3,
+        sw_batch_size: int = 1,
+    ):
+        self.model, self.net = model, model.net.eval()
+        self.layers, self.method = list(layers), method
+        self.overlap, self.whole_case_voxels, self.sw_batch_size = overlap, whole_case_voxels, sw_batch_size
+        self.modules = dict(self.net.named_modules())
+        self.net_dims = model.config.model.spatial_dims
+        self.num_classes = model.config.model.out_channels
+        if self.num_classes < 2:
+            raise ValueError(
+                f"{model.source}: CAMs need a background and >= 1 foreground class, got {self.num_classes} classes."
+            )
+        self.head = getattr(self.net, "head", None)
+        self.plain_ok = self.head is not None and has_plain_cam(self.head)
+        self.multiple = tuple(getattr(self.net, "size_multiple", (1,) * self.net_dims))
+        self.slice_axis = model.slice_axis if model.slice_axis is not None else 2
+
+    def roi(self, shape: Sequence[int]) -> tuple[int, ...]:
+        """Window for an image of spatial `shape`: the whole case (a whole slice for a 2D net on 3D volumes) when it
+        has at most `whole_case_voxels` voxels, else the model's patch size."""
+        net_shape = tuple(shape)
+        if len(net_shape) == self.net_dims + 1:
+            net_shape = net_shape[: self.slice_axis] + net_shape[self.slice_axis + 1 :]
+        return net_shape if math.prod(net_shape) <= self.whole_case_voxels else tuple(self.model.patch_size)
+
+    def maps(self, image: np.ndarray | torch.Tensor, features: bool = False) -> CaseMaps:
+        """`image`: preprocessed (C, *S) float32. `features`: also return the head's input features."""
+        x = torch.as_tensor(image, dtype=torch.float32)
+        roi = self.roi(x.shape[1:])
+        windowed = dataclasses.replace(self.model, meta={**self.model.meta, "patch_size": list(roi)})
+        pred = Predictor(windowed, self.overlap, tta=False, precision="32", sw_batch_size=self.sw_batch_size).predict(
+            x, gates=True
+        )
+        labels = pred.labels()
+        masks, fallback = [], []
+        for k in range(1, self.num_classes):
+            m = labels == k
+            fallback.append(not bool(m.any()))
+            masks.append(m if m.any() else torch.ones_like(m))
+        mask = torch.stack(masks).float().clone()  # (K - 1, *S); clone: a normal tensor, not an inference tensor
+        out = sliding_window(
+            self._window(x.shape[0], features), torch.cat([x, mask])[None], roi, self.net_dims, self.overlap,
+            self.sw_batch_size, self.slice_axis,
+        )
+        fg = range(1, self.num_classes)
+        cams = {layer: torch.cat([out[f"cam/{layer}/{k}"][0] for k in fg]).clamp_min_(0) for layer in self.layers}
+        return CaseMaps(
+            probabilities=pred.probabilities,
+            gates={name: g[0] for name, g in pred.gates.items()},
+            cams=cams,
+            plain=out["plain"][0].clamp_min_(0) if "plain" in out else None,
+            features=out["features"][0] if "features" in out else None,
+            fallback=fallback,
+        )
+
+    def _window(self, c_in: int, want_features: bool):
+        """Window function for `sliding_window`: input (B, C + K - 1, *win) = image channels + predicted masks."""
+        net, layers, k_all = self.net, self.layers, self.num_classes
+
+        def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            win = tuple(x.shape[2:])
+            image = x[:, :c_in].detach().requires_grad_(True)  # every activation then has a gradient path
+            masks = x[:, c_in:]
+            acts: dict[str, torch.Tensor] = {}
+            hooks = [self.modules[n].register_forward_hook(self._keep(acts, n)) for n in layers]
+            if self.head is not None and (self.plain_ok or want_features):
+                hooks.append(self.head.register_forward_pre_hook(lambda m, args: acts.__setitem__(" head", args[0])))
+            out: dict[str, torch.Tensor] = {}
+            try:
+                with torch.enable_grad():
+                    logits = net.outputs(image, gates=False, deep_supervision=False).logits  # (B, K, *win)
+                    self._check(acts)
+                    targets = [acts[n] for n in layers]
+                    for k in range(1, k_all):
+                        score = (logits[:, k] * masks[:, k - 1]).sum()  # per window: samples add independently
+                        grads = torch.autograd.grad(score, targets, retain_graph=k < k_all - 1, allow_unused=True)
+                        for name, a, g in zip(layers, targets, grads):
+                            cam = cam_map(self.method, a.detach(), g) if g is not None else torch.zeros_like(a[:, :1])
+                            out[f"cam/{name}/{k}"] = self._fit(cam, win)
+            finally:
+                for h in hooks:
+                    h.remove()
+            if " head" in acts:
+                f = acts[" head"].detach()  # (B, C_f, *padded win)
+                if self.plain_ok:
+                    out["plain"] = self._fit(plain_cam(f, self.head)[:, 1:], win)
+                if want_features:
+                    out["features"] = self._fit(f, win)
+            return out
+
+        return fn
+
+    def _keep(self, store: dict[str, torch.Tensor], name: str):
+        dims = self.net_dims
+
+        def hook(module, args, output) -> None:
+            if isinstance(output, torch.Tensor) and output.ndim == dims + 2:
+                store[name] = output
+
+        return hook
+
+    def _check(self, acts: dict[str, torch.Tensor]) -> None:
+        missing = [n for n in self.layers if n not in acts]
+        if missing:
+            raise ValueError(
+                f"analyze.cam_layers: {', '.join(missing)} gave no (B, C, *spatial) tensor in the forward pass (unused "
+                f"module, or a tuple output). Pick names listed by `seg layers MODEL`."
+            )
+
+    def _fit(self, t: torch.Tensor, win: tuple[int, ...]) -> torch.Tensor:
+        """A layer's map (B, C, *s) on the network's padded grid (or a coarser level of it) -> (B, C, *win)."""
+        padded = tuple(math.ceil(w / m) * m for w, m in zip(win, self.multiple))
+        if tuple(t.shape[2:]) != padded:
+            t = F.interpolate(t, size=padded, mode="bilinear" if len(win) == 2 else "trilinear", align_corners=False)
+        return t[(slice(None), slice(None), *(slice(0, w) for w in win))]

@@ -1,0 +1,77 @@
+"""Layers usable as CAM targets: every named module whose output is a (B, C, *spatial) tensor in a forward pass.
+
+`seg layers MODEL` prints them with their output shapes for a patch-sized input; `analyze.cam_layers` takes
+their names. The default target is the last decoder stage (`decoder.0`, full resolution, what the head reads).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+DEFAULT_LAYER = "decoder.0"
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    name: str
+    kind: str  # the module's class name
+    shape: tuple[int, ...]  # output shape (B, C, *spatial) for the probed input
+
+
+def layer_table(net: nn.Module, size: Sequence[int], in_channels: int) -> list[LayerInfo]:
+    """Run one forward pass on zeros (1, in_channels, *size) and record every module's tensor output shape."""
+    dims = len(size)
+    shapes: dict[str, tuple[int, ...]] = {}
+    modules = {name: m for name, m in net.named_modules() if name}
+    hooks = [m.register_forward_hook(_record(name, shapes, dims)) for name, m in modules.items()]
+    try:
+        with torch.no_grad():
+            _forward(net, torch.zeros(1, in_channels, *size))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [LayerInfo(n, type(modules[n]).__name__, s) for n, s in shapes.items()]
+
+
+def _record(name: str, shapes: dict, dims: int):
+    def hook(module: nn.Module, args, output) -> None:
+        if isinstance(output, torch.Tensor) and output.ndim == dims + 2:
+            shapes[name] = tuple(output.shape)
+
+    return hook
+
+
+def _forward(net: nn.Module, x: torch.Tensor) -> None:
+    if hasattr(net, "outputs"):
+        net.outputs(x, gates=True, deep_supervision=False)
+    else:
+        net(x)
+
+
+def format_layers(layers: list[LayerInfo], source: str) -> str:
+    width = max((len(info.name) for info in layers), default=4)
+    lines = [f"{source}: {len(layers)} layers usable as analyze.cam_layers (output shape for a patch-sized input)"]
+    lines += [f"  {info.name:<{width}}  {info.kind:<22} {tuple(info.shape)}" for info in layers]
+    return "\n".join(lines)
+
+
+def resolve_layers(net: nn.Module, names: Sequence[str] | None) -> list[str]:
+    """Check target names against the network's modules; None gives the default. Unknown names raise with the
+    nearest valid name."""
+    if not names:
+        names = [DEFAULT_LAYER]
+    valid = [name for name, _ in net.named_modules() if name]
+    for name in names:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ValueError(
+                f"analyze.cam_layers: '{name}' is not a module of this network.{hint} "
+                f"Run `seg layers MODEL` for the valid names."
+            )
+    return list(dict.fromkeys(names))

@@ -1,0 +1,97 @@
+"""What the analysis report says: facts about the run, the tables of measurements, the definitions of every
+number, and the pictures per case (see `seg.explain.report` for the HTML)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from seg.config import AnalyzeConfig
+from seg.explain.measure import CaseResult
+from seg.explain.report import Figure, Table, write_report
+from seg.explain.summary import best_dice
+from seg.explain.transforms import FAMILIES, SpatialTransform
+from seg.infer.model_io import LoadedModel
+
+DEFINITIONS = {
+    "Grid": "All numbers are measured on the preprocessed grid (the network's input: canonical orientation, cropped, "
+            "resampled to the target spacing), where the reference labels of the cache live; the map files are "
+            "restored to each original image's grid and geometry.",
+    "CAM score": "Segmentation Grad-CAM: the score of class k is the sum of its logit over the voxels predicted as k "
+                 "in the case; when nothing is predicted as k, the whole volume's sum (counted as 'fallback cases').",
+    "Target layers": "On the last decoder stage (decoder.0), the input of a 1x1 head, Grad-CAM equals the plain CAM up "
+                     "to a positive factor: the gradient of a linear head is its weight. Deeper layers (decoder.1, "
+                     "encoder.3, see `seg layers MODEL`) show what the coarser features contribute.",
+    "Equivariance error": "For a transform T with inverse T^-1: d(T^-1 map(T x), map(x)), d(a, b) = ||a - b||_1 / "
+                          "(||a||_1 + ||b||_1), 0 = perfectly equivariant, 1 = disjoint. CAMs are divided by their "
+                          "maximum first; gate maps are compared as they are. Flips and rot90 have exact inverses; "
+                          "rescaling is inverted by resampling back (exact only up to interpolation). Per family: "
+                          "mean over axes, planes or scales, then over cases.",
+    "PCM": "SEAM's Pixel Correlation Module: each voxel's CAM becomes the affinity-weighted mean of the CAM in a local "
+           "window, affinity = ReLU(cosine similarity) of the network's last decoder features (the head's input).",
+    "Dice at the chosen threshold": "Each map is min-max normalised per case and class, thresholded at t in "
+                                    "0.05..0.95, and compared with the reference; t maximises the mean Dice on the "
+                                    "selection cases, and the Dice shown is the mean over the scored cases.",
+    "Energy inside mask": "Share of the map's mass inside the reference: sum(map * mask) / sum(map); compare with the "
+                          "mask fraction (the share of voxels inside the mask: what a uniform map scores). Gate maps "
+                          "use the union of the foreground classes.",
+    "Gate/CAM correlation": "Pearson correlation over all voxels of the preprocessed grid between a gate level's map "
+                            "and a class's CAM (primary layer), mean over cases.",
+}
+
+
+def report_for(
+    path: Path,
+    model: LoadedModel,
+    cfg: AnalyzeConfig,
+    layers: Sequence[str],
+    results: Sequence[CaseResult],
+    scored: Sequence[CaseResult],
+    metrics: Mapping[str, float],
+    thresholds: Mapping[str, Mapping[str, float]],
+    threshold_source: str,
+    transforms: Sequence[SpatialTransform],
+    names: Sequence[str],
+    pictures: Mapping[str, bytes],
+) -> Path:
+    m = metrics.get
+    facts = {
+        "model": model.source,
+        "MLflow run": str(model.meta.get("mlflow_run_id")),
+        "cases": ", ".join(r.case_id for r in results),
+        "scored cases": ", ".join(r.case_id for r in scored) or "none (no labels)",
+        "thresholds chosen on": threshold_source,
+        "CAM method": f"{cfg.cam_method} on {', '.join(layers)} (metrics: {layers[0]})",
+        "transforms": ", ".join(t.name for t in transforms) or "none",
+        "PCM window": f"{cfg.pcm_window} voxels per axis",
+    }
+    per_class = Table(
+        "CAMs per class",
+        ["class", "Dice raw", "t raw", "Dice PCM", "t PCM", "best Dice raw (scored, optimistic)", "energy raw",
+         "energy PCM", "energy plain CAM", "mask fraction", "fallback cases"],
+        [[n, m(f"cam.{n}.dice_raw"), thresholds["raw"].get(n), m(f"cam.{n}.dice_pcm"), thresholds["pcm"].get(n),
+          (best_dice(scored, n, "raw") or (None, None))[1], m(f"cam.{n}.energy_inside_raw"),
+          m(f"cam.{n}.energy_inside_pcm"), m(f"cam.{n}.energy_inside_plain"), m(f"cam.{n}.mask_fraction"),
+          int(m(f"cam.{n}.fallback_cases") or 0)] for n in names],
+    )
+    families = [f for f in FAMILIES if any(t.family == f for t in transforms)]
+    levels = sorted({k.split(".")[1] for k in metrics if k.startswith("gate.level")})
+    rows = [[f"CAM {n}", *(m(f"cam.{n}.equivariance.{f}") for f in families)] for n in names]
+    rows += [[f"gate {lv}", *(m(f"gate.{lv}.equivariance.{f}") for f in families)] for lv in levels]
+    equivariance = Table("Equivariance error per transform family (0 = equivariant)", ["map", *families], rows)
+    gates = Table("Gate maps", ["level", "energy inside foreground", "foreground fraction"],
+                  [[lv, m(f"gate.{lv}.energy_inside"), m("gate.mask_fraction")] for lv in levels])
+    correlation = Table("Gate/CAM Pearson correlation (preprocessed grid)", ["class", *levels],
+                        [[n, *(m(f"cam.{n}.gate_correlation.{lv}") for lv in levels)] for n in names])
+    figures = []
+    if "dice_curves" in pictures:
+        curve = Figure("mean over the scored cases; dotted: the chosen thresholds", pictures["dice_curves"])
+        figures.append(("Dice over thresholds", [curve]))
+    for r in results:
+        keys = [f"{r.case_id}_gates", *(f"{r.case_id}_{n}" for n in names)]
+        figs = [Figure(key, pictures[key]) for key in keys if key in pictures]
+        figures.append((f"Case {r.case_id} ({r.seconds:.1f} s)", figs))
+    notes = [f"{n}: nothing predicted in {int(m(f'cam.{n}.fallback_cases') or 0)} case(s); their CAMs use the "
+             f"whole-volume score." for n in names if m(f"cam.{n}.fallback_cases")]
+    return write_report(path, f"Analysis of {Path(model.source).name}", facts,
+                        [per_class, equivariance, gates, correlation], figures, DEFINITIONS, notes)

@@ -1,0 +1,151 @@
+"""`seg analyze`: gate maps, class activation maps and SEAM measurements for a set of cases, written as maps in
+the original geometry, PNG overlays, a self-contained HTML report, metrics for DVC, and logged into the model's
+MLflow run. Thresholds of the CAM Dice are chosen on selection cases (the training fold), never on scored cases."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seg.config import AnalyzeConfig
+from seg.data.files import write_json
+from seg.explain.cases import AnalysisCase
+from seg.explain.engine import MapEngine
+from seg.explain.layers import resolve_layers
+from seg.explain.measure import CaseResult, measure_case
+from seg.explain.outputs import KINDS, case_pictures, write_maps, write_png
+from seg.explain.overlay import render_curves
+from seg.explain.report_content import report_for
+from seg.explain.scores import THRESHOLDS
+from seg.explain.summary import choose_thresholds, mean_curves, summarize
+from seg.explain.tracking import log_analysis
+from seg.explain.transforms import SpatialTransform, spatial_transforms
+from seg.infer.model_io import LoadedModel
+
+REPORT_FILE = "report.html"  # <output>/report.html: self-contained, opens offline
+DETAILS_FILE = "analysis.json"  # <output>/analysis.json: settings, thresholds, per-case numbers
+
+
+@dataclass
+class AnalysisSummary:
+    out_dir: Path
+    metrics: dict[str, float]  # as in the metrics file: flat keys, finite numbers
+    report: Path
+    threshold_source: str
+    logged_run: str | None
+    seconds: float
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name) or "class"
+
+
+def analyze(
+    model: LoadedModel,
+    cases: Sequence[AnalysisCase],
+    selection: Sequence[AnalysisCase],
+    cfg: AnalyzeConfig,
+    log: Callable[[str], None] | None = None,
+) -> AnalysisSummary:
+    """Analyse `cases` (maps, overlays, scores); `selection`: labelled cases that choose the Dice thresholds
+    (empty: the first half of the labelled `cases` choose and the second half is scored)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.num_threads)
+    try:
+        return _analyze(model, cases, selection, cfg, log or (lambda line: print(line, flush=True)))
+    finally:
+        torch.set_num_threads(before)
+
+
+def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], None]) -> AnalysisSummary:
+    start = time.perf_counter()
+    layers = resolve_layers(model.net, cfg.cam_layers)  # before anything is removed: a typo costs nothing
+    engine = MapEngine(model, layers, cfg.cam_method, cfg.overlap, cfg.whole_case_voxels)
+    out = Path(cfg.output)
+    for kind in KINDS:  # only the folders this stage owns
+        shutil.rmtree(out / kind, ignore_errors=True)
+    names = [safe_name(n) for n in model.class_names[1:]]
+
+    chosen_on = []
+    for case in selection:
+        if case.label is not None:
+            chosen_on.append(measure_case(engine, case, names, cfg.pcm_window))
+            chosen_on[-1].drop_maps()
+    results: list[CaseResult] = []
+    pictures: dict[str, bytes] = {}  # PNG bytes, for the report
+    rgbs: dict[str, np.ndarray] = {}  # the same pictures, for MLflow's image viewer
+    transforms: list[SpatialTransform] = []
+    for case in cases:
+        transforms = spatial_transforms(case.image.shape[1:], cfg.transforms, cfg.scales, model.slice_axis)
+        result = measure_case(engine, case, names, cfg.pcm_window, transforms)
+        write_maps(case, result, out, names, cfg.cam_method)
+        for key, rgb in case_pictures(case, result, names, cfg.cam_method).items():
+            pictures[key] = write_png(rgb, out / "overlays" / f"{key}.png")
+            rgbs[key] = rgb
+        result.drop_maps()
+        results.append(result)
+        fallback = [n for n, f in zip(names, result.fallback) if f]
+        note = f"  nothing predicted: {', '.join(fallback)}" if fallback else ""
+        log(f"{case.case_id}  {result.seconds:.1f} s{note}")
+
+    labelled = [r for r, c in zip(results, cases) if c.label is not None]
+    chosen_on, scored, source = _split(chosen_on, labelled)
+    fixed = {kind: dict.fromkeys(names, 0.5) for kind in ("raw", "pcm")}
+    thresholds = choose_thresholds(chosen_on, names) if chosen_on else fixed
+    metrics = summarize(results, scored, thresholds, transforms, names)
+    metrics["selection_cases"] = float(len(chosen_on))
+    metrics["seconds"] = round(time.perf_counter() - start, 2)
+
+    curves = mean_curves(scored, names)
+    if curves:
+        chosen = {f"{n} {k}": t for k, by_class in thresholds.items() for n, t in by_class.items()}
+        rgbs["dice_curves"] = render_curves(THRESHOLDS, curves, chosen, "Dice of thresholded maps (scored cases)")
+        pictures["dice_curves"] = write_png(rgbs["dice_curves"], out / "overlays" / "dice_curves.png")
+    report = report_for(out / REPORT_FILE, model, cfg, layers, results, scored, metrics, thresholds,
+                        source, transforms, names, pictures)
+    details = {
+        "model": {"source": model.source, "mlflow_run_id": model.meta.get("mlflow_run_id")},
+        "settings": {"cam_method": cfg.cam_method, "cam_layers": layers, "pcm_window": cfg.pcm_window,
+                     "transforms": [t.name for t in transforms], "grid": "preprocessed"},
+        "threshold_source": source,
+        "thresholds": thresholds,
+        "metrics": metrics,
+        "cases": {r.case_id: {"seconds": round(r.seconds, 2), "fallback": dict(zip(names, r.fallback)),
+                              "equivariance": r.equivariance, "scores": r.scores} for r in results},
+    }
+    write_json(out / DETAILS_FILE, _finite(details))
+    if cfg.metrics_file:
+        write_json(cfg.metrics_file, metrics)
+    logged = log_analysis(model.meta, out, rgbs, metrics) if cfg.log_mlflow else None
+    return AnalysisSummary(out, metrics, report, source, logged, time.perf_counter() - start)
+
+
+def _split(selected: list[CaseResult], labelled: list[CaseResult]) -> tuple[list, list, str]:
+    """(cases choosing thresholds, cases scored, where thresholds come from): never the same cases."""
+    if selected:
+        ids = ", ".join(r.case_id for r in selected)
+        return selected, labelled, f"training fold of the cache: {len(selected)} case(s) ({ids})"
+    if len(labelled) >= 2:
+        half = len(labelled) // 2
+        ids = ", ".join(r.case_id for r in labelled[:half])
+        return labelled[:half], labelled[half:], f"first half of the analysed cases ({ids}); the rest are scored"
+    return [], labelled, "fixed 0.5: fewer than 2 labelled cases and no selection cases, so none is left to choose on"
+
+
+def _finite(obj):
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

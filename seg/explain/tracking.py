@@ -1,0 +1,81 @@
+"""Logging an analysis into the model's own MLflow run (`meta["mlflow_run_id"]` at `meta["tracking_uri"]`):
+artifact folders per kind (analysis/gates, analysis/cams, analysis/overlays; report.html and analysis.json in
+analysis/report), the pictures as
+MLflow images (step 0, so they show in the run's image viewer) and the metrics under `analysis/`.
+An unreachable run is a one-line warning, never a failed analysis."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+FOLDERS = ("gates", "cams", "overlays")
+REPORT_FILES = ("report.html", "analysis.json")
+
+
+def image_key(name: str) -> str:
+    """MLflow keys allow letters, digits, _ - . / and spaces; anything else becomes _."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
+
+
+def log_analysis(
+    meta: Mapping, out_dir: Path, pictures: Mapping[str, np.ndarray], metrics: Mapping[str, float]
+) -> str | None:
+    """Returns the run id logged into, or None (with a warning on stderr) when the run cannot be reached."""
+    run_id, uri = meta.get("mlflow_run_id"), meta.get("tracking_uri")
+    if not run_id or not uri:
+        _warn("the model records no MLflow run (mlflow_run_id, tracking_uri in model.json); not logged")
+        return None
+    try:
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        client = MlflowClient(tracking_uri=uri)
+        with _quick_http():
+            client.get_run(run_id)
+        for kind in FOLDERS:
+            folder = out_dir / kind
+            if folder.is_dir() and any(folder.iterdir()):
+                client.log_artifacts(run_id, str(folder), f"analysis/{kind}")
+        for name in REPORT_FILES:
+            if (out_dir / name).is_file():
+                client.log_artifact(run_id, str(out_dir / name), "analysis/report")
+        for name, rgb in pictures.items():
+            client.log_image(run_id, rgb, key=image_key(f"analysis/{name}"), step=0)
+        now = int(time.time() * 1000)
+        batch = [Metric(image_key(f"analysis/{k}"), float(v), now, 0) for k, v in metrics.items()]
+        for i in range(0, len(batch), 500):  # MLflow's batch limit is 1000 metrics
+            client.log_batch(run_id, metrics=batch[i : i + 500])
+    except Exception as e:  # unreachable server, unknown run, deleted experiment: report, keep the analysis
+        text = " ".join(str(e).split())[:200] or type(e).__name__
+        _warn(f"cannot log into MLflow run {run_id} at {uri} ({type(e).__name__}: {text}); outputs are on disk only")
+        return None
+    return run_id
+
+
+@contextlib.contextmanager
+def _quick_http():
+    """Probe the server with 2 retries and a 10 s timeout (MLflow's defaults retry for minutes); settings the user
+    made in the environment win."""
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    added = [k for k in quick if k not in os.environ]
+    os.environ.update({k: quick[k] for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def _warn(message: str) -> None:
+    print(f"seg analyze: warning: {message}", file=sys.stderr, flush=True)
