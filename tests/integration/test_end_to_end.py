@@ -51,7 +51,7 @@ def test_predictions_keep_the_input_geometry(clone):
     pred = json.loads((clone / "outputs" / "predictions" / "predictions.json").read_text())
     assert pred["summary"]["failed"] == 0 and pred["summary"]["ok"] >= 1
     for case in pred["cases"].values():
-        src, out = nib.load(case["images"][0]), nib.load(case["outputs"][0])
+        src, out = nib.load(clone / case["images"][0]), nib.load(clone / case["outputs"][0])  # relative to the clone
         assert out.shape == src.shape and np.array_equal(out.affine, src.affine)
         assert np.array_equal(out.header.get_qform(), src.header.get_qform())
 
@@ -75,7 +75,10 @@ def test_mlflow_run_holds_metrics_model_and_gate_images(clone):
         assert tags["git_commit"] != "unknown" and tags["dvc_stage"] == "train"
         assert tags["dvc.train.outs.models/latest"] == dvc_lock_hash(clone, "train", "models/latest")
         top = {f["path"] for f in server.get("/api/2.0/mlflow/artifacts/list", run_id=meta["mlflow_run_id"])["files"]}
-        assert {"model", "model_folder", "images"} <= top
+        assert {"model_folder", "images", "checkpoints"} <= top
+        model_id = meta["mlflow_model_uri"].removeprefix("models:/")  # MLflow 3: a logged model of the run
+        logged = server.get(f"/api/2.0/mlflow/logged-models/{model_id}")["model"]["info"]
+        assert logged["source_run_id"] == meta["mlflow_run_id"] and logged["status"] == "LOGGED_MODEL_READY"
         images = server.get("/api/2.0/mlflow/artifacts/list", run_id=meta["mlflow_run_id"], path="images")["files"]
         assert any("gate_level0" in f["path"] and f["path"].endswith(".png") for f in images)
 
