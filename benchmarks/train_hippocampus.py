@@ -15,7 +15,7 @@ runs during training; the last weights are scored).
 Prints per-class Dice (anterior, posterior, mean) on the held-out cases and training samples/s for both.
 
 Run:  python benchmarks/train_hippocampus.py [--data ../shared/data/Task04_Hippocampus] [--minutes 10]
-      [--threads 2] [--precision bf16-mixed] [--only ours|monai] [--json out.json]
+      [--threads 2] [--precision bf16-mixed] [--only ours|monai] [--keep DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def train_ours(cache: Path, work: Path, minutes: float, threads: int, precision:
          "--output", str(out), "--num-threads", str(threads), *([] if tta else ["--no-tta"])])
     metrics = json.loads((out / "metrics.json").read_text())["summary"]
     return {"dice": {k[5:].lower(): v for k, v in metrics.items() if k.startswith("dice_")}, "epochs": summary["epochs"],
-            "samples_per_s": summary["samples_per_s"], "train_s": round(train_s, 1), "cases": metrics["cases"]}
+            "samples_per_s": summary.get("samples_per_s", 0.0), "train_s": round(train_s, 1), "cases": metrics["cases"]}
 
 
 def _pad_to(x: np.ndarray, multiple: int = 8) -> np.ndarray:
@@ -142,12 +142,14 @@ def main() -> None:
     p.add_argument("--tta", action="store_true", help="score ours with mirroring TTA")
     p.add_argument("--only", choices=("ours", "monai"), default=None)
     p.add_argument("--cache", default=None, help="reuse a preprocessed cache of the dataset")
+    p.add_argument("--keep", default=None, help="keep the work folder (cache, our model, predictions) here")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     if not Path(args.data).is_dir():
         raise SystemExit(f"{args.data}: dataset not found. Pass --data /path/to/Task04_Hippocampus.")
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         cache = Path(args.cache) if args.cache else work / "cache"
         if not (cache / "fingerprint.json").is_file():
             preprocess(Path(args.data), cache)

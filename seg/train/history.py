@@ -36,11 +36,19 @@ class HistoryCallback(L.Callback):
             self.write_history()
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """Every epoch gets a row, validated or not (validation, when it runs, comes first and adds the row)."""
+        if trainer.sanity_checking:
+            return
         loss = trainer.callback_metrics.get("train/loss")
-        if self.rows and self.rows[-1]["epoch"] == trainer.current_epoch and loss is not None:
+        if not self.rows or self.rows[-1]["epoch"] != trainer.current_epoch:
+            row = {"epoch": trainer.current_epoch, "step": trainer.global_step, "train_loss": math.nan}
+            row["val_dice_mean"] = math.nan
+            row.update({f"val_dice_{name}": math.nan for name in self.foreground})
+            self.rows.append(row)
+        if loss is not None:
             self.rows[-1]["train_loss"] = float(loss)
-            if trainer.global_rank == 0:
-                self.write_history()
+        if trainer.global_rank == 0:
+            self.write_history()
 
     def write_history(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +80,7 @@ class HistoryCallback(L.Callback):
         if not self.rows:
             return {"epochs": 0, "train_time_s": round(elapsed_s, 1)}
         best = max(self.rows, key=lambda r: -1 if math.isnan(r["val_dice_mean"]) else r["val_dice_mean"])
-        out = {f"best_{k}": v for k, v in best.items() if k.startswith("val_")}
+        out = {f"best_{k}": v for k, v in best.items() if k.startswith("val_") and not math.isnan(v)}
         out.update(
             best_epoch=best["epoch"],
             epochs=self.rows[-1]["epoch"] + 1,
