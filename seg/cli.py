@@ -72,7 +72,6 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 def _cmd_infer(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from seg.config import load_config
     from seg.data.errors import DataError
     from seg.infer.cases import attach_labels, find_cases
     from seg.infer.evaluation import evaluation_cases
@@ -80,9 +79,7 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     from seg.infer.run import infer
     from seg.train.cache import CacheError
 
-    cfg = load_config(args.config if args.config != "params.yaml" or _exists(args.config) else None)
-    flags = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(cfg.infer)} and v is not None}
-    icfg = dataclasses.replace(cfg.infer, **flags)
+    cfg, icfg = _config_with_flags(args, "infer")
     if icfg.input:  # an ad-hoc batch: its metrics stay in the output folder, not in the pipeline's metrics/
         icfg = dataclasses.replace(icfg, metrics_file=None)
     try:
@@ -116,26 +113,31 @@ def _tag_dvc_lock(meta: dict) -> None:
         print(f"seg infer: warning: could not tag the MLflow run with dvc.lock hashes ({e})", file=sys.stderr)
 
 
-def _exists(path: str) -> bool:
+def _config_with_flags(args: argparse.Namespace, section: str):
+    """(the whole config, its `section` with the command-line flags given applied). The default params.yaml may
+    be absent (defaults then); a config file named explicitly must exist."""
+    import dataclasses
     from pathlib import Path
 
-    return Path(path).is_file()
+    from seg.config import load_config
+
+    cfg = load_config(args.config if args.config != "params.yaml" or Path(args.config).is_file() else None)
+    part = getattr(cfg, section)
+    names = {f.name for f in dataclasses.fields(part)}
+    flags = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in names and v is not None}
+    return cfg, dataclasses.replace(part, **flags)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from seg.config import load_config
     from seg.data.errors import DataError
     from seg.explain.cases import file_cases, pipeline_cases
     from seg.explain.run import analyze
     from seg.infer.model_io import ModelLoadError, load_model
     from seg.train.cache import CacheError
 
-    cfg = load_config(args.config if args.config != "params.yaml" or _exists(args.config) else None)
-    names = {f.name for f in dataclasses.fields(cfg.analyze)}
-    flags = {k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in names and v is not None}
-    acfg = dataclasses.replace(cfg.analyze, **flags)
+    cfg, acfg = _config_with_flags(args, "analyze")
     if acfg.cases:  # an ad-hoc set: its metrics stay in the output folder, not in the pipeline's metrics/
         acfg = dataclasses.replace(acfg, metrics_file=None)
     try:
