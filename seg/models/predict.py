@@ -35,7 +35,10 @@ def sliding_window(
     if net_dims == img_dims:
         return run(image)
     if net_dims != img_dims - 1:
-        raise ValueError(f"A {net_dims}D network cannot predict a {img_dims}D image of shape {tuple(image.shape)}.")
+        raise ValueError(
+            f"a {net_dims}D network cannot predict a {img_dims}D image of shape {tuple(image.shape)}: expected a "
+            f"{net_dims}D image, or {net_dims + 1}D to predict slice by slice. Use a model trained on {img_dims}D data."
+        )
     axis = 2 + slice_axis
     slices = image.movedim(axis, 0).squeeze(1)  # (S, C, *plane)
     parts = [run(chunk) for chunk in slices.split(max(sw_batch_size, 1) * 4)]
