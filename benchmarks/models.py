@@ -2,6 +2,7 @@
 
 Networks (all with channels=(16, 32, 64, 128), strides=(2, 2, 2), in_channels=1):
   ours        seg.models.build_model(ModelConfig(..., deep_supervision=0)), otherwise the project default config
+  ours-stem   the same with model.stem_stride=2: the U at half resolution plus a light full-resolution head
   monai-att   monai.networks.nets.AttentionUnet (MONAI defaults otherwise)
   monai-unet  monai.networks.nets.UNet (MONAI defaults otherwise)
 
@@ -50,7 +51,8 @@ from seg.config import ModelConfig
 from seg.models import build_model
 
 CHANNELS, STRIDES = (16, 32, 64, 128), (2, 2, 2)
-NETWORKS = ("ours", "monai-att", "monai-unet")
+NETWORKS = ("ours", "ours-stem", "monai-att", "monai-unet")
+OURS = ("ours", "ours-stem")
 PRECISIONS = ("float32", "bfloat16")
 # name -> (spatial size, batch, classes); --quick shrinks them
 SETTINGS = {"3d": ((48, 64, 48), 4, 3), "2d": ((256, 256), 16, 2)}
@@ -58,9 +60,9 @@ QUICK_SETTINGS = {"3d": ((16, 32, 16), 1, 3), "2d": ((64, 64), 2, 2)}
 
 
 def build_network(name: str, dims: int, classes: int) -> torch.nn.Module:
-    if name == "ours":
+    if name in OURS:
         cfg = ModelConfig(spatial_dims=dims, in_channels=1, out_channels=classes, channels=CHANNELS,
-                          strides=STRIDES, deep_supervision=0)
+                          strides=STRIDES, deep_supervision=0, stem_stride=2 if name == "ours-stem" else 1)
         return build_model(cfg)
     cls = {"monai-att": AttentionUnet, "monai-unet": UNet}[name]
     return cls(dims, 1, classes, channels=CHANNELS, strides=STRIDES)
@@ -234,13 +236,16 @@ def print_results(results: list[dict], peaks: dict[str, float], args: argparse.N
                 r["train_pct"] = 100 * r["train_gflops"] / peaks[precision]
                 r["fwd_pct"] = 100 * r["fwd_gflops"] / peaks[precision]
                 print(table_line(r))
-            ours, att = rows["ours"], rows["monai-att"]
-            ratios.append(dict(setting=setting, precision=precision,
-                               **{key: ours[key] / att[key] if att[key] else float("nan") for _, key in RATIOS}))
+            att = rows["monai-att"]
+            for name in OURS:
+                ours = rows[name]
+                ratios.append(dict(network=name, setting=setting, precision=precision,
+                                   **{key: ours[key] / att[key] if att[key] else float("nan") for _, key in RATIOS}))
     print("\nratios ours / MONAI AttentionUnet")
-    print(f"{'setting':<8} {'precision':<9} " + " ".join(f"{h:>10}" for h, _ in RATIOS))
+    print(f"{'network':<10} {'setting':<8} {'precision':<9} " + " ".join(f"{h:>10}" for h, _ in RATIOS))
     for r in ratios:
-        print(f"{r['setting']:<8} {r['precision']:<9} " + " ".join(f"{r[k]:>10.2f}" for _, k in RATIOS))
+        print(f"{r['network']:<10} {r['setting']:<8} {r['precision']:<9} "
+              + " ".join(f"{r[k]:>10.2f}" for _, k in RATIOS))
     if not all(r["exact_memory"] for r in results):
         print("note: /proc/self/clear_refs unavailable; memory is the ru_maxrss increase (may underestimate)")
     return ratios

@@ -49,8 +49,10 @@ class ModelConfig:
     encoder_convs: int = 2  # 3x3 convolutions per encoder stage below the first
     decoder_convs: int = 2  # 3x3 convolutions per decoder stage
     decoder_merge: str = "1x1"  # 1x1 projection of [skip, up] before the 3x3s; "3x3" convolves all 2C channels
-    first_stage_convs: int | None = 1  # the full-resolution stage dominates cost; one conv there is ~2x cheaper
+    first_stage_convs: int | None = 1  # convs of level 0 (the finest, costliest stage); None = encoder/decoder_convs
     pad_input: bool = True  # pad to the stride multiple and crop back; False makes a wrong size an error
+    stem_stride: int = 2  # 2: the U runs at half resolution, a light full-res head restores the grid (~4x faster); 1: full res
+    stem_channels: int | None = None  # channels of that full-resolution head; None = channels[0] // 2
 
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):
@@ -70,6 +72,8 @@ class ModelConfig:
             raise ConfigError(
                 f"model.in_channels and out_channels must be >= 1, got {self.in_channels} and {self.out_channels}."
             )
+        if self.stem_stride < 1:
+            raise ConfigError(f"model.stem_stride must be 1 (full resolution) or 2 (half), got {self.stem_stride}.")
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -167,7 +171,7 @@ class AugmentConfig:
 class TrainConfig:
     """Optimisation, sampling, hardware and tracking of one training run."""
 
-    patch_size: tuple[int, ...] | None = None  # None: the dataset's median shape rounded up to the net's multiple
+    patch_size: tuple[int, ...] | None = None  # None: the dataset's median shape rounded to the net's size multiple
     batch_size: int = 2  # patches per step (per process with DDP)
     foreground_fraction: float = 0.33  # share of patches centred on foreground (nnU-Net's oversampling)
     max_epochs: int = 100  # epochs of steps_per_epoch batches; the time budget may stop earlier
@@ -262,7 +266,7 @@ class AnalyzeConfig:
     output: str = "outputs/analysis"  # NIfTI maps, PNG overlays and report.html
     max_cases: int = 4  # cases analysed (the first ones, sorted by id)
     cam_method: str = "gradcam"  # gradcam, gradcampp or hirescam
-    cam_layers: tuple[str, ...] | None = None  # module names (`seg layers MODEL`); None: the last decoder stage
+    cam_layers: tuple[str, ...] | None = None  # module names (`seg layers MODEL`); None: the head's input (full_res or decoder.0)
     scales: tuple[float, ...] = (0.5, 1.5)  # rescale factors of the equivariance test (with flips and rot90)
     pcm_window: int = 5  # neighbourhood (voxels per axis) of the Pixel Correlation Module's affinities
     metrics_file: str = "metrics/analysis.json"  # summary figures for `dvc metrics show`

@@ -1,7 +1,8 @@
 """Layers usable as CAM targets: every named module whose output is a (B, C, *spatial) tensor in a forward pass.
 
 `seg layers MODEL` prints them with their output shapes for a patch-sized input; `analyze.cam_layers` takes
-their names. The default target is the last decoder stage (`decoder.0`, full resolution, what the head reads).
+their names. The default target is what the 1x1 head reads: `full_res` (the full-resolution head of a network with
+a strided stem) or else the last decoder stage `decoder.0`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ import torch
 from torch import nn
 
 DEFAULT_LAYER = "decoder.0"
+
+
+def default_layer(net: nn.Module) -> str:
+    """The input of the 1x1 head: `full_res` when the network has one (strided stem), else `decoder.0`."""
+    return "full_res" if getattr(net, "full_res", None) is not None else DEFAULT_LAYER
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ def resolve_layers(net: nn.Module, names: Sequence[str] | None) -> list[str]:
     """Check target names against the network's modules; None gives the default. Unknown names raise with the
     nearest valid name."""
     if not names:
-        names = [DEFAULT_LAYER]
+        names = [default_layer(net)]
     valid = [name for name, _ in net.named_modules() if name]
     for name in names:
         if name not in valid:

@@ -23,7 +23,8 @@ def summarize(cfg: ModelConfig, size: Sequence[int] | None = None) -> str:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         out = net.outputs(x, gates=True, deep_supervision=False)
     lines = [
-        f"AttentionUNet {cfg.spatial_dims}D: channels={list(cfg.channels)} strides={list(cfg.strides)}",
+        f"AttentionUNet {cfg.spatial_dims}D: channels={list(cfg.channels)} strides={list(cfg.strides)} "
+        f"stem_stride={cfg.stem_stride}",
         f"parameters: {sum(p.numel() for p in net.parameters()):,}",
         f"input (1, {cfg.in_channels}, {', '.join(map(str, size))}) -> logits {tuple(out.logits.shape)}",
         f"forward cost: {counter.get_total_flops() / 1e9:.2f} GFLOP",

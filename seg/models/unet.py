@@ -2,7 +2,8 @@
 modules on its stages (Oktay et al. 2018; Hu et al. 2018; Woo et al. 2018; Roy et al. 2018).
 
 The U is built explicitly: `encoder[i]` and `decoder[i]` are stage `i` (0 = finest), and `gates[i]` gates
-skip `i` with the decoder's features from level `i + 1`. Gate maps are named "level{i}".
+skip `i` with the decoder's features from level `i + 1`. Gate maps are named "level{i}". With `stem_stride`
+2 the whole U runs at half resolution and `full_res` (a light head) returns to the input grid.
 
 `net(x)` returns logits only and keeps no maps. `net.outputs(x, gates=True, deep_supervision=True)` returns a
 `UNetOutput` with the gate coefficient maps (by level name, at the skip's resolution) and deep-supervision
@@ -67,6 +68,11 @@ class AttentionUNet(nn.Module):
         deep_supervision: number of extra 1x1 heads on decoder levels 1..k (0 = none).
         encoder_convs / decoder_convs: convolutions per stage; the finest level dominates the cost, so
             `first_stage_convs` can thin it separately (None = same as the other stages).
+        stem_stride: 1 (default) runs level 0 at the input's resolution. 2 strides the first convolution, so
+            every level of the U runs on 1/8 of the voxels (3D); a `FullResHead` with `stem_channels` channels
+            (default channels[0] // 2) fuses the up-sampled level-0 features with full-resolution image features
+            before the 1x1 head. Gate and deep-supervision maps are then at half the usual resolution, and the
+            size multiple doubles. About 4x the training throughput of the full-resolution network.
     """
 
     def __init__(
@@ -94,6 +100,8 @@ class AttentionUNet(nn.Module):
         first_stage_convs: int | None = 1,
         pad_input: bool = True,
         decoder_merge: str = "1x1",
+        stem_stride: int | Sequence[int] = 1,
+        stem_channels: int | None = None,
     ):
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -112,6 +120,9 @@ class AttentionUNet(nn.Module):
             )
         self.spatial_dims = spatial_dims
         self.strides = [tuple(s) if isinstance(s, Sequence) else (int(s),) * spatial_dims for s in strides]
+        self.stem_stride = tuple(stem_stride) if isinstance(stem_stride, Sequence) else (int(stem_stride),) * spatial_dims
+        if len(self.stem_stride) != spatial_dims or min(self.stem_stride) < 1:
+            raise ValueError(f"stem_stride must be a positive int or one per axis, got {stem_stride}.")
         self.pad_input = pad_input
         if gate_levels == "all":
             levels = list(range(n_skips))
@@ -134,7 +145,7 @@ class AttentionUNet(nn.Module):
         for i, c in enumerate(channels):
             n_convs = first if (i == 0 and first) else encoder_convs
             c_in = in_channels if i == 0 else channels[i - 1]
-            stride = 1 if i == 0 else self.strides[i - 1]
+            stride = self.stem_stride if i == 0 else self.strides[i - 1]
             self.encoder.append(ConvBlock(spatial_dims, c_in, c, stride=stride, num_convs=n_convs, **block))
             self.encoder_attention.append(build_attention(enc_att[i], spatial_dims, c, attention_reduction))
 
@@ -160,7 +171,12 @@ class AttentionUNet(nn.Module):
             self.decoder_attention.append(build_attention(dec_att[i], spatial_dims, c, attention_reduction))
 
         conv = layers.conv(spatial_dims)
-        self.head = conv(channels[0], out_channels, 1)
+        self.full_res: FullResHead | None = None
+        c_head = channels[0]
+        if self.has_stem:
+            c_head = stem_channels or max(channels[0] // 2, 1)
+            self.full_res = FullResHead(spatial_dims, in_channels, channels[0], c_head, self.stem_stride, block)
+        self.head = conv(c_head, out_channels, 1)
         self.deep_supervision_heads = nn.ModuleList(conv(channels[i], out_channels, 1) for i in range(1, deep_supervision + 1))
 
     @staticmethod
@@ -179,9 +195,19 @@ class AttentionUNet(nn.Module):
         return list(self.gates.keys())
 
     @property
+    def has_stem(self) -> bool:
+        return any(s != 1 for s in self.stem_stride)
+
+    def level_factor(self, level: int) -> tuple[int, ...]:
+        """Down-sampling of level `level` relative to the input, per axis (stem stride times strides above)."""
+        return tuple(
+            self.stem_stride[a] * math.prod(s[a] for s in self.strides[:level]) for a in range(self.spatial_dims)
+        )
+
+    @property
     def size_multiple(self) -> tuple[int, ...]:
-        """Every input size must be a multiple of this, per axis (product of the strides)."""
-        return tuple(math.prod(s[a] for s in self.strides) for a in range(self.spatial_dims))
+        """Every input size must be a multiple of this, per axis (product of the stem stride and strides)."""
+        return self.level_factor(len(self.strides))
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
         size = tuple(x.shape[2:])
@@ -211,6 +237,7 @@ class AttentionUNet(nn.Module):
     def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:
         """Logits plus, on request, gate maps by level and deep-supervision logits (cropped like the input)."""
         x, size = self._pad(x)
+        image = x
         skips = []
         for stage, att in zip(self.encoder, self.encoder_attention):
             x = att(stage(x))
@@ -228,16 +255,35 @@ class AttentionUNet(nn.Module):
             y = self.decoder_attention[i](self.decoder[i](torch.cat([skip, self.upsample[i](y)], dim=1)))
             if deep_supervision and 1 <= i <= n_ds:
                 out.deep_supervision.insert(0, self.deep_supervision_heads[i - 1](y))
+        if self.full_res is not None:
+            y = self.full_res(image, y)
         out.logits = self._crop(self.head(y), size)
         for name, alpha in out.gates.items():
-            level = int(name.removeprefix("level"))
-            factor = [math.prod(s[a] for s in self.strides[:level]) for a in range(self.spatial_dims)]
+            factor = self.level_factor(int(name.removeprefix("level")))
             out.gates[name] = self._crop(alpha, [math.ceil(s / f) for s, f in zip(size, factor)])
         for k, ds in enumerate(out.deep_supervision, start=1):
-            factor = [math.prod(s[a] for s in self.strides[:k]) for a in range(self.spatial_dims)]
+            factor = self.level_factor(k)
             out.deep_supervision[k - 1] = self._crop(ds, [math.ceil(s / f) for s, f in zip(size, factor)])
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, out_channels, *spatial); no maps are kept."""
         return self.outputs(x, gates=False, deep_supervision=False).logits
+
+
+class FullResHead(nn.Module):
+    """Back to the input grid after a strided stem: the finest decoder features, up-sampled by a transposed
+    convolution, are fused with features computed from the image itself at full resolution (one convolution
+    of `in_channels`, nearly free) by one 3x3 convolution. Boundaries are placed with full-resolution image
+    evidence while every level of the U runs at a fraction of the voxels (MONAI's UNet also strides its
+    first convolution)."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, c_in: int, c: int, stride: Sequence[int], block: dict):
+        super().__init__()
+        act = dict(norm=block["norm"], act=block["act"])
+        self.image = ConvNormAct(spatial_dims, in_channels, c, block["kernel_size"], **act)
+        self.up = UpSample(spatial_dims, c_in, c, stride)
+        self.fuse = ConvNormAct(spatial_dims, 2 * c, c, block["kernel_size"], **act)
+
+    def forward(self, image: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([self.image(image), self.up(y)], dim=1))

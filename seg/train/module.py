@@ -23,6 +23,8 @@ def per_class_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) ->
 
 
 class SegmentationModule(L.LightningModule):
+    nonfinite_limit = 20  # consecutive skipped steps before training stops with an error
+
     def __init__(self, net: nn.Module, cfg: TrainConfig, class_names: Sequence[str], patch_size: Sequence[int],
                  slice_axis: int | None = None):
         super().__init__()
@@ -34,6 +36,8 @@ class SegmentationModule(L.LightningModule):
         self.val_dice: list[torch.Tensor] = []
         self.val_callbacks: list = []  # called with (module, case batch, prediction) on the first val case
         self.export: dict | None = None  # config, fingerprint, meta: makes checkpoints loadable by `seg infer`
+        self.skipped_steps = 0  # steps whose gradients were not finite (not applied)
+        self._consecutive_skips = 0
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.export is not None:
@@ -45,9 +49,31 @@ class SegmentationModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self.net.outputs(batch["image"], gates=False, deep_supervision=True)
         loss = self.loss(out.logits, out.deep_supervision, batch["label"])
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch["image"].shape[0],
-                 sync_dist=True)
+        if torch.isfinite(loss):  # a skipped step (see configure_gradient_clipping) would turn the epoch mean NaN
+            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=batch["image"].shape[0], sync_dist=True)
         return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Skip a step whose gradients are not finite (a NaN or inf loss, a bf16 overflow) instead of writing NaN
+        into every weight, which would silently ruin the rest of the run; stop with an error when it keeps
+        happening. With DDP the gradients are already averaged, so every rank makes the same choice."""
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        if grads and not bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+            optimizer.zero_grad(set_to_none=True)  # AdamW and SGD leave parameters without a gradient unchanged
+            self.skipped_steps += 1
+            self._consecutive_skips += 1
+            self.log("train/skipped_steps", float(self.skipped_steps), on_step=False, on_epoch=True, reduce_fx="max")
+            if self._consecutive_skips >= self.nonfinite_limit:
+                raise FloatingPointError(
+                    f"{self._consecutive_skips} consecutive training steps had non-finite gradients (NaN or inf), "
+                    f"the last at step {self.global_step}; the weights were left at their last finite values. "
+                    f"Lower train.lr, set train.precision: '32', or check the data for NaN/inf values."
+                )
+            return
+        self._consecutive_skips = 0
+        if gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         return sliding_window_logits(

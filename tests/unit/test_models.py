@@ -131,19 +131,47 @@ def test_residual_blocks_and_both_merges():
         assert net(torch.randn(1, 2, 8, 8, 8)).shape == (1, 3, 8, 8, 8)
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_strided_stem_runs_the_u_at_half_resolution_and_returns_full_resolution(spatial_dims):
+    net = tiny(spatial_dims, stem_stride=2, deep_supervision=1).train()
+    s = (13, 9, 7)[:spatial_dims]  # odd: padded to the multiple 8 and cropped back
+    assert net.size_multiple == (8,) * spatial_dims
+    out = net.outputs(torch.randn(2, 2, *s), gates=True, deep_supervision=True)
+    assert out.logits.shape == (2, 3, *s)
+    assert out.gates["level0"].shape == (2, 1, *(-(-d // 2) for d in s))  # level 0 is the half-resolution stage
+    assert out.gates["level1"].shape == (2, 1, *(-(-d // 4) for d in s))
+    assert out.deep_supervision[0].shape == (2, 3, *(-(-d // 4) for d in s))
+    (out.logits.mean() + out.deep_supervision[0].mean()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    assert net.full_res is not None and net.full_res.image[0].weight.grad.abs().sum() > 0
+
+
+def test_strided_stem_is_cheaper_than_full_resolution_stage():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def gflop(**kw) -> float:
+        net = tiny(3, channels=(8, 16, 32), **kw).eval()
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(torch.randn(1, 2, 32, 32, 32))
+        return counter.get_total_flops()
+
+    assert gflop(stem_stride=2) < 0.5 * gflop()
+
+
 # Pinned parameter counts: a change here is a change of architecture, and must be deliberate.
 PINNED = {
-    "default_3d": (ModelConfig(), 1_286_012),
-    "default_2d": (ModelConfig(spatial_dims=2), 462_428),
-    "plain_3d": (ModelConfig(gate_levels=None), 1_253_417),
+    "default_3d": (ModelConfig(), 1_290_716),
+    "default_2d": (ModelConfig(spatial_dims=2), 464_172),
+    "plain_3d": (ModelConfig(gate_levels=None), 1_258_121),
+    "full_resolution_3d": (ModelConfig(stem_stride=1), 1_286_012),
     "multihead_cbam_3d": (
         ModelConfig(gate_heads=2, gate_mode="concatenation_softmax", encoder_attention=(None, "cbam", "cbam", "cbam")),
-        1_342_676,
+        1_347_380,
     ),
     "scse_2d_deep": (
         ModelConfig(spatial_dims=2, out_channels=2, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2),
                     decoder_attention="scse"),
-        1_884_938,
+        1_886_690,
     ),
 }
 

@@ -79,8 +79,10 @@ def test_model_must_fit_data():
     assert class_names(fp, 2) == ["bg", "a"]
 
 
-def test_default_patch_size_rounds_up_to_multiple():
-    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (8, 8, 8)) == (40, 56, 40)
+def test_default_patch_size_rounds_to_nearest_multiple():
+    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (8, 8, 8)) == (32, 48, 40)
+    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (16, 16, 16)) == (32, 48, 32)
+    assert default_patch_size({"median_shape_after_preprocessing": [5, 40, 24]}, 3, (16, 16, 16)) == (16, 48, 32)
     assert default_patch_size({"median_shape_after_preprocessing": [500, 500]}, 2, (16, 16), cap=256) == (256, 256)
 
 
@@ -105,3 +107,35 @@ def test_history_counts_epochs_with_and_without_validation(tmp_path):
     summary = history.summary(elapsed_s=10.0, samples_per_epoch=4)
     assert summary["epochs"] == 2 and summary["best_epoch"] == 0 and summary["best_val_dice_mean"] == 0.5
     assert summary["samples_per_s"] == 0.8 and (tmp_path / "train_history.csv").is_file()
+
+
+def _fit_on(images: list[torch.Tensor], limit: int = 20):
+    """A tiny 2D model trained one step per image through Lightning (bf16-free, CPU), with clipping on."""
+    import lightning as L
+
+    from seg.config import TrainConfig
+    from seg.models import AttentionUNet
+    from seg.train.module import SegmentationModule
+
+    torch.manual_seed(0)
+    net = AttentionUNet(2, 1, 2, channels=(4, 8), strides=(2,), deep_supervision=0)
+    module = SegmentationModule(net, TrainConfig(max_epochs=1, steps_per_epoch=len(images)), ["bg", "fg"], (8, 8))
+    module.nonfinite_limit = limit
+    label = (torch.rand(1, 1, 8, 8) > 0.5).long()
+    batches = [{"image": im, "label": label} for im in images]
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=12.0)
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    return module
+
+
+def test_nonfinite_step_is_skipped_and_weights_stay_finite():
+    good = [torch.randn(1, 1, 8, 8) for _ in range(4)]
+    module = _fit_on(good[:2] + [torch.full((1, 1, 8, 8), float("nan"))] + good[2:])
+    assert module.skipped_steps == 1
+    assert all(torch.isfinite(p).all() for p in module.net.parameters())
+
+
+def test_persistent_nonfinite_gradients_stop_training_with_a_clear_error():
+    with pytest.raises(FloatingPointError, match=r"3 consecutive training steps had non-finite gradients.*train.lr"):
+        _fit_on([torch.full((1, 1, 8, 8), float("inf"))] * 5, limit=3)
