@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from pathlib import Path
@@ -138,6 +139,28 @@ def test_checkpoint_loads_and_matches_the_folder(model_dir, tmp_path):
     x = torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
         assert torch.equal(folder.net(x), ckpt.net(x))
+
+
+def test_model_saved_before_stem_stride_existed_loads_as_full_resolution(model_dir, tmp_path):
+    """Model folders written before `model.stem_stride` (default now 2) ran level 0 at full resolution."""
+    import yaml
+
+    from seg.models import build_model
+    from seg.train.run import _save_model_folder
+
+    folder = load_model(model_dir)
+    old_cfg = dataclasses.replace(folder.config, model=dataclasses.replace(folder.config.model, stem_stride=1))
+    torch.manual_seed(1)
+    net = build_model(old_cfg.model)
+    _save_model_folder(net, old_cfg, folder.fingerprint, folder.meta, tmp_path / "old")
+    saved = yaml.safe_load((tmp_path / "old" / "config.yaml").read_text())
+    del saved["model"]["stem_stride"]  # as written by the earlier version
+    (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump(saved))
+    old = load_model(tmp_path / "old")  # with the new default (2) its weights would not fit
+    assert old.config.model.stem_stride == 1 and old.net.full_res is None
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(old.net(x), net.eval()(x))
 
 
 def test_unsafe_or_foreign_models_are_refused(model_dir, tmp_path):
