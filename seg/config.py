@@ -51,7 +51,7 @@ class ModelConfig:
     decoder_merge: str = "1x1"  # 1x1 projection of [skip, up] before the 3x3s; "3x3" convolves all 2C channels
     first_stage_convs: int | None = 1  # convs of level 0 (the finest, costliest stage); None = encoder/decoder_convs
     pad_input: bool = True  # pad to the stride multiple and crop back; False makes a wrong size an error
-    stem_stride: int = 2  # 2: the U runs at half resolution, a light full-res head restores the grid (~4x faster); 1: full res
+    stem_stride: int = 1  # 2: the U at half resolution plus a light full-res head, ~3-4x faster (bf16 caveat: README)
     stem_channels: int | None = None  # channels of that full-resolution head; None = channels[0] // 2
 
     def __post_init__(self) -> None:
@@ -171,7 +171,7 @@ class AugmentConfig:
 class TrainConfig:
     """Optimisation, sampling, hardware and tracking of one training run."""
 
-    patch_size: tuple[int, ...] | None = None  # None: the dataset's median shape rounded to the net's size multiple
+    patch_size: tuple[int, ...] | None = None  # None: the dataset's median shape rounded up to the net's multiple
     batch_size: int = 2  # patches per step (per process with DDP)
     foreground_fraction: float = 0.33  # share of patches centred on foreground (nnU-Net's oversampling)
     max_epochs: int = 100  # epochs of steps_per_epoch batches; the time budget may stop earlier

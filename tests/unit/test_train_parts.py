@@ -79,10 +79,8 @@ def test_model_must_fit_data():
     assert class_names(fp, 2) == ["bg", "a"]
 
 
-def test_default_patch_size_rounds_to_nearest_multiple():
-    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (8, 8, 8)) == (32, 48, 40)
-    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (16, 16, 16)) == (32, 48, 32)
-    assert default_patch_size({"median_shape_after_preprocessing": [5, 40, 24]}, 3, (16, 16, 16)) == (16, 48, 32)
+def test_default_patch_size_rounds_up_to_multiple():
+    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (8, 8, 8)) == (40, 56, 40)
     assert default_patch_size({"median_shape_after_preprocessing": [500, 500]}, 2, (16, 16), cap=256) == (256, 256)
 
 
