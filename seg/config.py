@@ -266,7 +266,7 @@ class AnalyzeConfig:
     output: str = "outputs/analysis"  # NIfTI maps, PNG overlays and report.html
     max_cases: int = 4  # cases analysed (the first ones, sorted by id)
     cam_method: str = "gradcam"  # gradcam, gradcampp or hirescam
-    cam_layers: tuple[str, ...] | None = None  # module names (`seg layers MODEL`); None: the head's input (full_res or decoder.0)
+    cam_layers: tuple[str, ...] | None = None  # module names (`seg layers MODEL`); None: what the 1x1 head reads
     scales: tuple[float, ...] = (0.5, 1.5)  # rescale factors of the equivariance test (with flips and rot90)
     pcm_window: int = 5  # neighbourhood (voxels per axis) of the Pixel Correlation Module's affinities
     metrics_file: str = "metrics/analysis.json"  # summary figures for `dvc metrics show`

@@ -19,9 +19,9 @@ DEFINITIONS = {
             "restored to each original image's grid and geometry.",
     "CAM score": "Segmentation Grad-CAM: the score of class k is the sum of its logit over the voxels predicted as k "
                  "in the case; when nothing is predicted as k, the whole volume's sum (counted as 'fallback cases').",
-    "Target layers": "On the input of the 1x1 head (full_res, or decoder.0 without a strided stem), Grad-CAM equals the plain CAM up "
-                     "to a positive factor: the gradient of a linear head is its weight. Deeper layers (decoder.0, "
-                     "decoder.1, encoder.3, see `seg layers MODEL`) show what the coarser features contribute.",
+    "Target layers": "On the input of the 1x1 head (decoder.0, or full_res with a strided stem), Grad-CAM equals the "
+                     "plain CAM up to a positive factor: the gradient of a linear head is its weight. Deeper layers "
+                     "(decoder.1, encoder.3, see `seg layers MODEL`) show what the coarser features contribute.",
     "Equivariance error": "For a transform T with inverse T^-1: d(T^-1 map(T x), map(x)), d(a, b) = ||a - b||_1 / "
                           "(||a||_1 + ||b||_1), 0 = perfectly equivariant, 1 = disjoint. CAMs are divided by their "
                           "maximum first; gate maps are compared as they are. Flips and rot90 have exact inverses; "
