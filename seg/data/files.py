@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 
-def _atomic_bytes(path: Path, data: bytes) -> Path:
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (parents created); the one write path of every stage's outputs."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}-{path.name}"
     try:
@@ -26,7 +28,7 @@ def _atomic_bytes(path: Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    return _atomic_bytes(Path(path), (json.dumps(data, indent=1) + "\n").encode())
+    return write_bytes(Path(path), (json.dumps(data, indent=1) + "\n").encode())
 
 
 def read_json(path: str | Path) -> Any:
@@ -37,4 +39,4 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> Path:
     """Compressed npz: preprocessed crops are mostly smooth or zero and shrink 2-4x for little CPU."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    return _atomic_bytes(Path(path), buf.getvalue())
+    return write_bytes(Path(path), buf.getvalue())

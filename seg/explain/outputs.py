@@ -13,13 +13,13 @@ preprocessed grid.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from seg.data.files import write_bytes
 from seg.data.io import write_image
 from seg.data.restore import restore_to_original
 from seg.explain.cases import AnalysisCase
@@ -99,8 +99,5 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 def write_png(rgb: np.ndarray, path: Path) -> bytes:
     """Write atomically; returns the PNG bytes (for embedding in the report)."""
     data = png_bytes(rgb)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes(path, data)
     return data

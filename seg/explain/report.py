@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from seg.data.files import write_bytes
 
 STYLE = (
     "body{font-family:sans-serif;margin:1.5em;max-width:1200px;color:#222}"
@@ -76,8 +77,4 @@ def write_report(
         parts.append(f"<h2>{html.escape(heading)}</h2>")
         parts += [_figure(f) for f in figs]
     parts.append("</body></html>\n")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text("".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_bytes(path, "".join(parts).encode("utf-8"))

@@ -4,7 +4,6 @@ cases over processes (each case on exactly one rank) with the same code as a sin
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from pathlib import Path
 import torch
 
 from seg.config import InferConfig
-from seg.data.files import write_json
+from seg.data.files import write_bytes, write_json
 from seg.infer.cases import InferCase, outputs_for
 from seg.infer.metrics import metrics_rows, summarize
 from seg.infer.model_io import LoadedModel
@@ -163,9 +162,7 @@ def _write_metrics(out_dir: Path, records: list[dict], class_names: list[str], m
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    tmp = out_dir / "metrics.csv.tmp"
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, out_dir / "metrics.csv")
+    write_bytes(out_dir / "metrics.csv", buf.getvalue().encode())
     if metrics_file:
         ok = sum(r["status"] in ("ok", "exists") for r in records)
         write_json(metrics_file, {**summary, "cases_ok": ok, "cases_failed": len(records) - ok})
