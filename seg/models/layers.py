@@ -6,9 +6,11 @@ import difflib
 
 from torch import nn
 
+from seg.models.conv3d import Conv3d
+
 SpatialDims = int  # 2 or 3
 
-_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_CONV = {2: nn.Conv2d, 3: Conv3d}  # Conv3d: nn.Conv3d that avoids a CPU bf16 NaN (seg/models/conv3d.py)
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _POOL_AVG = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _POOL_MAX = {2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}

@@ -1,0 +1,44 @@
+"""The CPU bf16 guard of seg's Conv3d: float32 on grids with an axis of <= 2 voxels, bf16 elsewhere."""
+
+import pytest
+import torch
+
+from seg.config import ModelConfig
+from seg.models import build_model
+from seg.models.conv3d import Conv3d
+
+
+def _out_dtype(conv: torch.nn.Module, grid: tuple[int, ...]) -> torch.dtype:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return conv(torch.randn(1, 4, *grid)).dtype
+
+
+@pytest.mark.parametrize("grid, dtype", [((2, 3, 2), torch.float32), ((2, 8, 8), torch.float32),
+                                         ((4, 2, 4), torch.float32), ((3, 3, 3), torch.bfloat16),
+                                         ((5, 7, 5), torch.bfloat16)])
+def test_guard_leaves_bf16_only_on_tiny_axes(grid, dtype):
+    assert _out_dtype(Conv3d(4, 4, 3, padding=1, bias=False), grid) == dtype
+
+
+def test_guard_spares_pointwise_convs_and_plain_float32():
+    assert _out_dtype(Conv3d(4, 4, 1), (2, 2, 2)) == torch.bfloat16  # 1x1 weight gradients were never wrong
+    conv = Conv3d(4, 4, 3, padding=1)
+    assert conv(torch.randn(1, 4, 2, 2, 2)).dtype == torch.float32  # no autocast: untouched
+
+
+def test_guarded_gradients_are_float32_and_finite():
+    conv = Conv3d(128, 128, 3, padding=1, bias=False)
+    for _ in range(20):
+        conv.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(torch.randn(2, 128, 2, 3, 2))
+        y.backward(torch.randn_like(y))
+        assert torch.isfinite(conv.weight.grad).all()
+
+
+def test_networks_use_it_and_keep_nn_conv3d_weight_names():
+    net = build_model(ModelConfig(stem_stride=2))
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv3d)]
+    assert convs and all(isinstance(m, Conv3d) for m in convs)
+    plain = torch.nn.Conv3d(4, 8, 3)
+    Conv3d(4, 8, 3).load_state_dict(plain.state_dict())  # same keys and shapes as nn.Conv3d
