@@ -50,7 +50,9 @@ class PatchDataset(Dataset):
         case = self.cases[int(rng.integers(len(self.cases)))]
         image, label = sample_patch(case, self.patch, rng, self.cfg.foreground_fraction, self.slice_axis)
         out = self.augment({"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.float32))})
-        return {"image": torch.as_tensor(out["image"]).float(), "label": torch.as_tensor(out["label"]).round().long()}
+        # plain tensors: a MONAI MetaTensor would route every op of the network through its __torch_function__
+        image, label = (torch.as_tensor(out[k]).as_subclass(torch.Tensor) for k in ("image", "label"))
+        return {"image": image.float(), "label": label.round().long()}
 
 
 class VolumeDataset(Dataset):

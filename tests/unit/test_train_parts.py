@@ -52,6 +52,20 @@ def test_foreground_patches_contain_foreground(spatial_dims):
         assert image.shape == (1, *(12,) * spatial_dims) and lab.any()
 
 
+def test_training_patches_are_plain_tensors_after_monai_augmentation():
+    """MONAI transforms return MetaTensors; one reaching the network would tax every op with metadata handling."""
+    from seg.config import AugmentConfig, TrainConfig
+    from seg.train.datamodule import PatchDataset
+
+    label = np.zeros((1, 16, 16, 16), np.uint8)
+    label[0, 6:9, 6:9, 6:9] = 1
+    case = Case("c", np.random.rand(1, 16, 16, 16).astype(np.float32), label, np.argwhere(label[0] > 0))
+    always = AugmentConfig(flip_prob=1.0, affine_prob=1.0, intensity_prob=1.0, gamma_prob=1.0, noise_prob=1.0)
+    item = PatchDataset([case], (8, 8, 8), 2, TrainConfig(augment=always), None)[0]
+    assert type(item["image"]) is torch.Tensor and type(item["label"]) is torch.Tensor
+    assert item["image"].dtype == torch.float32 and item["label"].dtype == torch.int64
+
+
 def test_slices_of_3d_volume_for_2d_training():
     label = np.zeros((1, 10, 12, 14), np.uint8)
     label[0, 5, 6, 7] = 1
