@@ -41,7 +41,10 @@ class PatchDataset(Dataset):
         if self._rng is None:
             worker = get_worker_info()
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            self._rng = np.random.default_rng([self.cfg.seed, self.epoch, rank, worker.id if worker else 0])
+            # a worker process starts afresh every epoch with a copy of this dataset; its seed, which the DataLoader
+            # draws from the (seeded) main process every epoch, keeps each epoch's patches new and reproducible
+            stream = worker.seed if worker else 0
+            self._rng = np.random.default_rng([self.cfg.seed, self.epoch, rank, stream])
             self.augment.set_random_state(seed=int(self._rng.integers(2**31)))
         return self._rng
 
