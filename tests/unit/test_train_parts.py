@@ -66,6 +66,25 @@ def test_training_patches_are_plain_tensors_after_monai_augmentation():
     assert item["image"].dtype == torch.float32 and item["label"].dtype == torch.int64
 
 
+def test_worker_processes_draw_new_patches_every_epoch():
+    """Lightning builds the train loader once; a worker is started afresh every epoch and must not replay epoch 0."""
+    from seg.config import AugmentConfig, TrainConfig
+    from seg.train.datamodule import PatchDataset
+
+    image = np.random.default_rng(0).random((1, 24, 24, 24), dtype=np.float32)
+    label = np.zeros((1, 24, 24, 24), np.uint8)
+    label[0, 10:14, 10:14, 10:14] = 1
+    case = Case("c", image, label, np.argwhere(label[0] > 0))
+    none = AugmentConfig(flip_prob=0, rot90_prob=0, affine_prob=0, intensity_prob=0, gamma_prob=0, noise_prob=0)
+    dataset = PatchDataset([case], (8, 8, 8), 4, TrainConfig(augment=none), None)
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=1)
+    first, second = (next(iter(loader))["image"] for _ in range(2))
+    assert not torch.equal(first, second)
+    torch.manual_seed(0)
+    assert torch.equal(next(iter(loader))["image"], first)  # and reproducible from the seed
+
+
 def test_slices_of_3d_volume_for_2d_training():
     label = np.zeros((1, 10, 12, 14), np.uint8)
     label[0, 5, 6, 7] = 1
@@ -121,6 +140,23 @@ def test_history_counts_epochs_with_and_without_validation(tmp_path):
     assert summary["samples_per_s"] == 0.8 and (tmp_path / "train_history.csv").is_file()
 
 
+def test_history_plots_at_most_once_a_minute_and_always_at_the_end(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from seg.train.history import HistoryCallback
+
+    history, plots = HistoryCallback(tmp_path, ["a"]), []
+    monkeypatch.setattr(history, "_plot", lambda: plots.append(len(history.rows)))
+    trainer = SimpleNamespace(sanity_checking=False, global_rank=0, current_epoch=0, global_step=1,
+                              callback_metrics={"train/loss": torch.tensor(1.0)})
+    for epoch in range(3):
+        trainer.current_epoch = epoch
+        history.on_train_epoch_end(trainer, None)
+    history.on_train_end(trainer, None)
+    assert plots == [1, 3]  # the first epoch, then the end; the CSV has every epoch
+    assert len((tmp_path / "train_history.csv").read_text().splitlines()) == 4
+
+
 def _fit_on(images: list[torch.Tensor], limit: int = 20):
     """A tiny 2D model trained one step per image through Lightning (bf16-free, CPU), with clipping on."""
     import lightning as L
@@ -151,3 +187,17 @@ def test_nonfinite_step_is_skipped_and_weights_stay_finite():
 def test_persistent_nonfinite_gradients_stop_training_with_a_clear_error():
     with pytest.raises(FloatingPointError, match=r"3 consecutive training steps had non-finite gradients.*train.lr"):
         _fit_on([torch.full((1, 1, 8, 8), float("inf"))] * 5, limit=3)
+
+
+def test_finite_gradients_are_clipped_to_the_configured_norm():
+    from seg.config import TrainConfig
+    from seg.models import AttentionUNet
+    from seg.train.module import SegmentationModule
+
+    net = AttentionUNet(2, 1, 2, channels=(4, 8), strides=(2,), deep_supervision=0)
+    module = SegmentationModule(net, TrainConfig(), ["bg", "fg"], (8, 8))
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 3.0)
+    module.configure_gradient_clipping(torch.optim.SGD(net.parameters(), lr=0.1), 1.0, "norm")
+    assert float(torch.nn.utils.get_total_norm([p.grad for p in net.parameters()])) == pytest.approx(1.0, rel=1e-4)
+    assert module.skipped_steps == 0
