@@ -2,8 +2,9 @@
 
 Networks (all with channels=(16, 32, 64, 128), strides=(2, 2, 2), in_channels=1):
   ours        seg.models.build_model(ModelConfig(..., deep_supervision=0)), otherwise the project default config
-              (model.stem_stride 1: level 0 at the input's full resolution)
-  ours-stem   the same with model.stem_stride=2: the U at half resolution plus a light full-resolution head
+              (model.stem_stride 2: the U at half resolution plus a light full-resolution head)
+  ours-full   the previous default: model.stem_stride=1, first_stage_convs=1 (level 0 at full resolution, one
+              convolution per side)
   monai-att   monai.networks.nets.AttentionUnet (MONAI defaults otherwise)
   monai-unet  monai.networks.nets.UNet (MONAI defaults otherwise)
 
@@ -52,8 +53,8 @@ from seg.config import ModelConfig
 from seg.models import build_model
 
 CHANNELS, STRIDES = (16, 32, 64, 128), (2, 2, 2)
-NETWORKS = ("ours", "ours-stem", "monai-att", "monai-unet")
-OURS = ("ours", "ours-stem")
+NETWORKS = ("ours", "ours-full", "monai-att", "monai-unet")
+OURS = ("ours", "ours-full")
 PRECISIONS = ("float32", "bfloat16")
 # name -> (spatial size, batch, classes); --quick shrinks them
 SETTINGS = {"3d": ((48, 64, 48), 4, 3), "2d": ((256, 256), 16, 2)}
@@ -63,7 +64,8 @@ QUICK_SETTINGS = {"3d": ((16, 32, 16), 1, 3), "2d": ((64, 64), 2, 2)}
 def build_network(name: str, dims: int, classes: int) -> torch.nn.Module:
     if name in OURS:
         cfg = ModelConfig(spatial_dims=dims, in_channels=1, out_channels=classes, channels=CHANNELS,
-                          strides=STRIDES, deep_supervision=0, stem_stride=2 if name == "ours-stem" else 1)
+                          strides=STRIDES, deep_supervision=0,
+                          **(dict(stem_stride=1, first_stage_convs=1) if name == "ours-full" else {}))
         return build_model(cfg)
     cls = {"monai-att": AttentionUnet, "monai-unet": UNet}[name]
     return cls(dims, 1, classes, channels=CHANNELS, strides=STRIDES)

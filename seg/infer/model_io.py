@@ -135,7 +135,11 @@ def _torch_load(path: Path) -> Any:
 
 
 def _config(data: dict[str, Any], where: Path) -> Config:
-    return from_dict(Config, data or {}, str(where))
+    data = dict(data or {})
+    if isinstance(data.get("model"), dict) and "stem_stride" not in data["model"]:
+        # saved before model.stem_stride existed (default now 2): those networks ran level 0 at full resolution
+        data["model"] = {**data["model"], "stem_stride": 1}
+    return from_dict(Config, data, str(where))
 
 
 def _assemble(state: dict[str, torch.Tensor], config: Config, fingerprint: dict, meta: dict, source: str) -> LoadedModel:

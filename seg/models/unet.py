@@ -68,7 +68,8 @@ class AttentionUNet(nn.Module):
         deep_supervision: number of extra 1x1 heads on decoder levels 1..k (0 = none).
         encoder_convs / decoder_convs: convolutions per stage; the finest level dominates the cost, so
             `first_stage_convs` can thin it separately (None = same as the other stages).
-        stem_stride: 1 (default) runs level 0 at the input's resolution. 2 strides the first convolution, so
+        stem_stride: 1 (this class's default) runs level 0 at the input's resolution. 2 (the default of
+            `ModelConfig`, so of every trained pipeline model) strides the first convolution, so
             every level of the U runs on 1/8 of the voxels (3D); a `FullResHead` with `stem_channels` channels
             (default channels[0] // 2) fuses the up-sampled level-0 features with full-resolution image features
             before the 1x1 head. Gate and deep-supervision maps are then at half the usual resolution, and the

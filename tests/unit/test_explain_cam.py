@@ -184,14 +184,12 @@ def test_layers_listing_and_name_errors():
     cfg = ModelConfig(spatial_dims=2, channels=(4, 8), strides=(2,), deep_supervision=0)
     net = build_model(cfg).eval()
     table = {info.name: info.shape for info in layer_table(net, (16, 16), 1)}
-    assert table["decoder.0"] == (1, 4, 16, 16) and table["encoder.1"] == (1, 8, 8, 8)
-    assert table["gates.level0.tap"] == (1, 1, 16, 16) and "gates.level0" not in table  # tuple output: no target
-    assert resolve_layers(net, None) == ["decoder.0"]
-    # a strided stem: level 0 at half resolution, and the head reads `full_res`, the default target
-    stem = build_model(dataclasses.replace(cfg, stem_stride=2)).eval()
-    stem_table = {info.name: info.shape for info in layer_table(stem, (16, 16), 1)}
-    assert stem_table["decoder.0"] == (1, 4, 8, 8) and stem_table["full_res"] == (1, 2, 16, 16)
-    assert resolve_layers(stem, None) == ["full_res"]
+    # the default strided stem: level 0 at half resolution, the full-resolution head reads `full_res`
+    assert table["decoder.0"] == (1, 4, 8, 8) and table["encoder.1"] == (1, 8, 4, 4)
+    assert table["full_res"] == (1, 2, 16, 16)
+    assert table["gates.level0.tap"] == (1, 1, 8, 8) and "gates.level0" not in table  # tuple output: no target
+    assert resolve_layers(net, None) == ["full_res"]
+    assert resolve_layers(build_model(dataclasses.replace(cfg, stem_stride=1)), None) == ["decoder.0"]
     with pytest.raises(ValueError, match="Did you mean 'decoder.0'"):
         resolve_layers(net, ["decodr.0"])
     assert math.prod(table["head"][2:]) == 256

@@ -142,7 +142,7 @@ def test_checkpoint_loads_and_matches_the_folder(model_dir, tmp_path):
 
 
 def test_model_saved_before_stem_stride_existed_loads_as_full_resolution(model_dir, tmp_path):
-    """Model folders written before `model.stem_stride` existed ran level 0 at full resolution (the default)."""
+    """Model folders written before `model.stem_stride` (default now 2) ran level 0 at full resolution."""
     import yaml
 
     from seg.models import build_model
@@ -156,7 +156,7 @@ def test_model_saved_before_stem_stride_existed_loads_as_full_resolution(model_d
     saved = yaml.safe_load((tmp_path / "old" / "config.yaml").read_text())
     del saved["model"]["stem_stride"]  # as written by the earlier version
     (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump(saved))
-    old = load_model(tmp_path / "old")
+    old = load_model(tmp_path / "old")  # with the new default (2) its weights would not fit
     assert old.config.model.stem_stride == 1 and old.net.full_res is None
     x = torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():

@@ -112,8 +112,10 @@ def test_model_must_fit_data():
     assert class_names(fp, 2) == ["bg", "a"]
 
 
-def test_default_patch_size_rounds_up_to_multiple():
-    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (8, 8, 8)) == (40, 56, 40)
+def test_default_patch_size_rounds_to_nearest_multiple():
+    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (8, 8, 8)) == (32, 48, 40)
+    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (16, 16, 16)) == (32, 48, 32)
+    assert default_patch_size({"median_shape_after_preprocessing": [5, 40, 24]}, 3, (16, 16, 16)) == (16, 48, 32)
     assert default_patch_size({"median_shape_after_preprocessing": [500, 500]}, 2, (16, 16), cap=256) == (256, 256)
 
 
@@ -201,3 +203,19 @@ def test_finite_gradients_are_clipped_to_the_configured_norm():
     module.configure_gradient_clipping(torch.optim.SGD(net.parameters(), lr=0.1), 1.0, "norm")
     assert float(torch.nn.utils.get_total_norm([p.grad for p in net.parameters()])) == pytest.approx(1.0, rel=1e-4)
     assert module.skipped_steps == 0
+
+
+def test_training_runs_channels_last_and_hands_back_a_contiguous_network(monkeypatch):
+    from seg.train.module import SegmentationModule
+
+    seen, original = [], SegmentationModule.training_step
+
+    def spy(self, batch, batch_idx):
+        convs = [p for p in self.net.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] > 1]
+        seen.append(all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in convs))
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(SegmentationModule, "training_step", spy)
+    module = _fit_on([torch.randn(1, 1, 8, 8) for _ in range(2)])
+    assert seen == [True, True]
+    assert all(p.is_contiguous() for p in module.net.parameters())
