@@ -7,6 +7,9 @@ Networks (all with channels=(16, 32, 64, 128), strides=(2, 2, 2), in_channels=1)
               convolution per side)
   monai-att   monai.networks.nets.AttentionUnet (MONAI defaults otherwise)
   monai-unet  monai.networks.nets.UNet (MONAI defaults otherwise)
+  *-cl        the same network and input in channels-last memory layout (torch.channels_last_3d in 3D), as
+              `seg train` runs ours (train.channels_last); monai-att-cl gives MONAI the same layout, for the
+              like-for-like ratio
 
 Settings: 3D patch 48x64x48 at batch 4 (3 classes) and 2D 256x256 at batch 16 (2 classes), each in float32
 and in bfloat16 autocast (torch.autocast("cpu", dtype=torch.bfloat16)).
@@ -53,15 +56,23 @@ from seg.config import ModelConfig
 from seg.models import build_model
 
 CHANNELS, STRIDES = (16, 32, 64, 128), (2, 2, 2)
-NETWORKS = ("ours", "ours-full", "monai-att", "monai-unet")
-OURS = ("ours", "ours-full")
+NETWORKS = ("ours", "ours-cl", "ours-full", "monai-att", "monai-att-cl", "monai-unet")
+OURS = ("ours", "ours-cl", "ours-full")
+BASELINES = {"ours": "monai-att", "ours-cl": "monai-att-cl", "ours-full": "monai-att"}  # like-for-like layout
 PRECISIONS = ("float32", "bfloat16")
 # name -> (spatial size, batch, classes); --quick shrinks them
 SETTINGS = {"3d": ((48, 64, 48), 4, 3), "2d": ((256, 256), 16, 2)}
 QUICK_SETTINGS = {"3d": ((16, 32, 16), 1, 3), "2d": ((64, 64), 2, 2)}
 
 
+def memory_format(name: str, dims: int) -> torch.memory_format:
+    if not name.endswith("-cl"):
+        return torch.contiguous_format
+    return torch.channels_last_3d if dims == 3 else torch.channels_last
+
+
 def build_network(name: str, dims: int, classes: int) -> torch.nn.Module:
+    name = name.removesuffix("-cl")
     if name in OURS:
         cfg = ModelConfig(spatial_dims=dims, in_channels=1, out_channels=classes, channels=CHANNELS,
                           strides=STRIDES, deep_supervision=0,
@@ -129,9 +140,10 @@ def measure(net_name: str, setting: str, precision: str, args: argparse.Namespac
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     size, batch, classes = (QUICK_SETTINGS if args.quick else SETTINGS)[setting]
-    model = build_network(net_name, len(size), classes)
+    layout = memory_format(net_name, len(size))
+    model = build_network(net_name, len(size), classes).to(memory_format=layout)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, 1, *size)
+    x = torch.randn(batch, 1, *size).contiguous(memory_format=layout)
     y = torch.randint(0, classes, (batch, *size))
 
     def train_step():
@@ -205,7 +217,7 @@ def in_fresh_process(fn, *fn_args):
 # ------------------------------------------------------------------------------------------ report
 
 COLUMNS = [  # header, key, width, format spec
-    ("network", "network", 10, "<"), ("params", "params", 9, ","),
+    ("network", "network", 12, "<"), ("params", "params", 9, ","),
     ("train/s", "train_sps", 8, ".2f"), ("fwd/s", "fwd_sps", 8, ".2f"),
     ("GF/train", "train_gflop", 9, ".1f"), ("GF/fwd", "fwd_gflop", 8, ".1f"),
     ("GF/s tr", "train_gflops", 8, ".1f"), ("%pk tr", "train_pct", 7, ".1f"),
@@ -239,15 +251,14 @@ def print_results(results: list[dict], peaks: dict[str, float], args: argparse.N
                 r["train_pct"] = 100 * r["train_gflops"] / peaks[precision]
                 r["fwd_pct"] = 100 * r["fwd_gflops"] / peaks[precision]
                 print(table_line(r))
-            att = rows["monai-att"]
             for name in OURS:
-                ours = rows[name]
-                ratios.append(dict(network=name, setting=setting, precision=precision,
+                ours, att = rows[name], rows[BASELINES[name]]
+                ratios.append(dict(network=name, baseline=BASELINES[name], setting=setting, precision=precision,
                                    **{key: ours[key] / att[key] if att[key] else float("nan") for _, key in RATIOS}))
-    print("\nratios ours / MONAI AttentionUnet")
-    print(f"{'network':<10} {'setting':<8} {'precision':<9} " + " ".join(f"{h:>10}" for h, _ in RATIOS))
+    print("\nratios ours / MONAI AttentionUnet in the same memory layout")
+    print(f"{'network':<10} {'vs':<12} {'setting':<8} {'precision':<9} " + " ".join(f"{h:>10}" for h, _ in RATIOS))
     for r in ratios:
-        print(f"{r['network']:<10} {r['setting']:<8} {r['precision']:<9} "
+        print(f"{r['network']:<10} {r['baseline']:<12} {r['setting']:<8} {r['precision']:<9} "
               + " ".join(f"{r[k]:>10.2f}" for _, k in RATIOS))
     if not all(r["exact_memory"] for r in results):
         print("note: /proc/self/clear_refs unavailable; memory is the ru_maxrss increase (may underestimate)")
@@ -276,7 +287,7 @@ def main() -> None:
             for net in NETWORKS:
                 results.append(in_fresh_process(measure, net, setting, precision, args))
                 r = results[-1]
-                print(f"  measured {setting} {precision:<8} {net:<10} train {r['train_sps']:7.2f}/s "
+                print(f"  measured {setting} {precision:<8} {net:<12} train {r['train_sps']:7.2f}/s "
                       f"fwd {r['fwd_sps']:7.2f}/s  [{time.perf_counter() - start:5.0f} s]", flush=True)
     peaks_after = in_fresh_process(matmul_peak, args.matmul, repeats, args.threads)
     peaks = {p: max(g, peaks_after[p]) for p, g in peaks.items()}

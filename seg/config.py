@@ -194,7 +194,8 @@ class TrainConfig:
     accelerator: str = "auto"  # auto, cpu or gpu
     devices: int = 1  # processes (CPU) or GPUs; > 1 needs strategy ddp
     strategy: str = "auto"  # "ddp" for several processes (gloo on CPU, nccl on GPU)
-    val_every: int = 1  # epochs between validations
+    val_every: int = 1  # epochs between validations (unless val_every_minutes is set)
+    val_every_minutes: float | None = None  # validate every N minutes of wall clock and when the budget ends instead
     val_overlap: float = 0.5  # sliding-window overlap at validation
     slice_axis: int = 2  # 2D models on 3D volumes train on slices along this spatial axis
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -219,6 +220,9 @@ class TrainConfig:
             raise ConfigError(f"train.patch_size must be positive, got {list(self.patch_size)}.")
         if not 0.0 <= self.val_overlap < 1.0:
             raise ConfigError(f"train.val_overlap must be in [0, 1), got {self.val_overlap}.")
+        if self.val_every_minutes is not None and self.val_every_minutes <= 0:
+            raise ConfigError(f"train.val_every_minutes must be > 0 (or null: every val_every epochs), "
+                              f"got {self.val_every_minutes}.")
 
 
 # ------------------------------------------------------------------------------------------- inference

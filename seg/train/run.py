@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seg.config import Config, ModelConfig, flatten, to_dict
+from seg.config import Config, ModelConfig, TrainConfig, flatten, to_dict
 from seg.train.cache import load_fingerprint
 from seg.train.history import HistoryCallback
 from seg.train.tracking import artifact_location, log_pytorch_model, run_tags, tracking_uri
@@ -97,6 +97,15 @@ def _meta(names: list[str], dm, run_id: str, uri: str) -> dict:
     }
 
 
+def validation_schedule(tc: TrainConfig) -> dict:
+    """Trainer arguments: every `val_every` epochs, or every `val_every_minutes` of wall clock; Lightning then
+    also validates when the time budget stops training, so the final, fully decayed weights are scored and can
+    become the saved model (with epoch-based validation the last stretch may go unscored)."""
+    if tc.val_every_minutes is None:
+        return {"check_val_every_n_epoch": tc.val_every}
+    return {"check_val_every_n_epoch": None, "val_check_interval": timedelta(minutes=tc.val_every_minutes)}
+
+
 def train(cfg: Config, resume: bool = False) -> TrainResult:
     """Train with `cfg` (sections data, model, train); `resume` continues the last checkpoint's MLflow run."""
     import lightning as L
@@ -150,7 +159,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         max_time=timedelta(minutes=tc.max_time_minutes) if tc.max_time_minutes else None,
         accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy, precision=tc.precision,
         logger=logger, callbacks=callbacks, gradient_clip_val=tc.grad_clip or None,
-        check_val_every_n_epoch=tc.val_every, num_sanity_val_steps=0, log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
+        num_sanity_val_steps=0, **validation_schedule(tc), log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
         enable_progress_bar=bool(int(os.environ.get("SEG_PROGRESS", "1"))), enable_model_summary=False,
         default_root_dir=str(out_dir), use_distributed_sampler=True,
     )

@@ -219,3 +219,37 @@ def test_training_runs_channels_last_and_hands_back_a_contiguous_network(monkeyp
     module = _fit_on([torch.randn(1, 1, 8, 8) for _ in range(2)])
     assert seen == [True, True]
     assert all(p.is_contiguous() for p in module.net.parameters())
+
+
+def test_time_based_validation_also_scores_the_weights_the_budget_ends_with():
+    import time
+
+    import lightning as L
+
+    from seg.config import TrainConfig
+    from seg.train.run import validation_schedule
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.validated_at = torch.nn.Linear(2, 1), []
+
+        def training_step(self, batch, batch_idx):
+            time.sleep(0.02)
+            return self.lin(batch).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.validated_at.append(self.global_step)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    assert validation_schedule(TrainConfig(val_every=3)) == {"check_val_every_n_epoch": 3}
+    data = torch.utils.data.DataLoader(torch.randn(10_000, 2), batch_size=1)
+    module = Tiny()
+    trainer = L.Trainer(max_time={"seconds": 2}, max_epochs=1, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, limit_val_batches=1,
+                        **validation_schedule(TrainConfig(val_every_minutes=0.01)))  # every 0.6 s
+    trainer.fit(module, data, data)
+    assert 2 <= len(module.validated_at) and module.validated_at[-1] == module.global_step < 10_000
