@@ -53,8 +53,8 @@ def train_ours(cache: Path, work: Path, minutes: float, threads: int, precision:
     cfg = yaml.safe_load(Path(config or REPO / "params.yaml").read_text())
     cfg.setdefault("data", {}).update({"cache_dir": str(cache), "fold": 0, "folds": 5})
     cfg.setdefault("train", {}).update({
-        "max_time_minutes": minutes, "max_epochs": 100000, "val_every": 100000, "num_threads": threads,
-        "precision": precision, "model_dir": str(work / "model"), "output_dir": str(work / "out"),
+        "max_time_minutes": minutes, "max_epochs": 100000, "val_every": 100000, "val_every_minutes": None,
+        "num_threads": threads, "precision": precision, "model_dir": str(work / "model"), "output_dir": str(work / "out"),
         "metrics_dir": str(work / "metrics"), "tracking_uri": f"sqlite:///{work / 'mlflow.db'}", "gate_images": False,
     })
     cfg["infer"] = {**cfg.get("infer", {}), "metrics_file": str(work / "metrics" / "infer.json")}
