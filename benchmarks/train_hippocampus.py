@@ -13,6 +13,8 @@ runs during training; the last weights are scored).
           held-out cases (preprocessed grid: spacing is 1 mm, identical to the original up to the crop)
 
 Prints per-class Dice (anterior, posterior, mean) on the held-out cases and training samples/s for both.
+With `--only ours`, `--data` may be any dataset `seg preprocess` reads (another MSD task, a 2D images/ + masks/
+folder with a 2D `--config`); the MONAI recipe is written for Task04_Hippocampus.
 
 Run:  python benchmarks/train_hippocampus.py [--data ../shared/data/Task04_Hippocampus] [--minutes 10]
       [--threads 2] [--precision bf16-mixed] [--only ours|monai] [--keep DIR] [--json out.json]
@@ -158,15 +160,15 @@ def main() -> None:
             results["ours"] = train_ours(cache, work, args.minutes, args.threads, args.precision, args.config, args.tta)
         if args.only in (None, "monai"):
             results["monai AttentionUnet"] = train_monai(cache, args.minutes, args.threads)
-    print(f"Task04_Hippocampus, fold 0 of 5 (80/20), {args.minutes:g} min each, {args.threads} threads, "
+    print(f"{Path(args.data).name}, fold 0 of 5 (80/20), {args.minutes:g} min each, {args.threads} threads, "
           f"ours precision {args.precision}")
-    print(f"{'':22s} {'anterior':>9s} {'posterior':>9s} {'mean':>7s} {'samples/s':>10s} {'train s':>8s} {'cases':>6s}")
+    classes = [k for k in next(iter(results.values()))["dice"] if k != "mean"]  # the dataset's foreground classes
+    print(f"{'':22s} " + " ".join(f"{c[:9]:>9s}" for c in classes)
+          + f" {'mean':>7s} {'samples/s':>10s} {'train s':>8s} {'cases':>6s}")
     for name, r in results.items():
         d = r["dice"]
-        ant = d.get("anterior", d.get("head"))
-        post = d.get("posterior", d.get("body"))
-        print(f"{name:22s} {ant:9.3f} {post:9.3f} {d['mean']:7.3f} {r['samples_per_s']:10.2f} {r['train_s']:8.1f} "
-              f"{r['cases']:6d}")
+        print(f"{name:22s} " + " ".join(f"{d.get(c, float('nan')):9.3f}" for c in classes)
+              + f" {d['mean']:7.3f} {r['samples_per_s']:10.2f} {r['train_s']:8.1f} {r['cases']:6d}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
