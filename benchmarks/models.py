@@ -53,7 +53,7 @@ from monai.networks.nets import AttentionUnet, UNet
 from torch.utils.flop_counter import FlopCounterMode
 
 from seg.config import ModelConfig
-from seg.models import build_model
+from seg.models import build_model, layers
 
 CHANNELS, STRIDES = (16, 32, 64, 128), (2, 2, 2)
 NETWORKS = ("ours", "ours-cl", "ours-full", "monai-att", "monai-att-cl", "monai-unet")
@@ -66,9 +66,7 @@ QUICK_SETTINGS = {"3d": ((16, 32, 16), 1, 3), "2d": ((64, 64), 2, 2)}
 
 
 def memory_format(name: str, dims: int) -> torch.memory_format:
-    if not name.endswith("-cl"):
-        return torch.contiguous_format
-    return torch.channels_last_3d if dims == 3 else torch.channels_last
+    return layers.channels_last(dims) if name.endswith("-cl") else torch.contiguous_format
 
 
 def build_network(name: str, dims: int, classes: int) -> torch.nn.Module:

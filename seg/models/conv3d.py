@@ -4,8 +4,8 @@ On this project's CPU (torch 2.13, oneDNN), the bfloat16 weight gradient of a 3x
 input has a first spatial axis of exactly 2 voxels reads uninitialised memory: it is NaN in a share of calls that
 moves from run to run (a tenth to a third of direct calls at 2x3x2 or 2x2x2 with 128 channels, 2x3x2 being the
 bottleneck of the strided-stem network at a 32x48x32 patch), never at 3 voxels or more, never for 1x1, strided
-or transposed convolutions, never in float32 (benchmarks/bf16_conv_nan.py). Training then skips those steps, or
-stops when they come in a row.
+or transposed convolutions, never in float32 (benchmarks/bf16_conv_nan.py). Without this guard, training skips those
+steps, or stops when they come in a row.
 
 Such grids only occur at the coarsest levels of a deep U, where a float32 convolution costs nothing measurable,
 so the guard is wider than the measured failure (any axis <= 2, any kernel > 1) in case other CPUs pick

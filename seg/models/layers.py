@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 
+import torch
 from torch import nn
 
 from seg.models.conv3d import Conv3d
@@ -33,6 +34,12 @@ def suggest(value: str, choices: tuple[str, ...] | list[str]) -> str:
 def conv(spatial_dims: int) -> type[nn.Module]:
     _check_dims(spatial_dims)
     return _CONV[spatial_dims]
+
+
+def channels_last(spatial_dims: int) -> torch.memory_format:
+    """The channels-last memory format of a (B, C, *spatial) tensor: NHWC in 2D, NDHWC in 3D."""
+    _check_dims(spatial_dims)
+    return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
 
 
 def conv_transpose(spatial_dims: int) -> type[nn.Module]:
