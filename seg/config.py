@@ -184,6 +184,7 @@ class TrainConfig:
     schedule: str = "poly"  # poly (nnU-Net) or cosine decay over max_epochs (or the time budget)
     warmup_epochs: int = 0  # linear learning-rate warm-up
     grad_clip: float = 12.0  # global norm; 0 disables
+    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of the weights (e.g. 0.999)
     dice_weight: float = 1.0  # weight of the soft Dice term of the loss
     ce_weight: float = 1.0  # weight of the cross-entropy term of the loss
     seed: int = 0  # seeds torch, numpy and data-loader workers
@@ -220,6 +221,9 @@ class TrainConfig:
             raise ConfigError(f"train.patch_size must be positive, got {list(self.patch_size)}.")
         if not 0.0 <= self.val_overlap < 1.0:
             raise ConfigError(f"train.val_overlap must be in [0, 1), got {self.val_overlap}.")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in [0, 1) (0 disables the weight average, 0.999 is "
+                              f"typical), got {self.ema_decay}.")
         if self.val_every_minutes is not None and self.val_every_minutes <= 0:
             raise ConfigError(f"train.val_every_minutes must be > 0 (or null: every val_every epochs), "
                               f"got {self.val_every_minutes}.")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from seg.config import Config, ModelConfig, TrainConfig, flatten, to_dict
+from seg.train.average import weight_average
 from seg.train.cache import load_fingerprint
 from seg.train.history import HistoryCallback
 from seg.train.tracking import artifact_location, log_pytorch_model, run_tags, tracking_uri
@@ -150,7 +151,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         every_n_epochs=1,
     )
     history = HistoryCallback(Path(tc.metrics_dir), names[1:])
-    callbacks = [checkpoint, history]
+    callbacks = [checkpoint, history, *weight_average(tc)]
     if tc.gate_images and net.gate_names:
         max_size = tuple(2 * p for p in dm.patch_size)
         module.val_callbacks.append(_gate_image_logger(logger, dm.slice_axis, max_size))

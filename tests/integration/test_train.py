@@ -59,8 +59,9 @@ def test_train_writes_model_metrics_and_mlflow_run(tmp_path):
         assert loaded(torch.randn(1, 1, 13, 17, 11)).shape == (1, 3, 13, 17, 11)  # any spatial size
 
 
-def test_resume_after_kill_continues_same_run(tmp_path):
-    cfg = tiny_project(tmp_path, max_epochs=6, steps_per_epoch=4, gate_images=False)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["raw", "ema"])
+def test_resume_after_kill_continues_same_run(tmp_path, ema_decay):
+    cfg = tiny_project(tmp_path, max_epochs=6, steps_per_epoch=4, gate_images=False, ema_decay=ema_decay)
     proc = subprocess.Popen([sys.executable, "-m", "seg.cli", "train", "--config", str(cfg)], env=seg_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = tmp_path / "metrics" / "train_history.csv"
@@ -87,6 +88,8 @@ def test_resume_after_kill_continues_same_run(tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     steps = sorted({m.step for m in client.get_metric_history(run_before, "val/dice_mean")})
     assert len(steps) == 6
+    last = torch.load(tmp_path / "out" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ("current_model_state" in last) == (ema_decay > 0)  # with EMA the raw weights resume training
 
 
 def test_train_2d_network_on_slices_of_3d_volumes(tmp_path):

@@ -159,7 +159,7 @@ def test_history_plots_at_most_once_a_minute_and_always_at_the_end(tmp_path, mon
     assert len((tmp_path / "train_history.csv").read_text().splitlines()) == 4
 
 
-def _fit_on(images: list[torch.Tensor], limit: int = 20):
+def _fit_on(images: list[torch.Tensor], limit: int = 20, callbacks: list | None = None):
     """A tiny 2D model trained one step per image through Lightning (bf16-free, CPU), with clipping on."""
     import lightning as L
 
@@ -174,7 +174,8 @@ def _fit_on(images: list[torch.Tensor], limit: int = 20):
     label = (torch.rand(1, 1, 8, 8) > 0.5).long()
     batches = [{"image": im, "label": label} for im in images]
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=12.0)
+                        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=12.0,
+                        callbacks=callbacks)
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     return module
 
@@ -253,3 +254,49 @@ def test_time_based_validation_also_scores_the_weights_the_budget_ends_with():
                         **validation_schedule(TrainConfig(val_every_minutes=0.01)))  # every 0.6 s
     trainer.fit(module, data, data)
     assert 2 <= len(module.validated_at) and module.validated_at[-1] == module.global_step < 10_000
+
+
+def test_ema_decay_ramps_up_from_the_first_steps_and_is_capped():
+    from seg.train.average import ema_with_warmup
+
+    update = ema_with_warmup(0.9)
+    early, late = [torch.zeros(3)], [torch.zeros(3)]
+    update(early, [torch.ones(3)], torch.tensor(1))  # after 1 update the decay is (1 + 1) / (10 + 1)
+    update(late, [torch.ones(3)], torch.tensor(1000))  # the ramp would pass 0.99; the cap holds 0.9
+    assert torch.allclose(early[0], torch.full((3,), 9 / 11)) and torch.allclose(late[0], torch.full((3,), 0.1))
+
+
+def test_ema_is_off_by_request_and_rejects_a_decay_of_one():
+    from lightning.pytorch.callbacks import WeightAveraging
+
+    from seg.config import ConfigError, TrainConfig
+    from seg.train.average import weight_average
+
+    assert weight_average(TrainConfig(ema_decay=0.0)) == []
+    assert isinstance(weight_average(TrainConfig(ema_decay=0.99))[0], WeightAveraging)
+    with pytest.raises(ConfigError, match=r"train.ema_decay must be in \[0, 1\).*got 1.0"):
+        TrainConfig(ema_decay=1.0)
+
+
+def test_training_with_ema_hands_back_the_average_of_the_weights_it_stepped_through():
+    import lightning as L
+
+    from seg.config import TrainConfig
+    from seg.train.average import weight_average
+
+    class Spy(L.Callback):  # runs before the averaging callback: sees each step's raw weights
+        def __init__(self):
+            self.steps = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.steps.append([p.detach().clone() for p in module.parameters()])
+
+    spy = Spy()
+    module = _fit_on([torch.randn(1, 1, 8, 8) for _ in range(4)], callbacks=[spy, *weight_average(TrainConfig(ema_decay=0.5))])
+    expected = spy.steps[0]
+    for n, raw in enumerate(spy.steps[1:], start=1):
+        beta = min(0.5, (1 + n) / (10 + n))
+        expected = [(1 - beta) * w + beta * e for e, w in zip(expected, raw)]
+    final = [p.detach() for p in module.parameters()]
+    assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(final, expected))
+    assert not all(torch.allclose(f, w) for f, w in zip(final, spy.steps[-1]))  # not simply the last weights
