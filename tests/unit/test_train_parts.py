@@ -292,7 +292,8 @@ def test_training_with_ema_hands_back_the_average_of_the_weights_it_stepped_thro
             self.steps.append([p.detach().clone() for p in module.parameters()])
 
     spy = Spy()
-    module = _fit_on([torch.randn(1, 1, 8, 8) for _ in range(4)], callbacks=[spy, *weight_average(TrainConfig(ema_decay=0.5))])
+    images = [torch.randn(1, 1, 8, 8) for _ in range(4)]
+    module = _fit_on(images, callbacks=[spy, *weight_average(TrainConfig(ema_decay=0.5))])
     expected = spy.steps[0]
     for n, raw in enumerate(spy.steps[1:], start=1):
         beta = min(0.5, (1 + n) / (10 + n))
