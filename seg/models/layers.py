@@ -42,6 +42,14 @@ def channels_last(spatial_dims: int) -> torch.memory_format:
     return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
 
 
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """Channels-last only for a tensor laid out that way and not also contiguous (one channel is both)."""
+    if x.is_contiguous() or x.ndim not in (4, 5):
+        return torch.contiguous_format
+    layout = channels_last(x.ndim - 2)
+    return layout if x.is_contiguous(memory_format=layout) else torch.contiguous_format
+
+
 def conv_transpose(spatial_dims: int) -> type[nn.Module]:
     _check_dims(spatial_dims)
     return _CONV_T[spatial_dims]

@@ -146,6 +146,31 @@ def test_strided_stem_runs_the_u_at_half_resolution_and_returns_full_resolution(
     assert net.full_res is not None and net.full_res.image[0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_full_resolution_head_stays_channels_last_and_logits_follow_the_input_layout(spatial_dims):
+    net = tiny(spatial_dims, stem_stride=2, in_channels=1).eval()
+    cl = torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+    kernels = lambda: [p for m in (net.full_res, net.head) for p in m.parameters() if p.ndim == spatial_dims + 2]  # noqa: E731
+    for convert in (lambda: net.to(memory_format=torch.contiguous_format), net.float, lambda: net.to(memory_format=cl)):
+        convert()
+        # stride of the channel axis is 1 even for one input channel, where .contiguous(memory_format) would not restride
+        assert all(p.is_contiguous(memory_format=cl) and p.stride(1) == 1 for p in kernels())
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    net.load_state_dict(state)  # a contiguous state dict loads into the channels-last kernels
+    assert all(p.stride(1) == 1 for p in kernels())
+    x = torch.randn(2, 1, *size(spatial_dims))
+    with torch.no_grad():
+        logits = net(x)
+        assert logits.is_contiguous()
+        u_cl = net.to(memory_format=cl)(x.to(memory_format=cl))  # the U channels-last as well: same numbers
+    torch.testing.assert_close(u_cl, logits, rtol=1e-4, atol=1e-5)
+    net2 = tiny(spatial_dims, stem_stride=2).eval()  # two input channels: a channels-last input is unambiguous
+    x2 = torch.randn(2, 2, *size(spatial_dims)).contiguous(memory_format=cl)
+    with torch.no_grad():
+        out = net2(x2)
+    assert out.is_contiguous(memory_format=cl) and not out.is_contiguous()
+
+
 def test_strided_stem_is_cheaper_than_full_resolution_stage():
     from torch.utils.flop_counter import FlopCounterMode
 
