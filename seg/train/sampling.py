@@ -27,13 +27,20 @@ def crop_patch(
 def sample_start(
     case: Case, patch: Sequence[int], rng: np.random.Generator, foreground: bool
 ) -> list[int]:
-    """Top-left corner of a patch: around a foreground voxel (with jitter), or uniformly over the volume."""
+    """Top-left corner of a patch: around a foreground voxel (with jitter), or uniformly over the volume.
+
+    Either way the patch stays within the volume on every axis where the volume is at least as large, and only
+    pads where it is smaller (as nnU-Net's sampler does): a foreground-centred patch is shifted inwards, which
+    keeps the voxel inside it, rather than hanging over the edge into zero padding that whole-volume sliding
+    windows never show the network.
+    """
     shape = case.image.shape[1:]
+    bounds = [(min(0, d - p), max(0, d - p)) for d, p in zip(shape, patch)]  # a smaller volume: random padding
     if foreground and len(case.foreground):
         centre = case.foreground[rng.integers(len(case.foreground))]
-        return [int(c) - p // 2 + int(rng.integers(-(p // 4), p // 4 + 1)) for c, p in zip(centre, patch)]
-    # Uniform over positions; a volume smaller than the patch is centred with random padding.
-    return [int(rng.integers(min(0, d - p), max(0, d - p) + 1)) for d, p in zip(shape, patch)]
+        starts = [int(c) - p // 2 + int(rng.integers(-(p // 4), p // 4 + 1)) for c, p in zip(centre, patch)]
+        return [min(max(s, lo), hi) for s, (lo, hi) in zip(starts, bounds)]
+    return [int(rng.integers(lo, hi + 1)) for lo, hi in bounds]
 
 
 def sample_patch(

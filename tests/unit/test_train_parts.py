@@ -52,6 +52,22 @@ def test_foreground_patches_contain_foreground(spatial_dims):
         assert image.shape == (1, *(12,) * spatial_dims) and lab.any()
 
 
+def test_patches_pad_only_along_axes_where_the_volume_is_smaller():
+    """Foreground at the corner of a (20, 9) volume, patch (12, 12): axis 0 never pads (the patch shifts inwards
+    and still holds the voxel), axis 1 pads exactly the 3 voxels the volume lacks."""
+    label = np.zeros((1, 20, 9), np.uint8)
+    label[0, 0, 0] = 1
+    case = Case("c", np.ones((1, 20, 9), np.float32), label, np.argwhere(label[0] > 0))
+    rng = np.random.default_rng(0)
+    for fraction in (1.0, 0.0):
+        for _ in range(50):
+            image, lab = sample_patch(case, (12, 12), rng, foreground_fraction=fraction)
+            assert image[0].any(axis=0).sum() == 9  # all 9 columns of the volume, 3 of padding
+            assert image[0].any(axis=1).all()  # no row of padding along axis 0
+            if fraction:
+                assert lab.any()
+
+
 def test_training_patches_are_plain_tensors_after_monai_augmentation():
     """MONAI transforms return MetaTensors; one reaching the network would tax every op with metadata handling."""
     from seg.config import AugmentConfig, TrainConfig
