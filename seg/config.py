@@ -160,7 +160,7 @@ class AugmentConfig:
     rot90_prob: float = 0.5  # only in planes where the patch is square, so shapes never change
     affine_prob: float = 0.2  # rotation + scaling: robust to pose and size, but the slowest transform on CPU
     rotate_degrees: float = 15.0  # maximum rotation per axis of the affine transform
-    scale_range: tuple[float, float] = (0.85, 1.25)  # isotropic zoom range of the affine transform
+    scale_range: tuple[float, float] = (0.85, 1.25)  # affine scale factor, one for all axes, from this range
     intensity_prob: float = 0.15  # scale and shift of intensities
     gamma_prob: float = 0.15  # probability of a random gamma (contrast) change
     gamma_range: tuple[float, float] = (0.7, 1.5)  # gamma range

@@ -17,18 +17,19 @@ def build_augmentation(cfg: AugmentConfig, patch_size: Sequence[int]):
     ts: list = []
     if cfg.affine_prob > 0:
         angle = math.radians(cfg.rotate_degrees)
+        from seg.train.isotropic import make_isotropic
+
         lo, hi = cfg.scale_range
-        ts.append(
-            T.RandAffined(
-                keys,
-                prob=cfg.affine_prob,
-                rotate_range=(angle,) * (1 if dims == 2 else 3),
-                scale_range=(lo - 1.0, hi - 1.0),
-                mode=("bilinear", "nearest"),
-                padding_mode="zeros",
-                spatial_size=tuple(patch_size),
-            )
+        affine = T.RandAffined(
+            keys,
+            prob=cfg.affine_prob,
+            rotate_range=(angle,) * (1 if dims == 2 else 3),
+            scale_range=((lo - 1.0, hi - 1.0),) * dims,  # a (min, max) pair per axis; MONAI adds 1
+            mode=("bilinear", "nearest"),
+            padding_mode="zeros",
+            spatial_size=tuple(patch_size),
         )
+        ts.append(make_isotropic(affine))  # one factor for all axes
     if cfg.flip_prob > 0:
         ts += [T.RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=a) for a in range(dims)]
     if cfg.rot90_prob > 0:

@@ -68,6 +68,28 @@ def test_patches_pad_only_along_axes_where_the_volume_is_smaller():
                 assert lab.any()
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_affine_scale_is_one_factor_for_all_axes_over_the_configured_range(spatial_dims):
+    """MONAI reads a flat (lo - 1, hi - 1) as one symmetric range per axis (and none for a third axis): the
+    scale must instead be a single factor drawn from scale_range."""
+    import pickle
+
+    from seg.config import AugmentConfig
+    from seg.train.augment import build_augmentation
+
+    cfg = AugmentConfig(affine_prob=1.0, scale_range=(0.8, 1.2), flip_prob=0, rot90_prob=0, intensity_prob=0,
+                        gamma_prob=0, noise_prob=0)
+    affine = build_augmentation(cfg, (8,) * spatial_dims).transforms[0]
+    affine.set_random_state(0)
+    grid = pickle.loads(pickle.dumps(affine)).rand_affine.rand_affine_grid  # picklable for loader workers
+    factors = []
+    for _ in range(200):
+        grid.randomize()
+        assert len(grid.scale_params) == spatial_dims and len(set(grid.scale_params)) == 1
+        factors.append(grid.scale_params[0])
+    assert 0.8 <= min(factors) < 0.83 and 1.17 < max(factors) <= 1.2
+
+
 def test_training_patches_are_plain_tensors_after_monai_augmentation():
     """MONAI transforms return MetaTensors; one reaching the network would tax every op with metadata handling."""
     from seg.config import AugmentConfig, TrainConfig
