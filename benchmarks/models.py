@@ -2,7 +2,8 @@
 
 Networks (all with channels=(16, 32, 64, 128), strides=(2, 2, 2), in_channels=1):
   ours        seg.models.build_model(ModelConfig(..., deep_supervision=0)), otherwise the project default config
-              (model.stem_stride 2: the U at half resolution plus a light full-resolution head)
+              (model.stem_stride 2: the U at half resolution plus a light full-resolution head, which runs
+              channels-last whatever the input's layout: the network's own choice, as in `seg infer`)
   ours-full   the previous default: model.stem_stride=1, first_stage_convs=1 (level 0 at full resolution, one
               convolution per side)
   monai-att   monai.networks.nets.AttentionUnet (MONAI defaults otherwise)

@@ -297,9 +297,10 @@ class FullResHead(nn.Module):
     first convolution).
 
     The head runs channels-last (NDHWC / NHWC) whatever the layout of its inputs: with this few channels at full
-    resolution, oneDNN's channels-last kernels are several times faster than its contiguous ones (the whole
-    training step of the default network is 1.3x as fast in both bfloat16 and float32, `benchmarks/models.py`),
-    and the output is CL; `AttentionUNet.outputs` returns logits in the input's layout."""
+    resolution, oneDNN's contiguous kernels take 2.4x as long as its channels-last ones (the head's convolutions,
+    forward and backward, at 48x64x48 x 4 in bf16), which made a contiguous training step of the default network
+    about 1.45x slower in both bfloat16 and float32 (`benchmarks/models.py`). The output is channels-last;
+    `AttentionUNet.outputs` returns logits in the input's layout."""
 
     def __init__(self, spatial_dims: int, in_channels: int, c_in: int, c: int, stride: Sequence[int], block: dict):
         super().__init__()
