@@ -150,10 +150,12 @@ def test_strided_stem_runs_the_u_at_half_resolution_and_returns_full_resolution(
 def test_full_resolution_head_stays_channels_last_and_logits_follow_the_input_layout(spatial_dims):
     net = tiny(spatial_dims, stem_stride=2, in_channels=1).eval()
     cl = torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
-    kernels = lambda: [p for m in (net.full_res, net.head) for p in m.parameters() if p.ndim == spatial_dims + 2]  # noqa: E731
-    for convert in (lambda: net.to(memory_format=torch.contiguous_format), net.float, lambda: net.to(memory_format=cl)):
-        convert()
-        # stride of the channel axis is 1 even for one input channel, where .contiguous(memory_format) would not restride
+    def kernels() -> list[torch.Tensor]:
+        return [p for m in (net.full_res, net.head) for p in m.parameters() if p.ndim == spatial_dims + 2]
+
+    for convert in (dict(memory_format=torch.contiguous_format), dict(dtype=torch.float32), dict(memory_format=cl)):
+        net.to(**convert)
+        # channel stride 1 even for one input channel, where .contiguous(memory_format) would not restride
         assert all(p.is_contiguous(memory_format=cl) and p.stride(1) == 1 for p in kernels())
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     net.load_state_dict(state)  # a contiguous state dict loads into the channels-last kernels
