@@ -2,7 +2,8 @@
 Task04_Hippocampus, in one run, and score both on the same held-out 20%.
 
 Split: the preprocessed cache's fold 0 of a 5-fold split (seed 0): a fixed 80/20 split of the 260 -> 208
-labelled cases (166 train / 42 held out). Neither model sees the held-out cases while training (no validation
+labelled cases (166 train / 42 held out); `--fold 1..4` scores another fold, to see how much a figure owes to
+the split. Neither model sees the held-out cases while training (no validation
 runs during training; the last weights are scored).
 
   ours    `seg train` with the project defaults (params.yaml model and train sections unless --config), the
@@ -17,7 +18,7 @@ With `--only ours`, `--data` may be any dataset `seg preprocess` reads (another 
 folder with a 2D `--config`); the MONAI recipe is written for Task04_Hippocampus.
 
 Run:  python benchmarks/train_hippocampus.py [--data ../shared/data/Task04_Hippocampus] [--minutes 10]
-      [--threads 2] [--precision bf16-mixed] [--only ours|monai] [--keep DIR] [--json out.json]
+      [--threads 2] [--precision bf16-mixed] [--only ours|monai] [--fold 0] [--keep DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -49,11 +50,11 @@ def preprocess(data: Path, cache: Path) -> None:
 
 
 def train_ours(cache: Path, work: Path, minutes: float, threads: int, precision: str, config: str | None,
-               tta: bool) -> dict:
+               tta: bool, fold: int = 0) -> dict:
     import yaml
 
     cfg = yaml.safe_load(Path(config or REPO / "params.yaml").read_text())
-    cfg.setdefault("data", {}).update({"cache_dir": str(cache), "fold": 0, "folds": 5})
+    cfg.setdefault("data", {}).update({"cache_dir": str(cache), "fold": fold, "folds": 5})
     cfg.setdefault("train", {}).update({
         "max_time_minutes": minutes, "max_epochs": 100000, "val_every": 100000, "val_every_minutes": None,
         "num_threads": threads, "precision": precision, "model_dir": str(work / "model"), "output_dir": str(work / "out"),
@@ -79,14 +80,14 @@ def _pad_to(x: np.ndarray, multiple: int = 8) -> np.ndarray:
     return np.pad(x, pad)
 
 
-def train_monai(cache: Path, minutes: float, threads: int, seed: int = 0) -> dict:
+def train_monai(cache: Path, minutes: float, threads: int, fold: int = 0, seed: int = 0) -> dict:
     from monai.losses import DiceCELoss
     from monai.metrics import compute_dice
     from monai.networks.nets import AttentionUnet
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    splits = json.loads((cache / "splits.json").read_text())[0]
+    splits = json.loads((cache / "splits.json").read_text())[fold]
     load = lambda cid: np.load(cache / "cases" / f"{cid}.npz")  # noqa: E731
     train = [(load(c)["image"], load(c)["label"]) for c in splits["train"]]
     test = [(load(c)["image"], load(c)["label"]) for c in splits["val"]]
@@ -143,6 +144,7 @@ def main() -> None:
     p.add_argument("--config", default=None, help="our config (default: params.yaml)")
     p.add_argument("--tta", action="store_true", help="score ours with mirroring TTA")
     p.add_argument("--only", choices=("ours", "monai"), default=None)
+    p.add_argument("--fold", type=int, default=0, choices=range(5), help="which of the 5 folds is held out")
     p.add_argument("--cache", default=None, help="reuse a preprocessed cache of the dataset")
     p.add_argument("--keep", default=None, help="keep the work folder (cache, our model, predictions) here")
     p.add_argument("--json", default=None)
@@ -157,10 +159,11 @@ def main() -> None:
             preprocess(Path(args.data), cache)
         results = {}
         if args.only in (None, "ours"):
-            results["ours"] = train_ours(cache, work, args.minutes, args.threads, args.precision, args.config, args.tta)
+            results["ours"] = train_ours(cache, work, args.minutes, args.threads, args.precision, args.config, args.tta,
+                                       args.fold)
         if args.only in (None, "monai"):
-            results["monai AttentionUnet"] = train_monai(cache, args.minutes, args.threads)
-    print(f"{Path(args.data).name}, fold 0 of 5 (80/20), {args.minutes:g} min each, {args.threads} threads, "
+            results["monai AttentionUnet"] = train_monai(cache, args.minutes, args.threads, args.fold)
+    print(f"{Path(args.data).name}, fold {args.fold} of 5 (80/20), {args.minutes:g} min each, {args.threads} threads, "
           f"ours precision {args.precision}")
     classes = [k for k in next(iter(results.values()))["dice"] if k != "mean"]  # the dataset's foreground classes
     print(f"{'':22s} " + " ".join(f"{c[:9]:>9s}" for c in classes)
