@@ -157,6 +157,7 @@ class AugmentConfig:
     """MONAI augmentations applied to training patches; each probability is per patch."""
 
     flip_prob: float = 0.5  # per axis
+    flip_axes: tuple[int, ...] | None = None  # spatial axes mirrored (0 = first); None: all. TTA mirrors the same ones
     rot90_prob: float = 0.5  # only in planes where the patch is square, so shapes never change
     affine_prob: float = 0.2  # rotation + scaling: robust to pose and size, but the slowest transform on CPU
     rotate_degrees: float = 15.0  # maximum rotation per axis of the affine transform
@@ -165,6 +166,11 @@ class AugmentConfig:
     gamma_prob: float = 0.15  # probability of a random gamma (contrast) change
     gamma_range: tuple[float, float] = (0.7, 1.5)  # gamma range
     noise_prob: float = 0.1  # probability of additive Gaussian noise
+
+    def __post_init__(self) -> None:
+        if self.flip_axes is not None and (min(self.flip_axes, default=0) < 0 or len(set(self.flip_axes)) != len(self.flip_axes)):
+            raise ConfigError(f"train.augment.flip_axes must be distinct spatial axes counted from 0 (e.g. [0] mirrors "
+                              f"left-right only), or null for all, got {list(self.flip_axes)}.")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from seg.infer.model_io import LoadedModel
+from seg.train.augment import flip_axes
 from seg.models.predict import sliding_window
 
 
@@ -25,12 +27,13 @@ class Prediction:
         return self.probabilities.argmax(0).to(torch.uint8)
 
 
-def mirror_axes(spatial_dims: int, tta: bool) -> list[tuple[int, ...]]:
-    """Every subset of the spatial axes (as tensor dims of a (B, C, *spatial) batch); [()] without TTA."""
-    axes = range(2, 2 + spatial_dims)
+def mirror_axes(spatial_dims: int, tta: bool, allowed: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """Every subset of the `allowed` spatial axes (default all), as tensor dims of a (B, C, *spatial) batch;
+    [()] without TTA."""
+    axes = [2 + a for a in (range(spatial_dims) if allowed is None else allowed)]
     if not tta:
         return [()]
-    return [c for r in range(spatial_dims + 1) for c in itertools.combinations(axes, r)]
+    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
 
 
 class Predictor:
@@ -50,7 +53,7 @@ class Predictor:
         self.net = model.net.to(self.device).eval()
         self.overlap, self.tta, self.precision, self.sw_batch_size = overlap, tta, precision, sw_batch_size
         self.net_dims = model.config.model.spatial_dims
-        self.flips = mirror_axes(self.net_dims, tta)
+        self.flips = mirror_axes(self.net_dims, tta, flip_axes(model.config.train.augment, self.net_dims))
 
     def _autocast(self):
         if self.precision == "bf16":

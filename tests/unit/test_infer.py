@@ -197,6 +197,17 @@ def test_tta_mirrors_every_axis_subset_and_probabilities_sum_to_one(model_dir):
     assert set(pred.gates) == {"level0", "level1"} and pred.gates["level1"].shape == (1, 21, 18, 17)
 
 
+def test_tta_mirrors_only_the_axes_the_model_was_trained_mirrored_on(model_dir):
+    """A model trained without mirroring along an axis has never seen its classes swapped along it (Hippocampus:
+    anterior in front of posterior): mirroring it there at test time dropped held-out Dice from 0.890 to 0.390."""
+    assert mirror_axes(3, True, (0,)) == [(), (2,)] and mirror_axes(3, True, ()) == [()]
+    model = load_model(model_dir)
+    for augment, flips in (({"flip_axes": (2,)}, [(), (4,)]), ({"flip_prob": 0.0}, [()]), ({}, mirror_axes(3, True))):
+        train = dataclasses.replace(model.config.train, augment=dataclasses.replace(model.config.train.augment, **augment))
+        config = dataclasses.replace(model.config, train=train)
+        assert Predictor(dataclasses.replace(model, config=config), tta=True).flips == flips
+
+
 def test_find_cases_groups_channels_and_reports_nothing_found(tmp_path):
     for name in ("a_0000.nii.gz", "a_0001.nii.gz", "b_0000.nii.gz", "b_0001.nii.gz", "notes.txt"):
         (tmp_path / name).write_bytes(b"")

@@ -90,6 +90,25 @@ def test_affine_scale_is_one_factor_for_all_axes_over_the_configured_range(spati
     assert 0.8 <= min(factors) < 0.83 and 1.17 < max(factors) <= 1.2
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_mirroring_flips_only_the_configured_axes_and_rejects_missing_ones(spatial_dims):
+    from seg.config import AugmentConfig, ConfigError
+    from seg.train.augment import build_augmentation, flip_axes
+
+    off = dict(affine_prob=0, rot90_prob=0, intensity_prob=0, gamma_prob=0, noise_prob=0)
+    image = torch.arange(8.0**spatial_dims).reshape(1, *(8,) * spatial_dims)
+    aug = build_augmentation(AugmentConfig(flip_prob=1.0, flip_axes=(1,), **off), (8,) * spatial_dims)
+    out = aug({"image": image, "label": image.long()})
+    assert torch.equal(torch.as_tensor(out["image"]), image.flip(2))  # spatial axis 1 only, label alike
+    assert torch.equal(torch.as_tensor(out["label"]), image.long().flip(2))
+    assert flip_axes(AugmentConfig(flip_prob=0.0), spatial_dims) == ()  # never mirrored: no axis for TTA
+    assert flip_axes(AugmentConfig(), spatial_dims) == tuple(range(spatial_dims))
+    with pytest.raises(ConfigError, match="the 2D patches do not have"):
+        flip_axes(AugmentConfig(flip_axes=(0, 2)), 2)
+    with pytest.raises(ConfigError, match="distinct spatial axes"):
+        AugmentConfig(flip_axes=(0, 0))
+
+
 def test_training_patches_are_plain_tensors_after_monai_augmentation():
     """MONAI transforms return MetaTensors; one reaching the network would tax every op with metadata handling."""
     from seg.config import AugmentConfig, TrainConfig
