@@ -17,6 +17,7 @@ from seg.infer.cases import InferCase, outputs_for
 from seg.infer.metrics import metrics_rows, summarize
 from seg.infer.model_io import LoadedModel
 from seg.infer.process import process_case
+from seg.train.augment import flip_axes
 
 PREDICTIONS_FILE = "predictions.json"
 
@@ -122,6 +123,7 @@ def _predictions(model: LoadedModel, cfg: InferConfig, records: list[dict], metr
     ok = [r for r in records if r["status"] == "ok"]
     voxels = sum(r.get("voxels", 0) for r in ok)
     busy = sum(r["predict_seconds"] for r in ok)
+    mirrored = list(flip_axes(model.config.train.augment, model.config.model.spatial_dims)) if cfg.tta else []
     return {
         "model": {
             "source": model.source,
@@ -132,7 +134,7 @@ def _predictions(model: LoadedModel, cfg: InferConfig, records: list[dict], metr
             "class_names": model.class_names,
         },
         "seg_version": seg.__version__,
-        "settings": {"tta": cfg.tta, "overlap": cfg.overlap, "precision": cfg.precision,
+        "settings": {"tta": cfg.tta, "tta_mirror_axes": mirrored, "overlap": cfg.overlap, "precision": cfg.precision,
                      "sw_batch_size": cfg.sw_batch_size, "devices": world, "patch_size": list(model.patch_size)},
         "summary": {
             "cases": len(records),

@@ -61,6 +61,7 @@ def test_outputs_keep_the_input_geometry_and_header(model_dir, synthetic_3d, tmp
             assert gate.shape == ref.shape and 0 <= gate.min() and gate.max() <= 1
     pred = json.loads((out / "predictions.json").read_text())
     assert pred["summary"]["ok"] == 2 and pred["model"]["config_hash"] and pred["settings"]["tta"] is False
+    assert pred["settings"]["tta_mirror_axes"] == []
 
 
 def test_bad_files_fail_one_line_each_and_the_batch_goes_on(model_dir, synthetic_3d, tmp_path, capsys):
