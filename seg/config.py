@@ -168,9 +168,25 @@ class AugmentConfig:
     noise_prob: float = 0.1  # probability of additive Gaussian noise
 
     def __post_init__(self) -> None:
-        if self.flip_axes is not None and (min(self.flip_axes, default=0) < 0 or len(set(self.flip_axes)) != len(self.flip_axes)):
+        axes = self.flip_axes
+        if axes is not None and (min(axes, default=0) < 0 or len(set(axes)) != len(axes)):
             raise ConfigError(f"train.augment.flip_axes must be distinct spatial axes counted from 0 (e.g. [0] mirrors "
-                              f"left-right only), or null for all, got {list(self.flip_axes)}.")
+                              f"left-right only), or null for all, got {list(axes)}.")
+
+    def mirrored_axes(self, dims: int) -> tuple[int, ...]:
+        """The spatial axes training mirrors, and test-time augmentation may mirror: none when flip_prob is 0.
+
+        Mirroring teaches an invariance the data may not have: on Task04_Hippocampus the anterior class always lies
+        in front of the posterior one, so a mirrored case has its labels where no real case has them. A model
+        trained without mirroring along an axis must not be mirrored along it at test time either.
+        """
+        if self.flip_prob <= 0:
+            return ()
+        axes = tuple(range(dims)) if self.flip_axes is None else tuple(self.flip_axes)
+        if any(a >= dims for a in axes):
+            raise ConfigError(f"train.augment.flip_axes {list(axes)} names an axis the {dims}D patches do not have; "
+                              f"use axes 0..{dims - 1}, or null for all.")
+        return axes
 
 
 @dataclass(frozen=True)
@@ -323,6 +339,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
+
+    def __post_init__(self) -> None:
+        self.train.augment.mirrored_axes(self.model.spatial_dims)  # an axis the patches lack fails at load time
 
 
 def _is_dataclass_type(tp: Any) -> bool:

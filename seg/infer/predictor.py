@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 from seg.infer.model_io import LoadedModel
-from seg.train.augment import flip_axes
 from seg.models.predict import sliding_window
 
 
@@ -53,7 +52,7 @@ class Predictor:
         self.net = model.net.to(self.device).eval()
         self.overlap, self.tta, self.precision, self.sw_batch_size = overlap, tta, precision, sw_batch_size
         self.net_dims = model.config.model.spatial_dims
-        self.flips = mirror_axes(self.net_dims, tta, flip_axes(model.config.train.augment, self.net_dims))
+        self.flips = mirror_axes(self.net_dims, tta, model.config.train.augment.mirrored_axes(self.net_dims))
 
     def _autocast(self):
         if self.precision == "bf16":

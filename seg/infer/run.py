@@ -17,7 +17,6 @@ from seg.infer.cases import InferCase, outputs_for
 from seg.infer.metrics import metrics_rows, summarize
 from seg.infer.model_io import LoadedModel
 from seg.infer.process import process_case
-from seg.train.augment import flip_axes
 
 PREDICTIONS_FILE = "predictions.json"
 
@@ -123,7 +122,7 @@ def _predictions(model: LoadedModel, cfg: InferConfig, records: list[dict], metr
     ok = [r for r in records if r["status"] == "ok"]
     voxels = sum(r.get("voxels", 0) for r in ok)
     busy = sum(r["predict_seconds"] for r in ok)
-    mirrored = list(flip_axes(model.config.train.augment, model.config.model.spatial_dims)) if cfg.tta else []
+    mirrored = list(model.config.train.augment.mirrored_axes(model.config.model.spatial_dims)) if cfg.tta else []
     return {
         "model": {
             "source": model.source,

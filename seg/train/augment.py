@@ -5,23 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from seg.config import AugmentConfig, ConfigError
-
-
-def flip_axes(cfg: AugmentConfig, dims: int) -> tuple[int, ...]:
-    """The spatial axes training mirrors (and test-time augmentation may mirror): none when flip_prob is 0.
-
-    Mirroring teaches invariance the data may not have: on Task04_Hippocampus the anterior class always lies in
-    front of the posterior one, so a mirrored case has its labels where no real case has them. A model trained
-    without mirroring along an axis must not be mirrored along it at test time either.
-    """
-    if cfg.flip_prob <= 0:
-        return ()
-    axes = tuple(range(dims)) if cfg.flip_axes is None else tuple(cfg.flip_axes)
-    if any(a >= dims for a in axes):
-        raise ConfigError(f"train.augment.flip_axes {list(axes)} names an axis the {dims}D patches do not have; "
-                          f"use axes 0..{dims - 1}, or null for all.")
-    return axes
+from seg.config import AugmentConfig
 
 
 def build_augmentation(cfg: AugmentConfig, patch_size: Sequence[int]):
@@ -47,7 +31,7 @@ def build_augmentation(cfg: AugmentConfig, patch_size: Sequence[int]):
         )
         ts.append(make_isotropic(affine))  # one factor for all axes
     if cfg.flip_prob > 0:
-        ts += [T.RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=a) for a in flip_axes(cfg, dims)]
+        ts += [T.RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=a) for a in cfg.mirrored_axes(dims)]
     if cfg.rot90_prob > 0:
         planes = [(a, b) for a in range(dims) for b in range(a + 1, dims) if patch_size[a] == patch_size[b]]
         ts += [T.RandRotate90d(keys, prob=cfg.rot90_prob / len(planes), spatial_axes=p) for p in planes]

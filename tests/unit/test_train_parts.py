@@ -92,19 +92,19 @@ def test_affine_scale_is_one_factor_for_all_axes_over_the_configured_range(spati
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_mirroring_flips_only_the_configured_axes_and_rejects_missing_ones(spatial_dims):
-    from seg.config import AugmentConfig, ConfigError
-    from seg.train.augment import build_augmentation, flip_axes
+    from seg.config import AugmentConfig, Config, ConfigError, ModelConfig, TrainConfig
+    from seg.train.augment import build_augmentation
 
-    off = dict(affine_prob=0, rot90_prob=0, intensity_prob=0, gamma_prob=0, noise_prob=0)
+    off = {"affine_prob": 0, "rot90_prob": 0, "intensity_prob": 0, "gamma_prob": 0, "noise_prob": 0}
     image = torch.arange(8.0**spatial_dims).reshape(1, *(8,) * spatial_dims)
     aug = build_augmentation(AugmentConfig(flip_prob=1.0, flip_axes=(1,), **off), (8,) * spatial_dims)
     out = aug({"image": image, "label": image.long()})
     assert torch.equal(torch.as_tensor(out["image"]), image.flip(2))  # spatial axis 1 only, label alike
     assert torch.equal(torch.as_tensor(out["label"]), image.long().flip(2))
-    assert flip_axes(AugmentConfig(flip_prob=0.0), spatial_dims) == ()  # never mirrored: no axis for TTA
-    assert flip_axes(AugmentConfig(), spatial_dims) == tuple(range(spatial_dims))
+    assert AugmentConfig(flip_prob=0.0).mirrored_axes(spatial_dims) == ()  # never mirrored: no axis for TTA
+    assert AugmentConfig().mirrored_axes(spatial_dims) == tuple(range(spatial_dims))
     with pytest.raises(ConfigError, match="the 2D patches do not have"):
-        flip_axes(AugmentConfig(flip_axes=(0, 2)), 2)
+        Config(model=ModelConfig(spatial_dims=2), train=TrainConfig(augment=AugmentConfig(flip_axes=(0, 2))))
     with pytest.raises(ConfigError, match="distinct spatial axes"):
         AugmentConfig(flip_axes=(0, 0))
 
