@@ -50,6 +50,11 @@ class LoadedModel:
         return self.meta.get("slice_axis")
 
     @property
+    def mirrored_axes(self) -> tuple[int, ...]:
+        """Spatial axes the network was trained mirrored along: the only ones test-time augmentation may mirror."""
+        return self.config.train.augment.mirrored_axes(self.config.model.spatial_dims)
+
+    @property
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(to_dict(self.config), sort_keys=True).encode()).hexdigest()[:16]
 

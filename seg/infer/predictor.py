@@ -52,7 +52,7 @@ class Predictor:
         self.net = model.net.to(self.device).eval()
         self.overlap, self.tta, self.precision, self.sw_batch_size = overlap, tta, precision, sw_batch_size
         self.net_dims = model.config.model.spatial_dims
-        self.flips = mirror_axes(self.net_dims, tta, model.config.train.augment.mirrored_axes(self.net_dims))
+        self.flips = mirror_axes(self.net_dims, tta, model.mirrored_axes)
 
     def _autocast(self):
         if self.precision == "bf16":

@@ -122,7 +122,6 @@ def _predictions(model: LoadedModel, cfg: InferConfig, records: list[dict], metr
     ok = [r for r in records if r["status"] == "ok"]
     voxels = sum(r.get("voxels", 0) for r in ok)
     busy = sum(r["predict_seconds"] for r in ok)
-    mirrored = list(model.config.train.augment.mirrored_axes(model.config.model.spatial_dims)) if cfg.tta else []
     return {
         "model": {
             "source": model.source,
@@ -133,7 +132,8 @@ def _predictions(model: LoadedModel, cfg: InferConfig, records: list[dict], metr
             "class_names": model.class_names,
         },
         "seg_version": seg.__version__,
-        "settings": {"tta": cfg.tta, "tta_mirror_axes": mirrored, "overlap": cfg.overlap, "precision": cfg.precision,
+        "settings": {"tta": cfg.tta, "tta_mirror_axes": list(model.mirrored_axes) if cfg.tta else [],
+                     "overlap": cfg.overlap, "precision": cfg.precision,
                      "sw_batch_size": cfg.sw_batch_size, "devices": world, "patch_size": list(model.patch_size)},
         "summary": {
             "cases": len(records),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seg.config import ModelConfig
-from seg.models import AttentionUNet, UNetOutput, build_model
+from seg.models import AttentionUNet, UNetOutput, build_model, layers
 
 TINY = dict(in_channels=2, out_channels=3, channels=(4, 8, 16), strides=(2, 2))
 
@@ -149,11 +149,11 @@ def test_strided_stem_runs_the_u_at_half_resolution_and_returns_full_resolution(
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_full_resolution_head_stays_channels_last_and_logits_follow_the_input_layout(spatial_dims):
     net = tiny(spatial_dims, stem_stride=2, in_channels=1).eval()
-    cl = torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+    cl = layers.channels_last(spatial_dims)
     def kernels() -> list[torch.Tensor]:
         return [p for m in (net.full_res, net.head) for p in m.parameters() if p.ndim == spatial_dims + 2]
 
-    for convert in (dict(memory_format=torch.contiguous_format), dict(dtype=torch.float32), dict(memory_format=cl)):
+    for convert in ({"memory_format": torch.contiguous_format}, {"dtype": torch.float32}, {"memory_format": cl}):
         net.to(**convert)
         # channel stride 1 even for one input channel, where .contiguous(memory_format) would not restride
         assert all(p.is_contiguous(memory_format=cl) and p.stride(1) == 1 for p in kernels())
