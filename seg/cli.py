@@ -38,6 +38,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_or_auto(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of windows or 'auto', got {text!r}") from None
+
+
 def _yaml_value(text: str):
     import yaml
 
@@ -210,8 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probabilities", action="store_true", default=None, help="also write class probability maps")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="mirroring TTA (default on)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
-    p.add_argument("--precision", choices=("32", "bf16"), help="bf16 autocast or float32")
-    p.add_argument("--sw-batch-size", dest="sw_batch_size", type=int, help="windows per forward pass")
+    p.add_argument("--precision", choices=("auto", "32", "bf16", "16"),
+                   help="auto (default: the faster here, timed), float32, bf16 or fp16 (CUDA) autocast")
+    p.add_argument("--sw-batch-size", dest="sw_batch_size", type=_int_or_auto,
+                   help="windows per forward pass, or auto (default: timed)")
     p.add_argument("--devices", type=int, help="processes/GPUs; with --strategy ddp the cases are sharded")
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     p.add_argument("--accelerator", help="cpu, gpu or auto")

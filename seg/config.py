@@ -149,7 +149,23 @@ class DataConfig:
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
-PRECISIONS = ("32", "bf16-mixed", "16-mixed")
+PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+AUTO = "auto"
+
+
+def _auto_or(name: str, value: Any, kind: type, minimum: int | None = None) -> None:
+    """`value` is "auto" or of `kind` (and >= minimum); anything else names the key and both forms."""
+    if value == AUTO:
+        return
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{name} must be 'auto' or {kind.__name__}, got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be 'auto' or >= {minimum}, got {value}.")
+
+
+def _threads(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{name} must be >= 1, or null for the cores this process may use, got {value}.")
 
 
 @dataclass(frozen=True)
@@ -210,15 +226,16 @@ class TrainConfig:
     dice_weight: float = 1.0  # weight of the soft Dice term of the loss
     ce_weight: float = 1.0  # weight of the cross-entropy term of the loss
     seed: int = 0  # seeds torch, numpy and data-loader workers
-    num_threads: int = 2  # torch intra-op threads per process
+    num_threads: int | None = None  # torch intra-op threads per process; null: the cores it may use / devices
     num_workers: int = 0  # data-loader processes; on 2 cores they compete with compute
-    precision: str = "bf16-mixed"  # bf16-mixed is much faster on CPUs with AMX/AVX512-BF16; "32" is exact
-    channels_last: bool = True  # train in NDHWC/NHWC memory layout (faster oneDNN/cuDNN kernels); weights save as usual
+    precision: str = "auto"  # auto: the faster of 32 and bf16-mixed, timed here (CUDA: bf16-mixed or 16-mixed)
+    channels_last: bool | str = "auto"  # NDHWC/NHWC layout while training; auto: timed against contiguous
     accelerator: str = "auto"  # auto, cpu or gpu
     devices: int = 1  # processes (CPU) or GPUs; > 1 needs strategy ddp
     strategy: str = "auto"  # "ddp" for several processes (gloo on CPU, nccl on GPU)
-    val_every: int = 1  # epochs between validations (unless val_every_minutes is set)
+    val_every: int | str = "auto"  # epochs between validations; auto: every epoch while validation fits val_share
     val_every_minutes: float | None = None  # validate every N minutes of wall clock and when the budget ends instead
+    val_share: float = 0.1  # with val_every auto: the most of the wall clock that validation may take
     val_overlap: float = 0.5  # sliding-window overlap at validation
     slice_axis: int = 2  # 2D models on 3D volumes train on slices along this spatial axis
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -234,9 +251,15 @@ class TrainConfig:
         _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
         _one_of("train.schedule", self.schedule, SCHEDULES)
         _one_of("train.precision", self.precision, PRECISIONS)
+        _auto_or("train.channels_last", self.channels_last, bool)
+        _auto_or("train.val_every", self.val_every, int, minimum=1)
+        _threads("train.num_threads", self.num_threads)
+        if not 0.0 < self.val_share < 1.0:
+            raise ConfigError(f"train.val_share must be in (0, 1) (0.1: validation may take a tenth of the wall "
+                              f"clock), got {self.val_share}.")
         if not 0.0 <= self.foreground_fraction <= 1.0:
             raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {self.foreground_fraction}.")
-        for name in ("batch_size", "max_epochs", "steps_per_epoch", "num_threads", "devices", "val_every"):
+        for name in ("batch_size", "max_epochs", "steps_per_epoch", "devices"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
         if self.patch_size is not None and any(p < 1 for p in self.patch_size):
@@ -253,7 +276,7 @@ class TrainConfig:
 
 # ------------------------------------------------------------------------------------------- inference
 
-INFER_PRECISIONS = ("32", "bf16")
+INFER_PRECISIONS = ("auto", "32", "bf16", "16")
 CAM_METHODS = ("gradcam", "gradcampp", "hirescam")
 
 
@@ -267,12 +290,12 @@ class InferConfig:
     labels: str | None = None  # folder of reference label maps; None with input None: the evaluation labels
     tta: bool = True  # mirroring over every spatial axis (2^dims passes), averaged
     overlap: float = 0.5  # sliding-window overlap; the Gaussian weighting hides window seams
-    sw_batch_size: int = 2  # windows per forward pass
-    precision: str = "bf16"  # bf16 autocast or "32"; probabilities are accumulated in float32 either way
+    sw_batch_size: int | str = "auto"  # windows per forward pass; auto: 1, 2 or 4, timed here
+    precision: str = "auto"  # auto: the faster of 32 and bf16, timed here (CUDA: bf16 or 16); float32 accumulation
     probabilities: bool = False  # also write float probability maps (one channel per class)
     gates: bool = False  # also write the gate maps per level, stitched and resampled to the input's space
     overwrite: bool = False  # False: a rerun skips cases whose outputs are complete
-    num_threads: int = 2  # torch intra-op threads per process
+    num_threads: int | None = None  # torch intra-op threads per process; null: the cores it may use / devices
     accelerator: str = "auto"  # auto, cpu or gpu
     devices: int = 1  # > 1 with strategy ddp shards the cases over processes (Lightning's predict loop)
     strategy: str = "auto"  # Lightning strategy; ddp with devices > 1 shards the cases
@@ -280,9 +303,11 @@ class InferConfig:
 
     def __post_init__(self) -> None:
         _one_of("infer.precision", self.precision, INFER_PRECISIONS)
+        _auto_or("infer.sw_batch_size", self.sw_batch_size, int, minimum=1)
+        _threads("infer.num_threads", self.num_threads)
         if not 0.0 <= self.overlap < 1.0:
             raise ConfigError(f"infer.overlap must be in [0, 1), got {self.overlap}.")
-        for name in ("sw_batch_size", "num_threads", "devices"):
+        for name in ("devices",):
             if getattr(self, name) < 1:
                 raise ConfigError(f"infer.{name} must be >= 1, got {getattr(self, name)}.")
 
@@ -306,10 +331,12 @@ class AnalyzeConfig:
     threshold_cases: int = 4  # training-fold cases that choose the CAM Dice threshold; 0: half the analysed cases
     whole_case_voxels: int = 262144  # cases up to this size get one exact window; larger ones patch-sized windows
     overlap: float = 0.5  # sliding-window overlap for cases larger than whole_case_voxels
+    precision: str = "32"  # of the prediction pass (auto: timed, as infer); 32 keeps equivariance errors exact
     num_threads: int = 1  # torch intra-op threads; small volumes gain little from 2, and a busy core stalls them
 
     def __post_init__(self) -> None:
         _one_of("analyze.cam_method", self.cam_method, CAM_METHODS)
+        _one_of("analyze.precision", self.precision, INFER_PRECISIONS)
         if self.max_cases < 1:
             raise ConfigError(f"analyze.max_cases must be >= 1, got {self.max_cases}.")
         if self.pcm_window < 1 or self.pcm_window % 2 == 0:

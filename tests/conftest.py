@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Speed measurements (seg.runtime.tune) are cached for this test session only, never in the user's ~/.cache."""
+    os.environ.setdefault("SEG_CACHE_DIR", tempfile.mkdtemp(prefix="seg-autotune-"))
 
 
 @pytest.fixture(scope="session")

@@ -47,10 +47,12 @@ class MapEngine:
         overlap: float = 0.5,
         whole_case_voxels: int = 64**3,
         sw_batch_size: int = 1,
+        precision: str = "32",
     ):
         self.model, self.net = model, model.net.eval()
         self.layers, self.method = list(layers), method
         self.overlap, self.whole_case_voxels, self.sw_batch_size = overlap, whole_case_voxels, sw_batch_size
+        self.precision = precision  # of the prediction pass; the CAM pass (forward + backward) runs in float32
         self.modules = dict(self.net.named_modules())
         self.net_dims = model.config.model.spatial_dims
         self.num_classes = model.config.model.out_channels
@@ -76,7 +78,7 @@ class MapEngine:
         x = torch.as_tensor(image, dtype=torch.float32)
         roi = self.roi(x.shape[1:])
         windowed = dataclasses.replace(self.model, meta={**self.model.meta, "patch_size": list(roi)})
-        pred = Predictor(windowed, self.overlap, tta=False, precision="32", sw_batch_size=self.sw_batch_size).predict(
+        pred = Predictor(windowed, self.overlap, tta=False, precision=self.precision, sw_batch_size=self.sw_batch_size).predict(
             x, gates=True
         )
         labels = pred.labels()

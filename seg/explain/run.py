@@ -29,6 +29,8 @@ from seg.explain.summary import choose_thresholds, mean_curves, summarize
 from seg.explain.tracking import log_analysis
 from seg.explain.transforms import SpatialTransform, spatial_transforms
 from seg.infer.model_io import LoadedModel
+from seg.runtime import describe_machine, tune_inference
+from seg.runtime.tune import model_key
 
 REPORT_FILE = "report.html"  # <output>/report.html: self-contained, opens offline
 DETAILS_FILE = "analysis.json"  # <output>/analysis.json: settings, thresholds, per-case numbers
@@ -68,7 +70,9 @@ def analyze(
 def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], None]) -> AnalysisSummary:
     start = time.perf_counter()
     layers = resolve_layers(model.net, cfg.cam_layers)  # before anything is removed: a typo costs nothing
-    engine = MapEngine(model, layers, cfg.cam_method, cfg.overlap, cfg.whole_case_voxels)
+    precision = tune_inference(model.net, model.patch_size, model.config.model.in_channels, cfg.precision, 1,
+                               config_key=model_key(model.config.model)).precision
+    engine = MapEngine(model, layers, cfg.cam_method, cfg.overlap, cfg.whole_case_voxels, precision=precision)
     out = Path(cfg.output)
     for kind in KINDS:  # only the folders this stage owns
         shutil.rmtree(out / kind, ignore_errors=True)
@@ -114,7 +118,8 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
     details = {
         "model": {"source": model.source, "mlflow_run_id": model.meta.get("mlflow_run_id")},
         "settings": {"cam_method": cfg.cam_method, "cam_layers": layers, "pcm_window": cfg.pcm_window,
-                     "transforms": [t.name for t in transforms], "grid": "preprocessed"},
+                     "transforms": [t.name for t in transforms], "grid": "preprocessed",
+                     "precision": precision, "machine": describe_machine().line()},
         "threshold_source": source,
         "thresholds": thresholds,
         "metrics": metrics,

@@ -4,7 +4,6 @@ files in and out."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,7 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from seg.infer.model_io import LoadedModel
+from seg.models.layers import interp_mode
 from seg.models.predict import sliding_window
+from seg.runtime import InferSettings, tune_inference
+from seg.runtime.tune import autocast, model_key
 
 
 @dataclass
@@ -36,28 +38,35 @@ def mirror_axes(spatial_dims: int, tta: bool, allowed: Sequence[int] | None = No
 
 
 class Predictor:
-    """Predicts one preprocessed case at a time with a loaded model (`seg.infer.model_io.load_model`)."""
+    """Predicts one preprocessed case at a time with a loaded model (`seg.infer.model_io.load_model`).
+
+    `precision` ("auto", "32", "bf16", "16") and `sw_batch_size` ("auto" or a number) are resolved once, by timing
+    the network's forward at its patch size on this machine (`seg.runtime.tune_inference`, cached); the result is
+    `self.settings`."""
 
     def __init__(
         self,
         model: LoadedModel,
         overlap: float = 0.5,
         tta: bool = True,
-        precision: str = "bf16",
-        sw_batch_size: int = 2,
+        precision: str = "auto",
+        sw_batch_size: int | str = "auto",
         device: str | torch.device = "cpu",
     ):
         self.model = model
         self.device = torch.device(device)
         self.net = model.net.to(self.device).eval()
-        self.overlap, self.tta, self.precision, self.sw_batch_size = overlap, tta, precision, sw_batch_size
         self.net_dims = model.config.model.spatial_dims
+        self.settings: InferSettings = tune_inference(
+            self.net, model.patch_size, model.config.model.in_channels, precision, sw_batch_size, self.device,
+            model_key(model.config.model),
+        )
+        self.overlap, self.tta = overlap, tta
+        self.precision, self.sw_batch_size = self.settings.precision, self.settings.sw_batch_size
         self.flips = mirror_axes(self.net_dims, tta, model.mirrored_axes)
 
     def _autocast(self):
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.precision)
 
     def _window(self, want_gates: bool):
         net, flips = self.net, self.flips
@@ -72,7 +81,7 @@ class Predictor:
                 for name, g in (out.gates or {}).items():
                     g = g.float()
                     if g.shape[2:] != x.shape[2:]:
-                        g = F.interpolate(g, size=x.shape[2:], mode="bilinear" if x.ndim == 4 else "trilinear")
+                        g = F.interpolate(g, size=x.shape[2:], mode=interp_mode(x.ndim - 2))
                     maps[name] = g
                 for k, v in maps.items():
                     v = v.flip(axes) if axes else v

@@ -17,6 +17,7 @@ from seg.infer.cases import InferCase, outputs_for
 from seg.infer.metrics import metrics_rows, summarize
 from seg.infer.model_io import LoadedModel
 from seg.infer.process import process_case
+from seg.runtime import InferSettings, describe_machine, resolve_device, threads_per_process
 
 PREDICTIONS_FILE = "predictions.json"
 
@@ -56,6 +57,9 @@ def _module(model: LoadedModel, cfg: InferConfig, cases: list[InferCase], out_di
 
         def on_predict_start(self) -> None:
             self.predictor = Predictor(model, cfg.overlap, cfg.tta, cfg.precision, cfg.sw_batch_size, self.device)
+            if self.global_rank == 0:
+                print(f"seg infer: {self.predictor.settings.describe()}; num_threads {torch.get_num_threads()}",
+                      flush=True)
             self.predictor.warm_up()  # kernel selection on the first window is not any case's time
             gates = list(model.net.gate_names) if cfg.gates else []
             self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates)
@@ -95,7 +99,8 @@ def infer(model: LoadedModel, cases: list[InferCase], cfg: InferConfig, log=None
     import lightning as L
 
     _quiet()
-    torch.set_num_threads(cfg.num_threads)
+    cpu = resolve_device(cfg.accelerator).type == "cpu"
+    torch.set_num_threads(threads_per_process(cfg.num_threads, cfg.devices if cpu else 1))
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = log or _print_record
@@ -112,11 +117,15 @@ def infer(model: LoadedModel, cases: list[InferCase], cfg: InferConfig, log=None
     if trainer.global_rank != 0:
         return InferSummary(out_dir, records, None, seconds, trainer.global_rank)
     metrics = _write_metrics(out_dir, records, model.class_names, cfg.metrics_file)
-    write_json(out_dir / PREDICTIONS_FILE, _predictions(model, cfg, records, metrics, seconds, trainer.world_size))
+    predictor = getattr(module, "predictor", None)  # absent when there was no case to predict
+    settings = predictor.settings if predictor is not None else None
+    write_json(out_dir / PREDICTIONS_FILE,
+               _predictions(model, cfg, settings, records, metrics, seconds, trainer.world_size))
     return InferSummary(out_dir, records, metrics, seconds)
 
 
-def _predictions(model: LoadedModel, cfg: InferConfig, records: list[dict], metrics, seconds: float, world: int) -> dict:
+def _predictions(model: LoadedModel, cfg: InferConfig, settings: InferSettings | None, records: list[dict], metrics,
+                 seconds: float, world: int) -> dict:
     import seg
 
     ok = [r for r in records if r["status"] == "ok"]
@@ -133,8 +142,11 @@ def _predictions(model: LoadedModel, cfg: InferConfig, records: list[dict], metr
         },
         "seg_version": seg.__version__,
         "settings": {"tta": cfg.tta, "tta_mirror_axes": list(model.mirrored_axes) if cfg.tta else [],
-                     "overlap": cfg.overlap, "precision": cfg.precision,
-                     "sw_batch_size": cfg.sw_batch_size, "devices": world, "patch_size": list(model.patch_size)},
+                     "overlap": cfg.overlap, "precision": settings.precision if settings else cfg.precision,
+                     "precision_requested": cfg.precision,
+                     "sw_batch_size": settings.sw_batch_size if settings else cfg.sw_batch_size, "devices": world,
+                     "patch_size": list(model.patch_size), "num_threads": torch.get_num_threads(),
+                     "machine": describe_machine().line(), "speed_settings": settings.describe() if settings else None},
         "summary": {
             "cases": len(records),
             "ok": len(ok),

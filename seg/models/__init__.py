@@ -1,4 +1,5 @@
-"""Networks: dimension-generic attention U-Nets, gates and attention modules. Imports nothing else of seg."""
+"""Networks: dimension-generic attention U-Nets, gates and attention modules. Of seg they import only
+`seg.config` (the defaults of `ModelConfig`)."""
 
 from seg.models.attention import CBAM, SCSE, SqueezeExcitation, build_attention
 from seg.models.build import build_model

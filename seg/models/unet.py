@@ -24,12 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seg.config import ModelConfig
 from seg.models import layers
 from seg.models.attention import build_attention
 from seg.models.blocks import ConvBlock, ConvNormAct, UpSample
 from seg.models.gates import build_gate
 
 StageAttention = str | None | Sequence[str | None] | Mapping[int, str | None]
+_D = ModelConfig()  # the one source of defaults: the class and the config build the same network
 
 
 @dataclass
@@ -59,6 +61,9 @@ def _per_stage(spec: StageAttention, n: int, what: str) -> list[str | None]:
 class AttentionUNet(nn.Module):
     """Attention U-Net for `spatial_dims` 2 or 3; depth = len(channels), len(strides) = len(channels) - 1.
 
+    Every default is `seg.config.ModelConfig`'s, so `AttentionUNet(...)` and `build_model(ModelConfig(...))` with
+    the same arguments build the same network.
+
     Args:
         gate_levels: skip levels to gate ("all", None for a plain U-Net, or indices; 0 is the finest skip).
         gate_mode: see `seg.models.gates.AttentionGate`.
@@ -68,8 +73,7 @@ class AttentionUNet(nn.Module):
         deep_supervision: number of extra 1x1 heads on decoder levels 1..k (0 = none).
         encoder_convs / decoder_convs: convolutions per stage; the finest level dominates the cost, so
             `first_stage_convs` can thin it separately (None = same as the other stages).
-        stem_stride: 1 (this class's default) runs level 0 at the input's resolution. 2 (the default of
-            `ModelConfig`, so of every trained pipeline model) strides the first convolution, so
+        stem_stride: 1 runs level 0 at the input's resolution. 2 (the default) strides the first convolution, so
             every level of the U runs on 1/8 of the voxels (3D); a `FullResHead` with `stem_channels` channels
             (default channels[0] // 2) fuses the up-sampled level-0 features with full-resolution image features
             before the 1x1 head. Gate and deep-supervision maps are then at half the usual resolution, and the
@@ -83,26 +87,26 @@ class AttentionUNet(nn.Module):
         out_channels: int,
         channels: Sequence[int],
         strides: Sequence[int | Sequence[int]],
-        kernel_size: int = 3,
-        norm: str = "instance",
-        act: str = "leakyrelu",
-        dropout: float = 0.0,
-        residual: bool = False,
-        gate_levels: str | Sequence[int] | None = "all",
-        gate_mode: str = "concatenation",
-        gate_heads: int = 1,
-        sub_sample_factor: int | None = None,
-        encoder_attention: StageAttention = None,
-        decoder_attention: StageAttention = None,
-        attention_reduction: int = 4,
-        deep_supervision: int = 0,
-        encoder_convs: int = 2,
-        decoder_convs: int = 2,
-        first_stage_convs: int | None = 1,
-        pad_input: bool = True,
-        decoder_merge: str = "1x1",
-        stem_stride: int | Sequence[int] = 1,
-        stem_channels: int | None = None,
+        kernel_size: int = _D.kernel_size,
+        norm: str = _D.norm,
+        act: str = _D.act,
+        dropout: float = _D.dropout,
+        residual: bool = _D.residual,
+        gate_levels: str | Sequence[int] | None = _D.gate_levels,
+        gate_mode: str = _D.gate_mode,
+        gate_heads: int = _D.gate_heads,
+        sub_sample_factor: int | None = _D.sub_sample_factor,
+        encoder_attention: StageAttention = _D.encoder_attention,
+        decoder_attention: StageAttention = _D.decoder_attention,
+        attention_reduction: int = _D.attention_reduction,
+        deep_supervision: int = _D.deep_supervision,
+        encoder_convs: int = _D.encoder_convs,
+        decoder_convs: int = _D.decoder_convs,
+        first_stage_convs: int | None = _D.first_stage_convs,
+        pad_input: bool = _D.pad_input,
+        decoder_merge: str = _D.decoder_merge,
+        stem_stride: int | Sequence[int] = _D.stem_stride,
+        stem_channels: int | None = _D.stem_channels,
     ):
         super().__init__()
         if spatial_dims not in (2, 3):

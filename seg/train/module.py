@@ -48,7 +48,8 @@ class SegmentationModule(L.LightningModule):
         return self.net(x)
 
     def _layout(self) -> torch.memory_format:
-        return layers.channels_last(self.net.spatial_dims) if self.cfg.channels_last else torch.contiguous_format
+        channels_last = self.cfg.channels_last in (True, "auto")  # `seg train` passes the resolved value
+        return layers.channels_last(self.net.spatial_dims) if channels_last else torch.contiguous_format
 
     def setup(self, stage: str) -> None:
         """Channels-last weights while training, set before the optimizer is built. On this CPU the gain (1.25x

@@ -3,6 +3,7 @@ model folder that `seg infer --model` takes."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -14,10 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seg.config import Config, ModelConfig, TrainConfig, flatten, to_dict
+from seg.config import Config, ModelConfig, flatten, to_dict
+from seg.runtime import TrainSettings, describe_machine, resolve_device, threads_per_process, tune_training
+from seg.runtime.tune import autocast, model_key
 from seg.train.average import weight_average
 from seg.train.cache import load_fingerprint
 from seg.train.history import HistoryCallback
+from seg.train.schedule import ValidationPlan, plan_validation, time_validation
 from seg.train.tracking import artifact_location, log_pytorch_model, run_tags, tracking_uri
 
 STATE_FILE = "run.json"
@@ -98,13 +102,34 @@ def _meta(names: list[str], dm, run_id: str, uri: str) -> dict:
     }
 
 
-def validation_schedule(tc: TrainConfig) -> dict:
-    """Trainer arguments: every `val_every` epochs, or every `val_every_minutes` of wall clock; Lightning then
-    also validates when the time budget stops training, so the final, fully decayed weights are scored and can
-    become the saved model (with epoch-based validation the last stretch may go unscored)."""
-    if tc.val_every_minutes is None:
-        return {"check_val_every_n_epoch": tc.val_every}
-    return {"check_val_every_n_epoch": None, "val_check_interval": timedelta(minutes=tc.val_every_minutes)}
+def _runtime(settings: TrainSettings, threads: int, plan: ValidationPlan) -> dict:
+    """What this run resolved on this machine: model.json, train.json and MLflow params record it."""
+    return {"machine": describe_machine().line(), "precision": settings.precision,
+            "channels_last": settings.channels_last, "num_threads": threads, "chosen_by": settings.chosen_by,
+            "step_timings_s": {k: round(v, 4) for k, v in settings.timings.items()},
+            "validation": plan.describe()}
+
+
+def _plan(cfg: Config, module, dm, settings: TrainSettings, state_path: Path) -> ValidationPlan:
+    """The validation schedule; DDP ranks > 0 take rank 0's (written to the run state before they start), since
+    every rank must validate at the same steps."""
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and state_path.is_file():
+        saved = json.loads(state_path.read_text()).get("validation")
+        if saved:
+            return ValidationPlan(**saved)
+    device = resolve_device(cfg.train.accelerator)
+
+    def seconds() -> float:
+        dm.setup("fit")
+        net = module.net.to(device).eval()
+        try:
+            with autocast(device, settings.precision):
+                images = [torch.from_numpy(c.image)[None].to(device) for c in dm.val_cases]
+                return time_validation(module.predict_logits, images, cfg.train.devices)
+        finally:
+            net.cpu().train()
+
+    return plan_validation(cfg.train, seconds, settings.step_seconds)
 
 
 def train(cfg: Config, resume: bool = False) -> TrainResult:
@@ -118,18 +143,27 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     from seg.train.module import SegmentationModule
 
     tc = cfg.train
-    torch.set_num_threads(tc.num_threads)
+    threads = threads_per_process(tc.num_threads, tc.devices if resolve_device(tc.accelerator).type == "cpu" else 1)
+    torch.set_num_threads(threads)
     L.seed_everything(tc.seed, workers=True, verbose=False)
     fingerprint = load_fingerprint(cfg.data.cache_dir)
     check_model_fits_data(cfg.model, fingerprint, cfg.data.cache_dir)
     names = class_names(fingerprint, cfg.model.out_channels)
     net = build_model(cfg.model)
     dm = SegDataModule(cfg.data, tc, cfg.model.spatial_dims, net.size_multiple)
-    module = SegmentationModule(net, tc, names, dm.patch_size, dm.slice_axis)
+    settings = tune_training(net, dm.patch_size, cfg.model.in_channels, tc.batch_size, tc.precision,
+                             tc.channels_last, resolve_device(tc.accelerator), model_key(cfg.model))
+    resolved = dataclasses.replace(tc, precision=settings.precision, channels_last=settings.channels_last,
+                                   num_threads=threads)
+    module = SegmentationModule(net, resolved, names, dm.patch_size, dm.slice_axis)
 
     out_dir = Path(tc.output_dir)
     ckpt_dir = out_dir / "checkpoints"
     state_path = out_dir / STATE_FILE
+    plan = _plan(cfg, module, dm, settings, state_path)
+    runtime = _runtime(settings, threads, plan)
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        print(f"seg train: {settings.describe()}; num_threads {threads}; {plan.describe()}", flush=True)
     uri = tracking_uri(tc.tracking_uri)
     run_id, ckpt_path = None, None
     if resume:
@@ -158,22 +192,24 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     trainer = L.Trainer(
         max_epochs=tc.max_epochs,
         max_time=timedelta(minutes=tc.max_time_minutes) if tc.max_time_minutes else None,
-        accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy, precision=tc.precision,
+        accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy, precision=settings.precision,
         logger=logger, callbacks=callbacks, gradient_clip_val=tc.grad_clip or None,
-        num_sanity_val_steps=0, **validation_schedule(tc), log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
+        num_sanity_val_steps=0, **plan.trainer_args(), log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
         enable_progress_bar=bool(int(os.environ.get("SEG_PROGRESS", "1"))), enable_model_summary=False,
         default_root_dir=str(out_dir), use_distributed_sampler=True,
     )
     module.export = {
         "config": to_dict(cfg),
         "fingerprint": fingerprint,
-        "meta": _meta(names, dm, logger.run_id, uri),
+        "meta": {**_meta(names, dm, logger.run_id, uri), "runtime": runtime},
     }
     if trainer.global_rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": uri}))
+        state_path.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": uri,
+                                          "validation": dataclasses.asdict(plan)}))
         if not resume:
-            logger.log_hyperparams(flatten(cfg))
+            scalars = {f"runtime.{k}": v for k, v in runtime.items() if not isinstance(v, dict)}
+            logger.log_hyperparams({**flatten(cfg), **scalars})
     start = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     elapsed = time.time() - start
@@ -184,8 +220,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     if best is not None and best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
-    metrics = history.summary(elapsed, tc.batch_size * tc.steps_per_epoch * tc.devices)
-    meta = {**_meta(names, dm, logger.run_id, uri), "metrics": metrics}
+    metrics = {**history.summary(elapsed, tc.batch_size * tc.steps_per_epoch * tc.devices), "runtime": runtime}
+    meta = {**_meta(names, dm, logger.run_id, uri), "runtime": runtime, "metrics": metrics}
     model_dir = Path(tc.model_dir)
     _save_model_folder(net, cfg, fingerprint, meta, model_dir)
     history.write_summary(metrics)

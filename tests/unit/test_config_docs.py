@@ -78,7 +78,7 @@ def test_markdown_is_stable_and_clean() -> None:
     assert all(line == line.rstrip() for line in md.splitlines())
     assert START_MARKER not in md and END_MARKER not in md
     assert "| `model.out_channels` | `int` | `3` | classes including background |" in md
-    assert '| `train.precision` | `str` | `"bf16-mixed"` |' in md
+    assert '| `train.precision` | `str` | `"auto"` |' in md
     assert "| `data.root` | `str \\| None` | `null` |" in md
 
 

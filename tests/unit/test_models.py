@@ -8,7 +8,9 @@ import torch
 from seg.config import ModelConfig
 from seg.models import AttentionUNet, UNetOutput, build_model, layers
 
-TINY = dict(in_channels=2, out_channels=3, channels=(4, 8, 16), strides=(2, 2))
+# full resolution, one convolution at level 0, no extra heads: what most tests here look at (not the defaults)
+TINY = dict(in_channels=2, out_channels=3, channels=(4, 8, 16), strides=(2, 2), stem_stride=1, first_stage_convs=1,
+            deep_supervision=0)
 
 
 def tiny(spatial_dims: int, **kwargs) -> AttentionUNet:
@@ -64,7 +66,8 @@ def test_maps_not_kept_unless_requested(spatial_dims):
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_deep_supervision_shapes(spatial_dims):
-    net = AttentionUNet(spatial_dims, 1, 2, channels=(4, 8, 16, 32), strides=(2, 2, 2), deep_supervision=2)
+    net = AttentionUNet(spatial_dims, 1, 2, channels=(4, 8, 16, 32), strides=(2, 2, 2), deep_supervision=2,
+                        stem_stride=1, first_stage_convs=1)
     s = (32, 24, 16)[:spatial_dims]
     out = net.outputs(torch.randn(2, 1, *s))
     assert [tuple(d.shape) for d in out.deep_supervision] == [
@@ -212,3 +215,20 @@ def test_pinned_parameter_count(name):
 def test_build_model_passes_every_config_field():
     net = build_model(ModelConfig(spatial_dims=2, channels=(8, 16), strides=(2,), deep_supervision=0, gate_levels=None))
     assert net.spatial_dims == 2 and net.gate_names == []
+
+
+def test_the_class_and_the_config_share_every_default():
+    """`AttentionUNet(...)` and `build_model(ModelConfig(...))` with the same arguments are the same network: the
+    class once defaulted to full resolution (stem_stride 1), 1.4x MONAI's step instead of the config's 5.6x."""
+    import dataclasses
+    import inspect
+
+    params = inspect.signature(AttentionUNet.__init__).parameters
+    for f in dataclasses.fields(ModelConfig):
+        if params[f.name].default is not inspect.Parameter.empty:
+            assert params[f.name].default == f.default, f.name
+    args = dict(spatial_dims=3, in_channels=1, out_channels=3, channels=(16, 32, 64, 128), strides=(2, 2, 2))
+    direct, built = AttentionUNet(**args), build_model(ModelConfig(**args))
+    shapes = lambda net: [(k, tuple(v.shape)) for k, v in net.state_dict().items()]  # noqa: E731
+    assert shapes(direct) == shapes(built)
+    assert direct.stem_stride == (2, 2, 2) and direct.full_res is not None

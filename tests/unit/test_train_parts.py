@@ -225,7 +225,7 @@ def _fit_on(images: list[torch.Tensor], limit: int = 20, callbacks: list | None 
     from seg.train.module import SegmentationModule
 
     torch.manual_seed(0)
-    net = AttentionUNet(2, 1, 2, channels=(4, 8), strides=(2,), deep_supervision=0)
+    net = AttentionUNet(2, 1, 2, channels=(4, 8), strides=(2,), deep_supervision=0, stem_stride=1)
     module = SegmentationModule(net, TrainConfig(max_epochs=1, steps_per_epoch=len(images)), ["bg", "fg"], (8, 8))
     module.nonfinite_limit = limit
     label = (torch.rand(1, 1, 8, 8) > 0.5).long()
@@ -285,7 +285,10 @@ def test_time_based_validation_also_scores_the_weights_the_budget_ends_with():
     import lightning as L
 
     from seg.config import TrainConfig
-    from seg.train.run import validation_schedule
+    from seg.train.schedule import plan_validation
+
+    def validation_schedule(tc):
+        return plan_validation(tc, lambda: pytest.fail("a given schedule is not measured"), 1.0).trainer_args()
 
     class Tiny(L.LightningModule):
         def __init__(self):
@@ -311,6 +314,41 @@ def test_time_based_validation_also_scores_the_weights_the_budget_ends_with():
                         **validation_schedule(TrainConfig(val_every_minutes=0.01)))  # every 0.6 s
     trainer.fit(module, data, data)
     assert 2 <= len(module.validated_at) and module.validated_at[-1] == module.global_step < 10_000
+
+
+def test_auto_validation_keeps_every_epoch_while_it_fits_the_share_and_thins_out_past_it():
+    from seg.config import TrainConfig
+    from seg.train.schedule import plan_validation
+
+    cheap = plan_validation(TrainConfig(steps_per_epoch=20), lambda: 0.1, step_seconds=0.1)  # 0.1 s against 2 s
+    assert cheap.trainer_args() == {"check_val_every_n_epoch": 1}
+    # Task04-like: one validation (7 s) costs about one 50-step epoch: every epoch would be half the time
+    costly = plan_validation(TrainConfig(steps_per_epoch=50), lambda: 7.0, step_seconds=0.14)
+    n = costly.trainer_args()["check_val_every_n_epoch"]
+    assert n == 9 and 7.0 / (n * 50 * 0.14 + 7.0) <= 0.1 < 7.0 / ((n - 1) * 50 * 0.14 + 7.0)
+    budget = plan_validation(TrainConfig(steps_per_epoch=50, max_time_minutes=10), lambda: 7.0, step_seconds=0.14)
+    assert budget.trainer_args()["check_val_every_n_epoch"] is None
+    assert budget.every_minutes == pytest.approx(7.0 * 9 / 60, abs=1e-3)  # 63 s of training per 7 s validation
+    assert "one validation 7.0 s" in budget.describe()
+
+
+def test_measured_validation_time_scales_one_timed_case_to_all_and_shares_it_over_processes():
+    import time as clock
+
+    from seg.train.schedule import time_validation
+
+    calls = []
+
+    def predict(x):
+        calls.append(x.shape)
+        clock.sleep(0.02 * x.numel() / 1000)
+
+    images = [torch.zeros(1, 1, 10, 10, 10), torch.zeros(1, 1, 10, 10, 5)]
+    seconds = time_validation(predict, images, processes=1)
+    assert calls == [(1, 1, 10, 10, 10)] * 2  # the largest case, once untimed and once timed
+    assert 0.028 <= seconds <= 0.045  # 0.02 s for 1000 voxels, scaled to 1500
+    assert time_validation(predict, images, processes=2) == pytest.approx(seconds / 2, rel=0.5)
+    assert time_validation(predict, [], processes=1) == 0.0
 
 
 def test_ema_decay_ramps_up_from_the_first_steps_and_is_capped():

@@ -1,0 +1,74 @@
+"""When training validates. By default (`train.val_every: auto`) every epoch while one validation costs at most
+`train.val_share` of the wall clock, measured before training starts; past that, every N epochs, or with a time
+budget every N minutes of wall clock, after which Lightning also validates when the budget ends, so the final
+weights are scored.
+
+On the embedded synthetic data a validation costs a fraction of an epoch and the curves stay per epoch; on
+Task04_Hippocampus (42 validation cases of ~35x51x35) one validation costs about as much as a 50-step epoch, and
+validating every epoch would spend half the budget on it."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+
+from seg.config import AUTO, TrainConfig
+
+
+@dataclass(frozen=True)
+class ValidationPlan:
+    every_epochs: int | None  # validate every N epochs (None: by wall clock)
+    every_minutes: float | None  # validate every N minutes and when the time budget ends
+    validation_seconds: float | None  # measured cost of one validation (None: not measured, the schedule was given)
+    epoch_seconds: float | None  # estimated training time of one epoch (forward + backward only: a lower bound)
+    reason: str
+
+    def trainer_args(self) -> dict:
+        if self.every_minutes is None:
+            return {"check_val_every_n_epoch": self.every_epochs}
+        return {"check_val_every_n_epoch": None, "val_check_interval": timedelta(minutes=self.every_minutes)}
+
+    def describe(self) -> str:
+        when = f"every {self.every_epochs} epoch(s)" if self.every_minutes is None else f"every {self.every_minutes:.2f} min"
+        return f"validation {when} ({self.reason})"
+
+
+def plan_validation(tc: TrainConfig, validation_seconds: Callable[[], float], step_seconds: float) -> ValidationPlan:
+    """`validation_seconds` measures one whole validation (called only for `val_every: auto`); `step_seconds` is the
+    measured forward + backward time of one training batch."""
+    if tc.val_every_minutes is not None:
+        return ValidationPlan(None, tc.val_every_minutes, None, None, "train.val_every_minutes")
+    if tc.val_every != AUTO:
+        return ValidationPlan(int(tc.val_every), None, None, None, "train.val_every")
+    val = validation_seconds()
+    epoch = step_seconds * tc.steps_per_epoch
+    share = tc.val_share
+    # validating every n epochs spends val / (n * epoch + val) of the time on it: the smallest n within the share
+    n = max(1, math.ceil(val * (1 - share) / (share * max(epoch, 1e-9)) - 1e-9))
+    measured = f"one validation {val:.1f} s, an epoch >= {epoch:.1f} s, share <= {share:g}"
+    if n == 1:
+        return ValidationPlan(1, None, val, epoch, measured)
+    if tc.max_time_minutes:
+        minutes = max(val * (1 - share) / share / 60, 1 / 60)
+        return ValidationPlan(None, round(minutes, 3), val, epoch, measured + "; by wall clock, and at the end")
+    return ValidationPlan(n, None, val, epoch, measured)
+
+
+def time_validation(predict: Callable[[torch.Tensor], torch.Tensor], images: list[torch.Tensor], processes: int) -> float:
+    """Seconds one validation takes: `predict` timed on the largest image after one untimed call on it, scaled
+    by the images' total voxels and shared over `processes` (DDP shards the validation cases)."""
+    if not images:
+        return 0.0
+    largest = max(images, key=lambda x: x[0].numel())
+    with torch.inference_mode():
+        predict(largest)
+        start = time.perf_counter()
+        predict(largest)
+        seconds = time.perf_counter() - start
+    total = sum(x[0].numel() for x in images)
+    return seconds * total / largest[0].numel() / max(processes, 1)
