@@ -1,13 +1,14 @@
 """Benchmark batch inference: `seg infer` against MONAI's sliding_window_inference with
 monai.networks.nets.AttentionUnet, in one run, on CPU.
 
-1. Speed (voxels/s of whole cases; preprocessing, resampling back and writing included for `seg infer`):
-     seg infer --no-tta     our predictor, one pass per window
-     seg infer (TTA)        mirroring over all axes (8 passes per window in 3D)
-     monai                  sliding_window_inference(AttentionUnet) on the same preprocessed arrays, same
-                            window (the model's patch size), overlap, Gaussian blending and precision; network
-                            time only (no I/O); "ours Predictor (network only)" is the same measurement
-                            for our network without TTA, the like-for-like comparison
+1. Speed (voxels/s of whole cases), on the machine printed first:
+     seg infer --no-tta     end to end, read to written (preprocessing, resampling back and writing included),
+                            one pass per window, at the precision and window batch `auto` resolves to
+     seg infer (TTA)        the same with mirroring over the trained axes (8 passes per window in 3D)
+     monai / ours           sliding_window_inference(AttentionUnet) and our Predictor without TTA on the same
+                            preprocessed arrays: same window (the model's patch size), overlap, Gaussian
+                            blending and windows per pass (2); network time only (no I/O), in float32 and in
+                            bf16; `*` marks the precision `auto` picks for each network here
    on the first --cases evaluation cases of a preprocessed cache (default: the pipeline's, data/preprocessed).
 2. Dice of `seg infer` on those cases against their labels (held out from training when the model was trained
    on that cache's other fold cases): per class, with and without TTA.
@@ -15,7 +16,7 @@ monai.networks.nets.AttentionUnet, in one run, on CPU.
    measured as the child process' max RSS.
 
 Run:  python benchmarks/infer.py --model models/latest [--cache data/preprocessed] [--cases 5] [--large]
-      [--precision bf16] [--threads 2] [--json out.json]
+      [--precision auto] [--threads 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -53,12 +54,25 @@ def seg_infer(model: str, inputs: list[str], out: Path, extra: list[str], labels
     return seconds, json.loads((out / "predictions.json").read_text())
 
 
-def monai_speed(model, images: list[np.ndarray], overlap: float, precision: str) -> float:
-    from monai.inferers import sliding_window_inference
+def monai_net(model):
     from monai.networks.nets import AttentionUnet
 
     mc = model.config.model
-    net = AttentionUnet(mc.spatial_dims, mc.in_channels, mc.out_channels, mc.channels, mc.strides).eval()
+    return AttentionUnet(mc.spatial_dims, mc.in_channels, mc.out_channels, mc.channels, mc.strides).eval()
+
+
+def auto_precision(net, model) -> str:
+    """What `precision: auto` picks for `net` at the model's patch size here (windows fixed at 2, as measured)."""
+    from seg.runtime import tune_inference
+
+    return tune_inference(net, model.patch_size, model.config.model.in_channels, "auto", 2,
+                          config_key=type(net).__name__).precision
+
+
+def monai_speed(model, images: list[np.ndarray], overlap: float, precision: str) -> float:
+    from monai.inferers import sliding_window_inference
+
+    net = monai_net(model)
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
     with torch.inference_mode(), ctx:
         for image in images:  # one untimed pass, as ours gets
@@ -76,7 +90,7 @@ def monai_speed(model, images: list[np.ndarray], overlap: float, precision: str)
 def ours_network_speed(model, images: list[np.ndarray], overlap: float, precision: str, tta: bool) -> float:
     from seg.infer.predictor import Predictor
 
-    predictor = Predictor(model, overlap=overlap, tta=tta, precision=precision)
+    predictor = Predictor(model, overlap=overlap, tta=tta, precision=precision, sw_batch_size=2)
     for image in images:  # one untimed pass: kernel selection per window layout is not steady-state speed
         predictor.predict(image)
     voxels, start = 0, time.perf_counter()
@@ -112,13 +126,15 @@ def main() -> None:
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--cases", type=int, default=5)
     p.add_argument("--overlap", type=float, default=0.5)
-    p.add_argument("--precision", default="bf16", choices=("32", "bf16"))
+    p.add_argument("--precision", default="auto", choices=("auto", "32", "bf16"), help="of the seg infer runs")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--large", action="store_true", help="also the 512x512x400 peak-memory run")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    import os
 
+    os.environ.setdefault("SEG_CACHE_DIR", tempfile.mkdtemp(prefix="seg-bench-"))  # auto measured afresh
     from seg.infer.evaluation import evaluation_cases
     from seg.infer.model_io import load_model
 
@@ -136,13 +152,19 @@ def main() -> None:
             seconds, pred = seg_infer(args.model, files, work / name.replace(" ", "_"), [*common, *extra], label_dir)
             busy = sum(r["predict_seconds"] for r in pred["cases"].values())
             results[name] = {"voxels_per_s": round(voxels / busy), "wall_s": round(seconds, 1), "metrics": pred["metrics"]}
-        results["ours Predictor (network only)"] = {
-            "voxels_per_s": round(ours_network_speed(model, images, args.overlap, args.precision, False))}
-        results["monai AttentionUnet (network only)"] = {
-            "voxels_per_s": round(monai_speed(model, images, args.overlap, args.precision))}
+        picks = {"ours": auto_precision(model.net, model), "monai": auto_precision(monai_net(model), model)}
+        for precision in ("32", "bf16"):
+            results[f"ours Predictor {precision}{'*' if picks['ours'] == precision else ''} (network only)"] = {
+                "voxels_per_s": round(ours_network_speed(model, images, args.overlap, precision, False))}
+            results[f"monai AttentionUnet {precision}{'*' if picks['monai'] == precision else ''} (network only)"] = {
+                "voxels_per_s": round(monai_speed(model, images, args.overlap, precision))}
         if args.large:
             results["large"] = large_volume(args.model, work, args.precision)
-    print(f"model {args.model}  patch {list(model.patch_size)}  overlap {args.overlap}  precision {args.precision}  "
+    from seg.runtime import describe_machine
+
+    print(f"machine: {describe_machine().line()}")
+    print(f"model {args.model}  patch {list(model.patch_size)}  overlap {args.overlap}  seg infer --precision "
+          f"{args.precision} (resolved: {pred['settings']['precision']}, windows {pred['settings']['sw_batch_size']})  "
           f"threads {args.threads}  cases {len(cases)} ({voxels} voxels)")
     print(f"{'':38s} {'voxels/s':>10s}  {'dice per class':s}")
     for name, r in results.items():
@@ -151,6 +173,8 @@ def main() -> None:
         m = r.get("metrics") or {}
         dice = "  ".join(f"{k[5:]}={v:.3f}" for k, v in m.items() if k.startswith("dice_") and v is not None)
         print(f"{name:38s} {r['voxels_per_s']:>10,d}  {dice}")
+    at = lambda who: next(r["voxels_per_s"] for k, r in results.items() if k.startswith(who) and "*" in k)  # noqa: E731
+    print(f"ours / monai, network only, each at its auto precision: {at('ours Predictor') / at('monai'):.2f}x")
     if "large" in results:
         lg = results["large"]
         print(f"512x512x400 volume, seg infer --no-tta: {lg['seconds']} s, peak RSS {lg['peak_rss_gib']} GiB, "

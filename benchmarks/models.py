@@ -32,6 +32,11 @@ Every measurement runs in its own process, forked from a parent that has only im
 memory peaks do not mix: the child resets its peak RSS (Linux /proc/self/clear_refs, "5") and reads VmHWM;
 where that is unavailable it falls back to the ru_maxrss increase (an underestimate if imports peaked higher).
 
+The machine (CPU model, torch's CPU capability, native bf16 or not, GPU) is printed first. For every network and
+setting, `seg.runtime.tune_training` (what `precision: auto` runs before `seg train`) picks a precision on this
+machine; its pick is marked `*` in the tables, and the last table compares ours with MONAI's AttentionUnet
+each at the precision auto picks for it.
+
 Run:  python benchmarks/models.py [--threads 2] [--steps 5] [--warmup 2] [--json out.json]
       python benchmarks/models.py --quick        # smoke run: tiny inputs, 1 step, well under a minute
 Timings on a shared CPU are noisy; compare numbers from the same run.
@@ -178,6 +183,24 @@ def measure(net_name: str, setting: str, precision: str, args: argparse.Namespac
     )
 
 
+LIGHTNING_TO_DTYPE = {"32": "float32", "bf16-mixed": "bfloat16"}
+
+
+def auto_pick(net_name: str, setting: str, args: argparse.Namespace) -> str:
+    """The precision `precision: auto` resolves to for this network and setting here (a fresh measurement)."""
+    import os
+    import tempfile
+
+    from seg.runtime import tune_training
+
+    os.environ["SEG_CACHE_DIR"] = tempfile.mkdtemp(prefix="seg-bench-")
+    torch.set_num_threads(args.threads)
+    size, batch, classes = (QUICK_SETTINGS if args.quick else SETTINGS)[setting]
+    net = build_network(net_name, len(size), classes)
+    settings = tune_training(net, size, 1, batch, channels_last=net_name.endswith("-cl"), config_key=net_name)
+    return LIGHTNING_TO_DTYPE[settings.precision]
+
+
 def matmul_peak(n: int, repeats: int, threads: int) -> dict[str, float]:
     """Best-of-`repeats` GFLOP/s of an n x n matmul, per precision."""
     torch.set_num_threads(threads)
@@ -235,7 +258,8 @@ def table_line(row: dict | None) -> str:
     return " ".join(cells)
 
 
-def print_results(results: list[dict], peaks: dict[str, float], args: argparse.Namespace) -> list[dict]:
+def print_results(results: list[dict], peaks: dict[str, float], args: argparse.Namespace,
+                  picks: dict[tuple[str, str], str]) -> list[dict]:
     print(f"\nmatmul peak ({args.matmul}x{args.matmul}, {args.threads} threads): "
           + ", ".join(f"{p} {g:,.0f} GFLOP/s" for p, g in peaks.items()))
     ratios = []
@@ -249,7 +273,8 @@ def print_results(results: list[dict], peaks: dict[str, float], args: argparse.N
             for r in rows.values():
                 r["train_pct"] = 100 * r["train_gflops"] / peaks[precision]
                 r["fwd_pct"] = 100 * r["fwd_gflops"] / peaks[precision]
-                print(table_line(r))
+                mark = "*" if picks[(r["network"], setting)] == precision else ""
+                print(table_line({**r, "network": r["network"] + mark}))
             for name in OURS:
                 ours, att = rows[name], rows[BASELINES[name]]
                 ratios.append(dict(network=name, baseline=BASELINES[name], setting=setting, precision=precision,
@@ -259,6 +284,18 @@ def print_results(results: list[dict], peaks: dict[str, float], args: argparse.N
     for r in ratios:
         print(f"{r['network']:<10} {r['baseline']:<12} {r['setting']:<8} {r['precision']:<9} "
               + " ".join(f"{r[k]:>10.2f}" for _, k in RATIOS))
+    print("\nratios at the precision auto picks for each network (* in the tables), training step and forward")
+    for setting in SETTINGS:
+        for name in OURS:
+            base = BASELINES[name]
+            at = lambda net: next(r for r in results if r["network"] == net and r["setting"] == setting  # noqa: E731
+                                  and r["precision"] == picks[(net, setting)])
+            ours, att = at(name), at(base)
+            print(f"{name:<10} ({picks[(name, setting)]}) vs {base} ({picks[(base, setting)]}) {setting}: "
+                  f"train/s {ours['train_sps'] / att['train_sps']:.2f}x, fwd/s {ours['fwd_sps'] / att['fwd_sps']:.2f}x")
+            ratios.append(dict(network=name, baseline=base, setting=setting, precision="auto",
+                               train_sps=ours["train_sps"] / att["train_sps"], fwd_sps=ours["fwd_sps"] / att["fwd_sps"],
+                               params=ours["params"] / att["params"], train_mib=ours["train_mib"] / att["train_mib"]))
     if not all(r["exact_memory"] for r in results):
         print("note: /proc/self/clear_refs unavailable; memory is the ru_maxrss increase (may underestimate)")
     return ratios
@@ -277,6 +314,9 @@ def main() -> None:
     if args.quick:
         args.steps, args.warmup, args.matmul = 1, 1, 1024
 
+    from seg.runtime import describe_machine
+
+    print(f"machine: {describe_machine().line()}", flush=True)
     start = time.perf_counter()
     repeats = 3 if args.quick else 5
     peaks = in_fresh_process(matmul_peak, args.matmul, repeats, args.threads)
@@ -288,14 +328,17 @@ def main() -> None:
                 r = results[-1]
                 print(f"  measured {setting} {precision:<8} {net:<12} train {r['train_sps']:7.2f}/s "
                       f"fwd {r['fwd_sps']:7.2f}/s  [{time.perf_counter() - start:5.0f} s]", flush=True)
+    picks = {(net, setting): in_fresh_process(auto_pick, net, setting, args) for setting in SETTINGS for net in NETWORKS}
     peaks_after = in_fresh_process(matmul_peak, args.matmul, repeats, args.threads)
     peaks = {p: max(g, peaks_after[p]) for p, g in peaks.items()}
-    ratios = print_results(results, peaks, args)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s; torch {torch.__version__}, threads {args.threads}, "
+    ratios = print_results(results, peaks, args, picks)
+    print(f"\ntotal {time.perf_counter() - start:.0f} s; {describe_machine().line()}, threads {args.threads}, "
           f"steps {args.steps}, warm-up {args.warmup}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(args=vars(args), matmul_peak_gflops=peaks, results=results, ratios=ratios), f, indent=1)
+            json.dump(dict(args=vars(args), machine=describe_machine().line(), matmul_peak_gflops=peaks,
+                           auto_picks={f"{n} {s}": p for (n, s), p in picks.items()}, results=results, ratios=ratios),
+                      f, indent=1)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,15 @@ Prints per-class Dice (anterior, posterior, mean) on the held-out cases and trai
 With `--only ours`, `--data` may be any dataset `seg preprocess` reads (another MSD task, a 2D images/ + masks/
 folder with a 2D `--config`); the MONAI recipe is written for Task04_Hippocampus.
 
+The machine (CPU, capability, bf16 support) is printed with the figures. `--precision` defaults to auto (what
+`seg train` resolves here, printed); `--compare-precisions` trains ours once per precision (32, bf16-mixed, auto)
+for the same budget and prints their samples/s side by side, marking what auto picked. `--validate` keeps the
+config's validation schedule (params.yaml: `val_every: auto`, i.e. the project's defaults as `dvc repro` runs
+them; the saved model is then the best validation checkpoint, chosen on the held-out fold as the pipeline does).
+
 Run:  python benchmarks/train_hippocampus.py [--data ../shared/data/Task04_Hippocampus] [--minutes 10]
-      [--threads 2] [--precision bf16-mixed] [--only ours|monai] [--fold 0] [--keep DIR] [--json out.json]
+      [--threads 2] [--precision auto] [--compare-precisions] [--validate] [--only ours|monai] [--fold 0]
+      [--keep DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -50,13 +57,14 @@ def preprocess(data: Path, cache: Path) -> None:
 
 
 def train_ours(cache: Path, work: Path, minutes: float, threads: int, precision: str, config: str | None,
-               tta: bool, fold: int = 0) -> dict:
+               tta: bool, fold: int = 0, validate: bool = False) -> dict:
     import yaml
 
     cfg = yaml.safe_load(Path(config or REPO / "params.yaml").read_text())
     cfg.setdefault("data", {}).update({"cache_dir": str(cache), "fold": fold, "folds": 5})
+    no_validation = {} if validate else {"val_every": 100000, "val_every_minutes": None}
     cfg.setdefault("train", {}).update({
-        "max_time_minutes": minutes, "max_epochs": 100000, "val_every": 100000, "val_every_minutes": None,
+        "max_time_minutes": minutes, "max_epochs": 100000, **no_validation,
         "num_threads": threads, "precision": precision, "model_dir": str(work / "model"), "output_dir": str(work / "out"),
         "metrics_dir": str(work / "metrics"), "tracking_uri": f"sqlite:///{work / 'mlflow.db'}", "gate_images": False,
     })
@@ -72,7 +80,8 @@ def train_ours(cache: Path, work: Path, minutes: float, threads: int, precision:
          "--output", str(out), "--num-threads", str(threads), *([] if tta else ["--no-tta"])])
     metrics = json.loads((out / "metrics.json").read_text())["summary"]
     return {"dice": {k[5:].lower(): v for k, v in metrics.items() if k.startswith("dice_")}, "epochs": summary["epochs"],
-            "samples_per_s": summary.get("samples_per_s", 0.0), "train_s": round(train_s, 1), "cases": metrics["cases"]}
+            "samples_per_s": summary.get("samples_per_s", 0.0), "train_s": round(train_s, 1), "cases": metrics["cases"],
+            "precision": summary["runtime"]["precision"], "validation": summary["runtime"]["validation"]}
 
 
 def _pad_to(x: np.ndarray, multiple: int = 8) -> np.ndarray:
@@ -140,7 +149,9 @@ def main() -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--precision", default="bf16-mixed", choices=("32", "bf16-mixed"))
+    p.add_argument("--precision", default="auto", choices=("auto", "32", "bf16-mixed"))
+    p.add_argument("--compare-precisions", action="store_true", help="train ours at 32, bf16-mixed and auto")
+    p.add_argument("--validate", action="store_true", help="keep the config's validation schedule (the defaults)")
     p.add_argument("--config", default=None, help="our config (default: params.yaml)")
     p.add_argument("--tta", action="store_true", help="score ours with mirroring TTA")
     p.add_argument("--only", choices=("ours", "monai"), default=None)
@@ -158,20 +169,30 @@ def main() -> None:
         if not (cache / "fingerprint.json").is_file():
             preprocess(Path(args.data), cache)
         results = {}
+        precisions = ("32", "bf16-mixed", "auto") if args.compare_precisions else (args.precision,)
         if args.only in (None, "ours"):
-            results["ours"] = train_ours(cache, work, args.minutes, args.threads, args.precision, args.config, args.tta,
-                                       args.fold)
+            for precision in precisions:
+                name = f"ours {precision}" if args.compare_precisions else "ours"
+                results[name] = train_ours(cache, work / name.replace(" ", "_"), args.minutes, args.threads, precision,
+                                           args.config, args.tta, args.fold, args.validate)
         if args.only in (None, "monai"):
             results["monai AttentionUnet"] = train_monai(cache, args.minutes, args.threads, args.fold)
-    print(f"{Path(args.data).name}, fold {args.fold} of 5 (80/20), {args.minutes:g} min each, {args.threads} threads, "
-          f"ours precision {args.precision}")
+    from seg.runtime import describe_machine
+
+    print(f"machine: {describe_machine().line()}")
+    print(f"{Path(args.data).name}, fold {args.fold} of 5 (80/20), {args.minutes:g} min each, {args.threads} threads")
     classes = [k for k in next(iter(results.values()))["dice"] if k != "mean"]  # the dataset's foreground classes
     print(f"{'':22s} " + " ".join(f"{c[:9]:>9s}" for c in classes)
           + f" {'mean':>7s} {'samples/s':>10s} {'train s':>8s} {'cases':>6s}")
     for name, r in results.items():
         d = r["dice"]
         print(f"{name:22s} " + " ".join(f"{d.get(c, float('nan')):9.3f}" for c in classes)
-              + f" {d['mean']:7.3f} {r['samples_per_s']:10.2f} {r['train_s']:8.1f} {r['cases']:6d}")
+              + f" {d['mean']:7.3f} {r['samples_per_s']:10.2f} {r['train_s']:8.1f} {r['cases']:6d}"
+              + (f"  precision {r['precision']}; {r['validation']}" if "precision" in r else ""))
+    if args.compare_precisions and args.only in (None, "ours"):
+        fastest = max(results["ours 32"]["samples_per_s"], results["ours bf16-mixed"]["samples_per_s"])
+        auto = results["ours auto"]
+        print(f"auto picked {auto['precision']}: {auto['samples_per_s'] / fastest:.3f}x the faster of 32 and bf16-mixed")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

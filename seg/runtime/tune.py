@@ -32,6 +32,7 @@ from seg.runtime.machine import describe_machine
 AUTO = "auto"
 PREFER_EXACT = 0.97  # bfloat16 is taken only where its time is below 97% of float32's: a tie keeps float32 exact
 MAX_WINDOW_VOXELS = 2**22  # sw_batch_size candidates stop where a batch of windows would pass ~4M voxels
+ABANDON_AFTER_S = 1.0  # see _seconds
 WAIT_FOR_RANK0_S = 300.0  # DDP ranks > 0 take rank 0's measurement from the cache instead of timing concurrently
 
 
@@ -130,12 +131,12 @@ def _sync(device: torch.device) -> None:
 
 def _seconds(step: Callable[[], None], device: torch.device, best_so_far: float) -> float:
     """The minimum of two timed calls after one warm-up call (kernel selection, allocation); a candidate
-    whose warm-up alone takes 10x the best steady time so far is abandoned (inf) without further calls, so a
-    CPU without native bf16 costs one slow call, not three."""
+    whose warm-up alone takes 10x the best steady time so far plus a second is abandoned (inf) without further
+    calls, so a CPU without bf16 kernels costs one slow call, not three (and a busy spell abandons nothing)."""
     start = time.perf_counter()
     step()
     _sync(device)
-    if time.perf_counter() - start > 10 * best_so_far + 0.05:
+    if time.perf_counter() - start > 10 * best_so_far + ABANDON_AFTER_S:
         return math.inf
     times = []
     for _ in range(2):

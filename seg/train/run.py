@@ -21,7 +21,7 @@ from seg.runtime.tune import autocast, model_key
 from seg.train.average import weight_average
 from seg.train.cache import load_fingerprint
 from seg.train.history import HistoryCallback
-from seg.train.schedule import ValidationPlan, plan_validation, time_validation
+from seg.train.schedule import ValidationPlan, plan_validation, time_step, time_validation
 from seg.train.tracking import artifact_location, log_pytorch_model, run_tags, tracking_uri
 
 STATE_FILE = "run.json"
@@ -129,7 +129,24 @@ def _plan(cfg: Config, module, dm, settings: TrainSettings, state_path: Path) ->
         finally:
             net.cpu().train()
 
-    return plan_validation(cfg.train, seconds, settings.step_seconds)
+    def step() -> None:  # a batch drawn and a loss step as training_step runs them, in the resolved settings
+        batch = torch.utils.data.default_collate([dm.train_set[i] for i in range(cfg.train.batch_size)])
+        image = batch["image"].to(device).contiguous(memory_format=module._layout())
+        with autocast(device, settings.precision):
+            out = module.net.outputs(image, gates=False, deep_supervision=True)
+            loss = module.loss(out.logits, out.deep_supervision, batch["label"].to(device))
+        loss.backward()
+        module.net.zero_grad(set_to_none=True)
+
+    def step_seconds() -> float:
+        dm.setup("fit")
+        net = module.net.to(device).train()
+        try:
+            return time_step(step) if cfg.train.num_workers == 0 else settings.step_seconds  # workers hide the data
+        finally:
+            net.cpu()
+
+    return plan_validation(cfg.train, seconds, step_seconds)
 
 
 def train(cfg: Config, resume: bool = False) -> TrainResult:

@@ -25,7 +25,7 @@ class ValidationPlan:
     every_epochs: int | None  # validate every N epochs (None: by wall clock)
     every_minutes: float | None  # validate every N minutes and when the time budget ends
     validation_seconds: float | None  # measured cost of one validation (None: not measured, the schedule was given)
-    epoch_seconds: float | None  # estimated training time of one epoch (forward + backward only: a lower bound)
+    epoch_seconds: float | None  # estimated training time of one epoch (batches + forward + backward: a lower bound)
     reason: str
 
     def trainer_args(self) -> dict:
@@ -38,15 +38,16 @@ class ValidationPlan:
         return f"validation {when} ({self.reason})"
 
 
-def plan_validation(tc: TrainConfig, validation_seconds: Callable[[], float], step_seconds: float) -> ValidationPlan:
-    """`validation_seconds` measures one whole validation (called only for `val_every: auto`); `step_seconds` is the
-    measured forward + backward time of one training batch."""
+def plan_validation(tc: TrainConfig, validation_seconds: Callable[[], float],
+                    step_seconds: Callable[[], float]) -> ValidationPlan:
+    """`validation_seconds` measures one whole validation, `step_seconds` one training step (drawing the batch, the
+    loss forward and backward: `time_step`); both are called only for `val_every: auto`."""
     if tc.val_every_minutes is not None:
         return ValidationPlan(None, tc.val_every_minutes, None, None, "train.val_every_minutes")
     if tc.val_every != AUTO:
         return ValidationPlan(int(tc.val_every), None, None, None, "train.val_every")
     val = validation_seconds()
-    epoch = step_seconds * tc.steps_per_epoch
+    epoch = step_seconds() * tc.steps_per_epoch
     share = tc.val_share
     # validating every n epochs spends val / (n * epoch + val) of the time on it: the smallest n within the share
     n = max(1, math.ceil(val * (1 - share) / (share * max(epoch, 1e-9)) - 1e-9))
@@ -57,6 +58,19 @@ def plan_validation(tc: TrainConfig, validation_seconds: Callable[[], float], st
         minutes = max(val * (1 - share) / share / 60, 1 / 60)
         return ValidationPlan(None, round(minutes, 3), val, epoch, measured + "; by wall clock, and at the end")
     return ValidationPlan(n, None, val, epoch, measured)
+
+
+def time_step(step: Callable[[], None]) -> float:
+    """Seconds of one training step as training runs it (`step` draws a batch, runs the loss forward and
+    backward): the minimum of two timed calls after one untimed call. The optimizer and Lightning's own work are
+    left out, so an epoch estimated from it is a lower bound."""
+    step()
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def time_validation(predict: Callable[[torch.Tensor], torch.Tensor], images: list[torch.Tensor], processes: int) -> float:

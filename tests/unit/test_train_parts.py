@@ -288,7 +288,8 @@ def test_time_based_validation_also_scores_the_weights_the_budget_ends_with():
     from seg.train.schedule import plan_validation
 
     def validation_schedule(tc):
-        return plan_validation(tc, lambda: pytest.fail("a given schedule is not measured"), 1.0).trainer_args()
+        unused = lambda: pytest.fail("a given schedule is not measured")  # noqa: E731
+        return plan_validation(tc, unused, unused).trainer_args()
 
     class Tiny(L.LightningModule):
         def __init__(self):
@@ -320,13 +321,13 @@ def test_auto_validation_keeps_every_epoch_while_it_fits_the_share_and_thins_out
     from seg.config import TrainConfig
     from seg.train.schedule import plan_validation
 
-    cheap = plan_validation(TrainConfig(steps_per_epoch=20), lambda: 0.1, step_seconds=0.1)  # 0.1 s against 2 s
+    cheap = plan_validation(TrainConfig(steps_per_epoch=20), lambda: 0.1, lambda: 0.1)  # 0.1 s against 2 s
     assert cheap.trainer_args() == {"check_val_every_n_epoch": 1}
     # Task04-like: one validation (7 s) costs about one 50-step epoch: every epoch would be half the time
-    costly = plan_validation(TrainConfig(steps_per_epoch=50), lambda: 7.0, step_seconds=0.14)
+    costly = plan_validation(TrainConfig(steps_per_epoch=50), lambda: 7.0, lambda: 0.14)
     n = costly.trainer_args()["check_val_every_n_epoch"]
     assert n == 9 and 7.0 / (n * 50 * 0.14 + 7.0) <= 0.1 < 7.0 / ((n - 1) * 50 * 0.14 + 7.0)
-    budget = plan_validation(TrainConfig(steps_per_epoch=50, max_time_minutes=10), lambda: 7.0, step_seconds=0.14)
+    budget = plan_validation(TrainConfig(steps_per_epoch=50, max_time_minutes=10), lambda: 7.0, lambda: 0.14)
     assert budget.trainer_args()["check_val_every_n_epoch"] is None
     assert budget.every_minutes == pytest.approx(7.0 * 9 / 60, abs=1e-3)  # 63 s of training per 7 s validation
     assert "one validation 7.0 s" in budget.describe()
