@@ -24,6 +24,7 @@ def tiny_project(tmp_path: Path, spatial_dims: int = 3, write_cache: bool = True
         "model": {"spatial_dims": spatial_dims, "channels": [8, 16, 32], "strides": [2, 2], "deep_supervision": 1},
         "train": {
             "max_epochs": 2, "steps_per_epoch": 3, "patch_size": [16] * spatial_dims, "precision": "32",
+            "val_every": 1,
             "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "output_dir": str(tmp_path / "out"),
             "model_dir": str(tmp_path / "model"), "metrics_dir": str(tmp_path / "metrics"), **train,
         },
