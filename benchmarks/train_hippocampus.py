@@ -70,6 +70,7 @@ def train_ours(cache: Path, work: Path, minutes: float, threads: int, precision:
     })
     cfg["infer"] = {**cfg.get("infer", {}), "metrics_file": str(work / "metrics" / "infer.json")}
     params = work / "params.yaml"
+    work.mkdir(parents=True, exist_ok=True)
     params.write_text(yaml.safe_dump(cfg))
     start = time.perf_counter()
     run([sys.executable, "-m", "seg.cli", "train", "--config", str(params)])

@@ -70,8 +70,10 @@ def analyze(
 def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], None]) -> AnalysisSummary:
     start = time.perf_counter()
     layers = resolve_layers(model.net, cfg.cam_layers)  # before anything is removed: a typo costs nothing
-    precision = tune_inference(model.net, model.patch_size, model.config.model.in_channels, cfg.precision, 1,
-                               config_key=model_key(model.config.model)).precision
+    settings = tune_inference(model.net, model.patch_size, model.config.model.in_channels, cfg.precision, 1,
+                              config_key=model_key(model.config.model))
+    precision = settings.precision
+    log(f"prediction pass: {settings.describe()}; CAM passes float32; num_threads {torch.get_num_threads()}")
     engine = MapEngine(model, layers, cfg.cam_method, cfg.overlap, cfg.whole_case_voxels, precision=precision)
     out = Path(cfg.output)
     for kind in KINDS:  # only the folders this stage owns

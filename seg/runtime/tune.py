@@ -69,7 +69,7 @@ class InferSettings:
 def _describe(what: str, timings: dict[str, float], source: str, chosen_by: dict[str, str], values: dict) -> str:
     picked = ", ".join(f"{k} {chosen_by[k]} -> {v}" for k, v in values.items())
     times = ", ".join(f"{k} {'abandoned' if math.isinf(s) else f'{s * 1000:.0f} ms'}" for k, s in timings.items())
-    return f"{picked} ({source} on {describe_machine().line()}; {what}: {times})"
+    return f"{picked} ({source} on {describe_machine().line()}" + (f"; {what}: {times})" if times else ")")
 
 
 # ------------------------------------------------------------------------------------------------ cache

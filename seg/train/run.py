@@ -17,11 +17,11 @@ import torch
 
 from seg.config import Config, ModelConfig, flatten, to_dict
 from seg.runtime import TrainSettings, describe_machine, resolve_device, threads_per_process, tune_training
-from seg.runtime.tune import autocast, model_key
+from seg.runtime.tune import model_key
 from seg.train.average import weight_average
 from seg.train.cache import load_fingerprint
 from seg.train.history import HistoryCallback
-from seg.train.schedule import ValidationPlan, plan_validation, time_step, time_validation
+from seg.train.schedule import ValidationPlan, measure_and_plan
 from seg.train.tracking import artifact_location, log_pytorch_model, run_tags, tracking_uri
 
 STATE_FILE = "run.json"
@@ -110,45 +110,6 @@ def _runtime(settings: TrainSettings, threads: int, plan: ValidationPlan) -> dic
             "validation": plan.describe()}
 
 
-def _plan(cfg: Config, module, dm, settings: TrainSettings, state_path: Path) -> ValidationPlan:
-    """The validation schedule; DDP ranks > 0 take rank 0's (written to the run state before they start), since
-    every rank must validate at the same steps."""
-    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and state_path.is_file():
-        saved = json.loads(state_path.read_text()).get("validation")
-        if saved:
-            return ValidationPlan(**saved)
-    device = resolve_device(cfg.train.accelerator)
-
-    def seconds() -> float:
-        dm.setup("fit")
-        net = module.net.to(device).eval()
-        try:
-            with autocast(device, settings.precision):
-                images = [torch.from_numpy(c.image)[None].to(device) for c in dm.val_cases]
-                return time_validation(module.predict_logits, images, cfg.train.devices)
-        finally:
-            net.cpu().train()
-
-    def step() -> None:  # a batch drawn and a loss step as training_step runs them, in the resolved settings
-        batch = torch.utils.data.default_collate([dm.train_set[i] for i in range(cfg.train.batch_size)])
-        image = batch["image"].to(device).contiguous(memory_format=module._layout())
-        with autocast(device, settings.precision):
-            out = module.net.outputs(image, gates=False, deep_supervision=True)
-            loss = module.loss(out.logits, out.deep_supervision, batch["label"].to(device))
-        loss.backward()
-        module.net.zero_grad(set_to_none=True)
-
-    def step_seconds() -> float:
-        dm.setup("fit")
-        net = module.net.to(device).train()
-        try:
-            return time_step(step) if cfg.train.num_workers == 0 else settings.step_seconds  # workers hide the data
-        finally:
-            net.cpu()
-
-    return plan_validation(cfg.train, seconds, step_seconds)
-
-
 def train(cfg: Config, resume: bool = False) -> TrainResult:
     """Train with `cfg` (sections data, model, train); `resume` continues the last checkpoint's MLflow run."""
     import lightning as L
@@ -177,7 +138,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     out_dir = Path(tc.output_dir)
     ckpt_dir = out_dir / "checkpoints"
     state_path = out_dir / STATE_FILE
-    plan = _plan(cfg, module, dm, settings, state_path)
+    plan = measure_and_plan(tc, module, dm, settings, state_path)
     runtime = _runtime(settings, threads, plan)
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         print(f"seg train: {settings.describe()}; num_threads {threads}; {plan.describe()}", flush=True)

@@ -9,15 +9,20 @@ validating every epoch would spend half the budget on it."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 
 from seg.config import AUTO, TrainConfig
+from seg.runtime import TrainSettings, resolve_device
+from seg.runtime.tune import autocast
 
 
 @dataclass(frozen=True)
@@ -87,3 +92,43 @@ def time_validation(predict: Callable[[torch.Tensor], torch.Tensor], images: lis
         seconds = time.perf_counter() - start
     total = sum(x[0].numel() for x in images)
     return seconds * total / largest[0].numel() / max(processes, 1)
+
+
+def measure_and_plan(tc: TrainConfig, module, dm, settings: TrainSettings, state_path: Path) -> ValidationPlan:
+    """The validation schedule of `seg train`, measured on its module (a `SegmentationModule`) and data module with
+    the resolved `settings`; DDP ranks > 0 take rank 0's (written to the run state at `state_path` before they
+    start), since every rank must validate at the same steps."""
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and state_path.is_file():
+        saved = json.loads(state_path.read_text()).get("validation")
+        if saved:
+            return ValidationPlan(**saved)
+    device = resolve_device(tc.accelerator)
+
+    def seconds() -> float:
+        dm.setup("fit")
+        net = module.net.to(device).eval()
+        try:
+            with autocast(device, settings.precision):
+                images = [torch.from_numpy(c.image)[None].to(device) for c in dm.val_cases]
+                return time_validation(module.predict_logits, images, tc.devices)
+        finally:
+            net.cpu().train()
+
+    def step() -> None:  # a batch drawn and a loss step as training_step runs them, in the resolved settings
+        batch = torch.utils.data.default_collate([dm.train_set[i] for i in range(tc.batch_size)])
+        image = batch["image"].to(device).contiguous(memory_format=module._layout())
+        with autocast(device, settings.precision):
+            out = module.net.outputs(image, gates=False, deep_supervision=True)
+            loss = module.loss(out.logits, out.deep_supervision, batch["label"].to(device))
+        loss.backward()
+        module.net.zero_grad(set_to_none=True)
+
+    def step_seconds() -> float:
+        dm.setup("fit")
+        net = module.net.to(device).train()
+        try:
+            return time_step(step) if tc.num_workers == 0 else settings.step_seconds  # workers hide the data
+        finally:
+            net.cpu()
+
+    return plan_validation(tc, seconds, step_seconds)

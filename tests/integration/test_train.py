@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -101,9 +102,14 @@ def test_train_2d_network_on_slices_of_3d_volumes(tmp_path):
 
 
 def test_ddp_two_processes_on_cpu(tmp_path):
-    cfg = tiny_project(tmp_path, devices=2, strategy="ddp", accelerator="cpu", num_threads=1, gate_images=False)
+    """Both ranks must train in the same precision and validate at the same steps: rank 0 measures, the other rank
+    takes its choices (the tuning cache and run.json) instead of timing while rank 0 trains."""
+    cfg = tiny_project(tmp_path, devices=2, strategy="ddp", accelerator="cpu", gate_images=False, precision="auto",
+                       channels_last="auto", val_every="auto", num_threads=None)
     res = run_seg("train", "--config", str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "MEMBER: 2/2" in res.stderr or "distributed_backend=gloo" in res.stderr
     metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
-    assert metrics["epochs"] == 2
+    assert metrics["epochs"] == 2 and "best_val_dice_mean" in metrics
+    assert res.stdout.count("seg train: precision auto ->") == 1  # printed once, by rank 0
+    assert metrics["runtime"]["num_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # the cores, shared
