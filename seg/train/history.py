@@ -26,6 +26,10 @@ class HistoryCallback(L.Callback):
     def load_state_dict(self, state: dict) -> None:
         self.rows = list(state.get("rows", []))
 
+    def validations(self) -> int:
+        """Validations recorded so far (rows with a validation Dice)."""
+        return sum(not math.isnan(r["val_dice_mean"]) for r in self.rows)
+
     def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return

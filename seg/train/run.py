@@ -22,7 +22,7 @@ from seg.train.average import weight_average
 from seg.train.cache import load_fingerprint
 from seg.train.history import HistoryCallback
 from seg.train.schedule import ValidationPlan, measure_and_plan
-from seg.train.tracking import artifact_location, log_pytorch_model, run_tags, tracking_uri
+from seg.train.tracking import artifact_location, log_pytorch_model, log_tags, run_params, run_tags, tracking_uri
 
 STATE_FILE = "run.json"
 
@@ -73,8 +73,14 @@ def _save_model_folder(net, cfg: Config, fingerprint: dict, meta: dict, model_di
     tmp.rename(model_dir)
 
 
-def _gate_image_logger(logger, slice_axis: int | None, max_size):
+def _gate_image_logger(logger, slice_axis: int | None, max_size, history: HistoryCallback):
+    """Gate-map images of the first validation case, one per gate level and validation. Their MLflow step is the
+    validation's index (0, 1, ...), not the epoch: MLflow's image card starts its slider at step 0 and shows
+    nothing for a run whose first images are at epoch 18 (validation by wall clock); the epoch is in the
+    picture's title. A resumed run continues from the validations its (checkpointed) history holds."""
     from seg.train.gate_images import gate_images
+
+    logged: list[int] = []  # steps used so far in this process
 
     def log(module, batch) -> None:
         if module.global_rank != 0 or module.trainer.sanity_checking:
@@ -85,8 +91,10 @@ def _gate_image_logger(logger, slice_axis: int | None, max_size):
             idx = int(fg[:, slice_axis].mean()) if len(fg) else label.shape[2 + slice_axis] // 2
             image, label = image.select(2 + slice_axis, idx), label.select(2 + slice_axis, idx)
         pictures = gate_images(module.net, image.to(module.device), label, max_size, f"{batch['case_id']} epoch {module.current_epoch}")
+        step = logged[-1] + 1 if logged else history.validations()  # two validations may share an epoch's row
+        logged.append(step)
         for name, rgb in pictures.items():
-            logger.experiment.log_image(logger.run_id, rgb, key=f"gate_{name}", step=module.current_epoch)
+            logger.experiment.log_image(logger.run_id, rgb, key=f"gate_{name}", step=step)
 
     return log
 
@@ -166,7 +174,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     callbacks = [checkpoint, history, *weight_average(tc)]
     if tc.gate_images and net.gate_names:
         max_size = tuple(2 * p for p in dm.patch_size)
-        module.val_callbacks.append(_gate_image_logger(logger, dm.slice_axis, max_size))
+        module.val_callbacks.append(_gate_image_logger(logger, dm.slice_axis, max_size, history))
     trainer = L.Trainer(
         max_epochs=tc.max_epochs,
         max_time=timedelta(minutes=tc.max_time_minutes) if tc.max_time_minutes else None,
@@ -186,8 +194,10 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         state_path.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": uri,
                                           "validation": dataclasses.asdict(plan)}))
         if not resume:
-            scalars = {f"runtime.{k}": v for k, v in runtime.items() if not isinstance(v, dict)}
-            logger.log_hyperparams({**flatten(cfg), **scalars})
+            dataset = Path(cfg.data.root).name if cfg.data.root else "synthetic"
+            params, tags = run_params(flatten(cfg), runtime, dataset)
+            logger.log_hyperparams(params)
+            log_tags(logger.experiment, logger.run_id, tags)
     start = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     elapsed = time.time() - start

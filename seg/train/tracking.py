@@ -68,6 +68,31 @@ def run_tags(fingerprint: dict, stage: str = "train") -> dict[str, str]:
     return tags
 
 
+COMPARED_PARAMS = ("train.lr",)  # with `dataset`: two params, two lines above each image card's picture
+TAG_BATCH = 100  # MLflow's limit of tags per log_batch call
+
+
+def run_params(config: dict, runtime: dict, dataset: str) -> tuple[dict, dict]:
+    """(params, tags) for a training run. MLflow 3.17's image cards print every param of the run above its images,
+    so seg's ~120 config keys pushed the gate maps out of the card, and even seven short ones clip the picture
+    (a card is 360 px tall). Params are the dataset and the learning rate; the whole config (`config`: flattened,
+    dotted keys) and what `auto` resolved go into tags `config.<key>` and `runtime.<key>`, which the runs table
+    (as columns), search (`tags."config.train.batch_size" = '4'`) and the compare view show, and image cards do
+    not."""
+    params = {"dataset": dataset, **{k: config[k] for k in COMPARED_PARAMS if k in config}}
+    tags = {f"config.{k}": str(v) for k, v in config.items()}
+    tags.update({f"runtime.{k}": str(v) for k, v in runtime.items() if not isinstance(v, dict)})
+    return params, tags
+
+
+def log_tags(client, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    items = [RunTag(k, v) for k, v in tags.items()]
+    for i in range(0, len(items), TAG_BATCH):
+        client.log_batch(run_id, tags=items[i : i + TAG_BATCH])
+
+
 def log_pytorch_model(net, in_channels: int, spatial_dims: int, run_id: str, tracking: str, model_dir: Path) -> str:
     """Log `net` as an MLflow model whose signature accepts any batch and spatial size; returns its URI."""
     import mlflow

@@ -90,6 +90,32 @@ def test_mlflow_run_holds_metrics_model_and_gate_images(clone):
         assert any("gate_level0" in f["path"] and f["path"].endswith(".png") for f in images)
 
 
+def test_gate_maps_and_analysis_images_are_visible_in_the_mlflow_ui(clone, tmp_path):
+    """The `make run` run validates by wall clock (its validation costs more than a tenth of an epoch on 2 cores)
+    and holds the analysis stage's images too: each must be what a person sees on the run's Model metrics page."""
+    from mlflow_ui import CHROMIUM_ARGS, ModelMetricsPage, assert_visible, chromium_or_skip
+
+    chromium = chromium_or_skip()
+    meta = json.loads((clone / "models" / "latest" / "model.json").read_text())
+    from playwright.sync_api import sync_playwright
+
+    with MlflowServer(clone / "mlflow.db") as server, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = ModelMetricsPage(browser, server, meta["mlflow_run_id"])
+        page.screenshot(tmp_path / "model_metrics.png")
+        gates = page.images("gate_")
+        assert set(gates) == {"gate_level0", "gate_level1", "gate_level2"}, gates
+        for key, image in gates.items():
+            assert image["step"] == 0, image
+            assert_visible(image)
+            assert page.step_forward(key) != image["src"], f"{key}: moving the slider did not change the image"
+        shown = [i for i in page.images("analysis/").values() if i["inViewport"]]
+        assert len(shown) >= 3, shown  # the cards laid out in the first screen; the rest load when scrolled to
+        for image in shown:
+            assert_visible(image)
+        browser.close()
+
+
 def dvc_lock_hash(root: Path, stage: str, path: str) -> str:
     import yaml
 

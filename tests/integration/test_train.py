@@ -40,7 +40,8 @@ def test_train_writes_model_metrics_and_mlflow_run(tmp_path):
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert {"git_commit", "data_fingerprint", "dvc_stage"} <= set(tags)
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
-        assert params["model.channels"] == "[8, 16, 32]"
+        assert params == {"dataset": "synthetic", "train.lr": "0.003"}  # two lines above each image card's picture
+        assert tags["config.model.channels"] == "[8, 16, 32]" and tags["runtime.precision"] == "32"
         listing = server.get("/api/2.0/mlflow/artifacts/list", run_id=meta["mlflow_run_id"], path="images")
         pngs = [f["path"] for f in listing["files"] if f["path"].endswith(".png")]
         for level in ("gate_level0", "gate_level1"):

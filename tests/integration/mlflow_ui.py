@@ -1,0 +1,84 @@
+"""MLflow's own web UI in headless Chromium (Playwright for Python, Debian's chromium): what a person sees of a
+run's images on its Model metrics page."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+# Every image a run logged with log_image, as laid out: its key and step (from the artifact path), whether it
+# loaded, its size, whether it lies inside its chart card and whether it is what the browser shows at its centre.
+IMAGES_JS = """() => [...document.querySelectorAll('img')].filter(i => i.src.includes('get-artifact?path=images'))
+  .map(i => {
+    const path = decodeURIComponent(new URL(i.src).searchParams.get('path')).slice('images/'.length);
+    const r = i.getBoundingClientRect();
+    const fit = getComputedStyle(i).objectFit;
+    const scale = (fit === 'contain' || fit === 'scale-down') && i.naturalWidth > 0
+      ? Math.min(r.width / i.naturalWidth, r.height / i.naturalHeight) : null;
+    const w = scale ? i.naturalWidth * scale : r.width, h = scale ? i.naturalHeight * scale : r.height;
+    const x0 = r.left + (r.width - w) / 2, y0 = r.top + (r.height - h) / 2;
+    const card = i.closest('[data-testid="experiment-view-compare-runs-card"]');
+    const c = card ? card.getBoundingClientRect() : null;
+    const inside = c !== null && y0 >= c.top && y0 + h <= c.bottom && x0 >= c.left && x0 + w <= c.right;
+    const at = (fx, fy) => document.elementFromPoint(x0 + fx * w, y0 + fy * h) === i;
+    return {key: path.split('+step+')[0], step: parseInt(path.split('+step+')[1]), src: i.src,
+            naturalWidth: i.naturalWidth, height: h, inside: inside, onTop: at(0.5, 0.5),
+            inViewport: y0 >= 0 && y0 + h <= window.innerHeight,
+            edgesOnTop: at(0.5, 0.04) && at(0.5, 0.96) && at(0.04, 0.5) && at(0.96, 0.5)};
+  })"""
+# Each image as drawn (object-fit: the picture inside the img box), so a picture clipped by the card or covered
+# by its slider fails even where the img box itself is inside the card.
+
+
+def chromium_or_skip() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("no Chromium here: .ci/run installs Debian's chromium for the MLflow UI checks")
+    pytest.importorskip("playwright", reason="playwright (the dev extra) drives Chromium for the MLflow UI checks")
+    return path
+
+
+class ModelMetricsPage:
+    """The Model metrics tab of one run, in a browser tall enough for a row of chart cards."""
+
+    def __init__(self, browser, server, run_id: str):
+        run = server.get("/api/2.0/mlflow/runs/get", run_id=run_id)["run"]
+        self.page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        url = f"{server.url}/#/experiments/{run['info']['experiment_id']}/runs/{run_id}/model-metrics"
+        self.page.goto(url)
+        self.page.wait_for_selector('img[src*="get-artifact?path=images"]', timeout=60_000)
+        self.page.wait_for_timeout(1500)  # let every card lay out and load
+
+    def images(self, prefix: str = "") -> dict[str, dict]:
+        """Key -> the image its card shows, for keys starting with `prefix` (the page is tall enough to lay out
+        every card of a run without scrolling)."""
+        found: dict[str, dict] = {}
+        for image in self.page.evaluate(IMAGES_JS):
+            if image["key"].startswith(prefix):
+                found.setdefault(image["key"], image)
+        return found
+
+    def step_forward(self, key: str) -> str:
+        """Move the slider of `key`'s card one step on (keyboard, as a person would); the image source it shows."""
+        card = self.page.locator('[data-testid="experiment-view-compare-runs-card"]').filter(
+            has=self.page.locator(f'img[src*="{key.replace("/", "%2F")}%2Bstep"]'))
+        card.locator('[role=slider]').first.focus()
+        self.page.keyboard.press("ArrowRight")
+        self.page.wait_for_timeout(1500)
+        return next(i["src"] for i in self.page.evaluate(IMAGES_JS) if i["key"] == key)
+
+    def screenshot(self, path: Path) -> None:
+        self.page.screenshot(path=str(path), full_page=True)
+
+
+def assert_visible(image: dict) -> None:
+    """What a person sees: loaded, drawn at least 64 px tall, inside its card, nothing over its centre or edges."""
+    assert image["naturalWidth"] > 0, image
+    assert image["height"] >= 64, image
+    assert image["inside"], image
+    assert image["onTop"] and image["edgesOnTop"], image
