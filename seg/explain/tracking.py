@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from seg.card_images import card_shaped
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 FOLDERS = ("gates", "cams", "overlays")
@@ -50,7 +52,7 @@ def log_analysis(
             if (out_dir / name).is_file():
                 client.log_artifact(run_id, str(out_dir / name), "analysis/report")
         for name, rgb in pictures.items():
-            client.log_image(run_id, rgb, key=image_key(f"analysis/{name}"), step=0)
+            client.log_image(run_id, card_shaped(rgb), key=image_key(f"analysis/{name}"), step=0)
         now = int(time.time() * 1000)
         batch = [Metric(image_key(f"analysis/{k}"), float(v), now, 0) for k, v in metrics.items()]
         for i in range(0, len(batch), 500):  # MLflow's batch limit is 1000 metrics

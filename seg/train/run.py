@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seg.card_images import card_shaped
 from seg.config import Config, ModelConfig, flatten, to_dict
 from seg.runtime import TrainSettings, describe_machine, resolve_device, threads_per_process, tune_training
 from seg.runtime.tune import model_key
@@ -94,7 +95,7 @@ def _gate_image_logger(logger, slice_axis: int | None, max_size, history: Histor
         step = logged[-1] + 1 if logged else history.validations()  # two validations may share an epoch's row
         logged.append(step)
         for name, rgb in pictures.items():
-            logger.experiment.log_image(logger.run_id, rgb, key=f"gate_{name}", step=step)
+            logger.experiment.log_image(logger.run_id, card_shaped(rgb), key=f"gate_{name}", step=step)
 
     return log
 

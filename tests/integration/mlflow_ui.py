@@ -26,13 +26,24 @@ IMAGES_JS = """() => [...document.querySelectorAll('img')].filter(i => i.src.inc
     const c = card ? card.getBoundingClientRect() : null;
     const inside = c !== null && y0 >= c.top && y0 + h <= c.bottom && x0 >= c.left && x0 + w <= c.right;
     const at = (fx, fy) => document.elementFromPoint(x0 + fx * w, y0 + fy * h) === i;
-    return {key: path.split('+step+')[0], step: parseInt(path.split('+step+')[1]), src: i.src,
+    return {key: path.split('+step+')[0].replaceAll('~', '/'), step: parseInt(path.split('+step+')[1]), src: i.src,
             naturalWidth: i.naturalWidth, height: h, inside: inside, onTop: at(0.5, 0.5),
             inViewport: y0 >= 0 && y0 + h <= window.innerHeight,
             edgesOnTop: at(0.5, 0.04) && at(0.5, 0.96) && at(0.04, 0.5) && at(0.96, 0.5)};
   })"""
 # Each image as drawn (object-fit: the picture inside the img box), so a picture clipped by the card or covered
 # by its slider fails even where the img box itself is inside the card.
+
+
+# One step down the page's scrolling container (MLflow scrolls an inner element, not the window); false at the end.
+SCROLL_JS = """() => {
+  const boxes = [...document.querySelectorAll('*')].filter(e => e.scrollHeight > e.clientHeight + 10
+    && ['auto', 'scroll'].includes(getComputedStyle(e).overflowY));
+  const box = boxes.sort((a, b) => b.scrollHeight - a.scrollHeight)[0] || document.scrollingElement;
+  const before = box.scrollTop;
+  box.scrollTop += 600;
+  return box.scrollTop !== before;
+}"""
 
 
 def chromium_or_skip() -> str:
@@ -48,25 +59,31 @@ class ModelMetricsPage:
 
     def __init__(self, browser, server, run_id: str):
         run = server.get("/api/2.0/mlflow/runs/get", run_id=run_id)["run"]
-        self.page = browser.new_page(viewport={"width": 1400, "height": 3000})
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1400})
         url = f"{server.url}/#/experiments/{run['info']['experiment_id']}/runs/{run_id}/model-metrics"
         self.page.goto(url)
-        self.page.wait_for_selector('img[src*="get-artifact?path=images"]', timeout=60_000)
-        self.page.wait_for_timeout(1500)  # let every card lay out and load
+        self.page.wait_for_selector('[data-testid="experiment-view-compare-runs-card"]', timeout=60_000)
+        self.page.wait_for_timeout(2000)  # let the first cards lay out and load
 
     def images(self, prefix: str = "") -> dict[str, dict]:
-        """Key -> the image its card shows, for keys starting with `prefix` (the page is tall enough to lay out
-        every card of a run without scrolling)."""
+        """Key -> its image as a person sees it when scrolled to, for keys starting with `prefix`: the page is
+        scrolled a card's height at a time (cards load when they come into view), and each image is measured while
+        it lies wholly in the viewport."""
         found: dict[str, dict] = {}
-        for image in self.page.evaluate(IMAGES_JS):
-            if image["key"].startswith(prefix):
-                found.setdefault(image["key"], image)
+        for _ in range(80):
+            for image in self.page.evaluate(IMAGES_JS):
+                if image["key"].startswith(prefix) and image["inViewport"] and image["key"] not in found:
+                    found[image["key"]] = image
+            if not self.page.evaluate(SCROLL_JS):
+                break
+            self.page.wait_for_timeout(600)
         return found
 
     def step_forward(self, key: str) -> str:
         """Move the slider of `key`'s card one step on (keyboard, as a person would); the image source it shows."""
         card = self.page.locator('[data-testid="experiment-view-compare-runs-card"]').filter(
-            has=self.page.locator(f'img[src*="{key.replace("/", "%2F")}%2Bstep"]'))
+            has=self.page.locator(f'img[src*="{key.replace("/", "~")}%2Bstep"]'))  # MLflow files "/" in keys as "~"
+        card.scroll_into_view_if_needed()
         card.locator('[role=slider]').first.focus()
         self.page.keyboard.press("ArrowRight")
         self.page.wait_for_timeout(1500)

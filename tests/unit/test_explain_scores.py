@@ -74,3 +74,15 @@ def test_thresholds_come_from_selection_cases_and_metrics_are_finite():
     assert metrics["cam.fg.equivariance.flip"] == pytest.approx(0.3) and metrics["cam.fg.equivariance.rot90"] == 0.1
     assert metrics["cam.fg.fallback_cases"] == 0.0 and "cam.fg.gate_correlation.level0" not in metrics  # NaN left out
     assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_pictures_for_mlflow_cards_are_padded_to_landscape_and_never_cropped():
+    import numpy as np
+
+    from seg.card_images import card_shaped
+
+    tall = np.zeros((300, 200, 3), np.uint8)
+    shaped = card_shaped(tall)
+    assert shaped.shape == (300, 400, 3) and (shaped[:, :100] == 255).all() and (shaped[:, 100:300] == 0).all()
+    wide = np.zeros((100, 300, 3), np.uint8)
+    assert card_shaped(wide) is wide
