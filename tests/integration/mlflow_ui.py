@@ -28,20 +28,21 @@ IMAGES_JS = """() => [...document.querySelectorAll('img')].filter(i => i.src.inc
     const at = (fx, fy) => document.elementFromPoint(x0 + fx * w, y0 + fy * h) === i;
     return {key: path.split('+step+')[0].replaceAll('~', '/'), step: parseInt(path.split('+step+')[1]), src: i.src,
             naturalWidth: i.naturalWidth, height: h, inside: inside, onTop: at(0.5, 0.5),
-            inViewport: y0 >= 0 && y0 + h <= window.innerHeight,
+            inViewport: y0 >= 250 && y0 + h <= window.innerHeight - 100,  // clear of the sticky bars
             edgesOnTop: at(0.5, 0.04) && at(0.5, 0.96) && at(0.04, 0.5) && at(0.96, 0.5)};
   })"""
 # Each image as drawn (object-fit: the picture inside the img box), so a picture clipped by the card or covered
 # by its slider fails even where the img box itself is inside the card.
 
 
-# One step down the page's scrolling container (MLflow scrolls an inner element, not the window); false at the end.
-SCROLL_JS = """() => {
+# One step down the page's scrolling container (MLflow scrolls an inner element, not the window), or back to the top;
+# false when it could not move.
+SCROLL_JS = """(top) => {
   const boxes = [...document.querySelectorAll('*')].filter(e => e.scrollHeight > e.clientHeight + 10
     && ['auto', 'scroll'].includes(getComputedStyle(e).overflowY));
   const box = boxes.sort((a, b) => b.scrollHeight - a.scrollHeight)[0] || document.scrollingElement;
   const before = box.scrollTop;
-  box.scrollTop += 600;
+  box.scrollTop = top ? 0 : box.scrollTop + 600;
   return box.scrollTop !== before;
 }"""
 
@@ -70,11 +71,13 @@ class ModelMetricsPage:
         scrolled a card's height at a time (cards load when they come into view), and each image is measured while
         it lies wholly in the viewport."""
         found: dict[str, dict] = {}
+        self.page.evaluate(SCROLL_JS, True)  # from the top
+        self.page.wait_for_timeout(600)
         for _ in range(80):
             for image in self.page.evaluate(IMAGES_JS):
                 if image["key"].startswith(prefix) and image["inViewport"] and image["key"] not in found:
                     found[image["key"]] = image
-            if not self.page.evaluate(SCROLL_JS):
+            if not self.page.evaluate(SCROLL_JS, False):
                 break
             self.page.wait_for_timeout(600)
         return found
