@@ -111,6 +111,23 @@ def _meta(names: list[str], dm, run_id: str, uri: str) -> dict:
     }
 
 
+class _DropTips:
+    """A logging filter: Lightning's advertising tips (litlogger) are not part of a training run's output."""
+
+    def filter(self, record) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _quiet() -> None:
+    import logging
+    import warnings
+
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own use of a deprecated torch name
+
+
 def _runtime(settings: TrainSettings, threads: int, plan: ValidationPlan) -> dict:
     """What this run resolved on this machine: model.json, train.json and MLflow params record it."""
     return {"machine": describe_machine().line(), "precision": settings.precision,
@@ -130,6 +147,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     from seg.train.module import SegmentationModule
 
     tc = cfg.train
+    _quiet()
     threads = threads_per_process(tc.num_threads, tc.devices if resolve_device(tc.accelerator).type == "cpu" else 1)
     torch.set_num_threads(threads)
     L.seed_everything(tc.seed, workers=True, verbose=False)

@@ -40,6 +40,7 @@ def test_train_writes_model_metrics_and_mlflow_run(tmp_path):
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert {"git_commit", "data_fingerprint", "dvc_stage"} <= set(tags)
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        assert "litlogger" not in res.stderr and "LeafSpec" not in res.stderr  # no foreign noise
         assert params == {"dataset": "synthetic", "train.lr": "0.003"}  # two lines above each image card's picture
         assert tags["config.model.channels"] == "[8, 16, 32]" and tags["runtime.precision"] == "32"
         listing = server.get("/api/2.0/mlflow/artifacts/list", run_id=meta["mlflow_run_id"], path="images")
