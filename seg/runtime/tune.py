@@ -147,14 +147,20 @@ def _seconds(step: Callable[[], None], device: torch.device, best_so_far: float)
     return min(times)
 
 
-def _autocast(device: torch.device, precision: str):
-    dtype = {"bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16, "16": torch.float16, "16-mixed": torch.float16}
-    return torch.autocast(device.type, dtype=dtype.get(precision, torch.float32), enabled=precision in dtype)
-
-
 def autocast(device: str | torch.device, precision: str):
     """The autocast context of a resolved precision (a no-op for float32)."""
-    return _autocast(torch.device(device), precision)
+    dtype = {"bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16, "16": torch.float16, "16-mixed": torch.float16}
+    return torch.autocast(torch.device(device).type, dtype=dtype.get(precision, torch.float32),
+                          enabled=precision in dtype)
+
+
+def _chosen_by(**requested) -> dict[str, str]:
+    """Setting -> "auto" where it was left to the measurement, "given" where the config named a value."""
+    return {name: AUTO if value == AUTO else "given" for name, value in requested.items()}
+
+
+def _source(how: str, timings: dict) -> str:
+    return "measured" if how == "measured" or len(timings) > 1 else how
 
 
 def _generator(device: torch.device) -> torch.Generator:
@@ -206,8 +212,7 @@ def tune_training(
     device = torch.device(device)
     precisions, how = _precision_candidates(precision, device, training=True)
     layouts = [True, False] if channels_last == AUTO else [bool(channels_last)]
-    chosen_by = {"precision": "given" if precision != AUTO else AUTO,
-                 "channels_last": "given" if channels_last != AUTO else AUTO}
+    chosen_by = _chosen_by(precision=precision, channels_last=channels_last)
     shape = (batch_size, in_channels, *patch_size)
     key = _cache_key("train", device, config_key, shape, {"precision": precision, "channels_last": channels_last})
     entry = _cached(key)
@@ -225,7 +230,7 @@ def tune_training(
 
             def step() -> None:
                 probe.zero_grad(set_to_none=True)
-                with _autocast(device, p):
+                with autocast(device, p):
                     out = probe(xi)
                 out.float().square().mean().backward()
 
@@ -234,7 +239,7 @@ def tune_training(
     best = _faster(timings, "32")
     settings = TrainSettings(
         precision=best.split(" ")[0], channels_last=best.endswith("channels-last"), device=device.type,
-        source="measured" if how == "measured" or len(timings) > 1 else how, chosen_by=chosen_by,
+        source=_source(how, timings), chosen_by=chosen_by,
         step_seconds=timings[best], timings=timings,
     )
     _write_cache(key, asdict(settings))
@@ -258,8 +263,7 @@ def tune_inference(
         batches = [b for b in (1, 2, 4) if b == 1 or b * window <= MAX_WINDOW_VOXELS]
     else:
         batches = [int(sw_batch_size)]
-    chosen_by = {"precision": "given" if precision != AUTO else AUTO,
-                 "sw_batch_size": "given" if sw_batch_size != AUTO else AUTO}
+    chosen_by = _chosen_by(precision=precision, sw_batch_size=sw_batch_size)
     if len(precisions) * len(batches) == 1:  # nothing to choose: no timing
         return InferSettings(precisions[0], batches[0], device.type, how, chosen_by, math.nan, {})
     key = _cache_key("infer", device, config_key, (in_channels, *patch_size),
@@ -276,7 +280,7 @@ def tune_inference(
                 x = torch.zeros(b, in_channels, *patch_size, device=device).normal_(generator=_generator(device))
 
                 def forward() -> None:
-                    with _autocast(device, p):
+                    with autocast(device, p):
                         probe(x)
 
                 best_window = min(timings.values(), default=math.inf)
@@ -291,7 +295,7 @@ def tune_inference(
         p, b = best.split(" x")
     settings = InferSettings(
         precision=p, sw_batch_size=int(b), device=device.type,
-        source="measured" if how == "measured" or len(timings) > 1 else how, chosen_by=chosen_by,
+        source=_source(how, timings), chosen_by=chosen_by,
         window_seconds=timings[best], timings=timings,
     )
     _write_cache(key, asdict(settings))
