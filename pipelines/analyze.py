@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from seg.cli import main
+from seg.stages.analyze import command
 
 if __name__ == "__main__":
-    sys.exit(main(["analyze", *sys.argv[1:]]))
+    sys.exit(command(sys.argv[1:]))

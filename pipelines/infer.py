@@ -2,7 +2,7 @@
 
 import sys
 
-from seg.cli import main
+from seg.stages.infer import command
 
 if __name__ == "__main__":
-    sys.exit(main(["infer", *sys.argv[1:]]))
+    sys.exit(command(sys.argv[1:]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from seg.cli import main
+from seg.stages.preprocess import command
 
 if __name__ == "__main__":  # the guard matters: workers are spawned processes that re-import this file
-    sys.exit(main(["preprocess", *sys.argv[1:]]))
+    sys.exit(command(sys.argv[1:]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from seg.cli import main
+from seg.stages.train import command
 
 if __name__ == "__main__":  # DDP re-runs this file in its worker processes
-    sys.exit(main(["train", *sys.argv[1:]]))
+    sys.exit(command(sys.argv[1:]))

@@ -12,8 +12,12 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Speed measurements (seg.runtime.tune) are cached for this test session only, never in the user's ~/.cache."""
+    """Speed measurements (seg.runtime.tune) are cached for this test session only, never in the user's ~/.cache;
+    tests that call the library directly run with telemetry off, as the CLI does."""
     os.environ.setdefault("SEG_CACHE_DIR", tempfile.mkdtemp(prefix="seg-autotune-"))
+    from seg.tracking import configure
+
+    configure()  # what the command-line entry points do: MLflow telemetry and DVC analytics off
 
 
 @pytest.fixture(scope="session")

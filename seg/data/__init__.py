@@ -1,5 +1,5 @@
 """Data: geometry-exact image I/O, datasets (MSD and 2D layouts), the `preprocess` stage and the embedded
-synthetic dataset. Imports nothing of seg but `seg.config` (for `DataConfig`).
+synthetic dataset. Imports nothing of seg but `seg.config` (for `DataConfig`) and `seg.files` (atomic writes).
 
 Contract (training, inference and analysis rely on these names and formats):
 
@@ -28,7 +28,8 @@ Preprocessing (`seg.data.preprocess`)
         normalise per channel -> resample to the target spacing (images spline order data.image_order, labels
         nearest). Raises DataError when no case is valid, or on any invalid case with data.strict.
     preprocess_image(image_paths, fingerprint) -> (image (C, *spatial) float32, CaseProperties)
-        the same steps for a new image without label; fingerprint is the dict or the fingerprint.json path.
+        the same steps for a new image without label; fingerprint: a Fingerprint, its plan or the
+        fingerprint.json path.
     Processes are spawned: a script calling preprocess_dataset with num_workers > 0 needs
     `if __name__ == "__main__":`.
 
@@ -37,7 +38,8 @@ Restoring (`seg.data.restore`)
     voxel order: (*spatial) for K == 1, (*spatial, K) otherwise; uint8 for labels, float32 otherwise.
     write_image(result, props.geometry, path) recreates the input's grid and header geometry.
 
-Cache layout (`<cache>` = data.cache_dir, default data/preprocessed)
+Cache layout (`<cache>` = data.cache_dir, default data/preprocessed; read and written by `seg.data.cache.Cache`,
+the fingerprint and its preprocessing plan as the frozen dataclasses `Fingerprint` and `PreprocessingPlan`)
     cases/<id>.npz      image float32 (C, *spatial); label uint8 (1, *spatial) when the case has one
     cases/<id>.json     CaseProperties: original Geometry, reorientation {perm, flips}, canonical_shape,
                         original_spacing, bbox [[start, stop], ...], cropped_shape, target_spacing,

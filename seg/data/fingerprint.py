@@ -6,8 +6,6 @@ the median), normalisation per channel and its parameters, colour handling, crop
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -15,10 +13,12 @@ from typing import Any
 import numpy as np
 
 from seg.config import DataConfig
+from seg.data.cache import Fingerprint, PreprocessingPlan
 from seg.data.geometry import canonical_affine, spacing_from_affine
 from seg.data.layout import Case, Dataset
 from seg.data.normalize import ct_parameters, scheme_for_modality
-from seg.data.validate import Expectations, load_case
+from seg.data.validate import Expectations, read_case
+from seg.files import stable_hash
 
 FINGERPRINT_VERSION = 1
 SAMPLES_PER_CASE = 10_000  # foreground voxels kept per case for dataset-wide percentiles (as nnU-Net)
@@ -39,17 +39,13 @@ def file_signature(paths: list[Path | None]) -> list[Any]:
     return out
 
 
-def stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def analyze_case(
     case: Case, exp: Expectations, binary_255: bool, problems: list[str]
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Validate one case and measure it: (summary dict, foreground intensity samples (C, n) float32)."""
     if problems:
         return {"case_id": case.case_id, "problems": list(problems)}, np.zeros((0, 0), np.float32)
-    data = load_case(case.images, case.label, exp, binary_255)
+    data = read_case(case.images, case.label, exp, binary_255)
     if data.problems:
         return {"case_id": case.case_id, "problems": data.problems}, np.zeros((0, 0), np.float32)
     image, label, r = data.image, data.label, data.reorientation
@@ -92,10 +88,10 @@ def uses_binary_255(dataset: Dataset) -> bool:
     return dataset.layout == "2d" and not (dataset.labels and "255" in dataset.labels)
 
 
-def summarize(
+def build_fingerprint(
     dataset: Dataset, cfg: DataConfig, exp: Expectations, analyses: list[dict[str, Any]], samples: list[np.ndarray]
-) -> dict[str, Any]:
-    """The fingerprint of the valid cases; `preprocessing` holds what `preprocess_image` needs at inference."""
+) -> Fingerprint:
+    """The fingerprint of the valid cases; its plan is what `preprocess_image` needs at inference."""
     valid = [a for a in analyses if not a["problems"]]
     shapes = np.array([a["shape"] for a in valid])
     spacings = np.array([a["spacing"] for a in valid])
@@ -124,39 +120,38 @@ def summarize(
         str(v): ("background" if v == 0 else "foreground" if label_values == [0, 1] else f"label_{v}")
         for v in label_values
     }
-    return {
-        "version": FINGERPRINT_VERSION,
-        "dataset": dataset.name,
-        "root": str(dataset.root),
-        "layout": dataset.layout,
-        "spatial_dims": int(shapes.shape[1]),
-        "num_channels": num_channels,
-        "channel_names": names,
-        "modality": dataset.modality,
-        "labels": labels,
-        "class_names": [labels[k] for k in sorted(labels, key=int)],
-        "label_values": label_values,
-        "num_cases": len(analyses),
-        "num_valid": len(valid),
-        "shapes": {
+    return Fingerprint(
+        version=FINGERPRINT_VERSION,
+        dataset=dataset.name,
+        root=str(dataset.root),
+        layout=dataset.layout,
+        spatial_dims=int(shapes.shape[1]),
+        num_channels=num_channels,
+        channel_names=tuple(names),
+        modality=dict(dataset.modality),
+        labels=labels,
+        class_names=tuple(labels[k] for k in sorted(labels, key=int)),
+        label_values=tuple(label_values),
+        num_cases=len(analyses),
+        num_valid=len(valid),
+        shapes={
             "min": shapes.min(0).tolist(),
             "median": [float(v) for v in np.median(shapes, 0)],
             "max": shapes.max(0).tolist(),
         },
-        "spacings": {"min": spacings.min(0).tolist(), "median": median_spacing, "max": spacings.max(0).tolist()},
-        "intensity": intensity,
-        "cases": {a["case_id"]: {"shape": a["shape"], "spacing": a["spacing"]} for a in valid},
-        "preprocessing": {
-            "spatial_dims": int(shapes.shape[1]),
-            "num_channels": num_channels,
-            "target_spacing": target,
-            "normalization": normalization,
-            "color": exp.color,
-            "crop_nonzero": cfg.crop_nonzero,
-            "image_order": cfg.image_order,
-            "label_order": 0,
-            "binary_255": uses_binary_255(dataset),
-            "orientation": "canonical: RAS for NIfTI and 3D SimpleITK images, own frame for 2D SimpleITK images",
-        },
-        "expectations": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(exp).items()},
-    }
+        spacings={"min": spacings.min(0).tolist(), "median": median_spacing, "max": spacings.max(0).tolist()},
+        intensity=tuple(intensity),
+        cases={a["case_id"]: {"shape": a["shape"], "spacing": a["spacing"]} for a in valid},
+        preprocessing=PreprocessingPlan(
+            spatial_dims=int(shapes.shape[1]),
+            num_channels=num_channels,
+            target_spacing=tuple(target),
+            normalization=tuple(normalization),
+            color=exp.color,
+            crop_nonzero=cfg.crop_nonzero,
+            image_order=cfg.image_order,
+            label_order=0,
+            binary_255=uses_binary_255(dataset),
+        ),
+        expectations={k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(exp).items()},
+    )

@@ -136,3 +136,23 @@ def canonical_affine(affine: np.ndarray, r: Reorientation, spatial_shape: tuple[
 def spacing_from_affine(affine: np.ndarray) -> tuple[float, ...]:
     d = affine.shape[0] - 1
     return tuple(float(np.linalg.norm(affine[:d, j])) for j in range(d))
+
+
+AFFINE_ATOL = 1e-3  # mm: header round-off between image and label exporters is far below this
+
+
+def grid_mismatch(label_path: object, label: Geometry, image: Geometry) -> str | None:
+    """The one-line problem when a label map is not on its image's grid (shape, then affine within
+    `AFFINE_ATOL` mm), else None; the same check for training data, scored predictions and analysed cases."""
+    if label.spatial_shape != image.spatial_shape:
+        return (
+            f"{label_path}: label shape {label.spatial_shape} differs from image shape {image.spatial_shape}. "
+            f"Resample the label onto the image grid (nearest neighbour)."
+        )
+    diff = float(np.abs(label.affine_array() - image.affine_array()).max())
+    if diff > AFFINE_ATOL:
+        return (
+            f"{label_path}: label affine differs from the image's by up to {diff:.4g} mm. "
+            f"Copy the image header to the label or resample it onto the image grid."
+        )
+    return None

@@ -8,14 +8,13 @@ array (z, y, x) is transposed to (x, y, z); channels (MSD 4D NIfTI, RGB(A) pixel
 from __future__ import annotations
 
 import base64
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
 from seg.data.errors import DataError, ImageReadError
 from seg.data.geometry import LPS_TO_RAS_MIN_DIMS, Geometry, spacing_from_affine
+from seg.files import atomic_path
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 MULTI_SUFFIXES = (".nii.gz", ".nrrd.gz", ".mha.gz")  # extensions with two dots
@@ -170,17 +169,11 @@ def write_image(array: np.ndarray, geometry: Geometry, path: str | Path) -> Path
         )
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}-{path.name}"  # same folder: os.replace is atomic
-    try:
+    with atomic_path(path) as tmp:
         if is_nifti(path):
             _write_nifti(array, geometry, tmp)
         else:
             _write_sitk(array, geometry, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

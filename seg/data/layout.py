@@ -74,7 +74,7 @@ def _image_files(folder: Path) -> list[Path]:
     )
 
 
-def _group_channels(files: list[Path]) -> dict[str, list[Path]]:
+def group_channels(files: list[Path]) -> dict[str, list[Path]]:
     """case id -> channel files; `x_0000`, `x_0001` group into case x, any other file is a case of its own."""
     groups: dict[str, dict[int, Path]] = {}
     for f in files:
@@ -139,7 +139,7 @@ def _find_msd(root: Path) -> Dataset:
             if image.is_file():
                 files = [image]
             else:  # nnU-Net style: the entry names the case, the files carry _0000, _0001, ...
-                files = _group_channels(sorted(image.parent.glob(f"{case_id}_[0-9][0-9][0-9][0-9]*"))).get(case_id, [])
+                files = group_channels(sorted(image.parent.glob(f"{case_id}_[0-9][0-9][0-9][0-9]*"))).get(case_id, [])
                 if not files:
                     problems.setdefault(case_id, []).append(
                         f"{image}: image listed in dataset.json not found (nor {case_id}_0000...). "
@@ -156,7 +156,7 @@ def _find_msd(root: Path) -> Dataset:
         images_dir = root / "imagesTr"
         if not images_dir.is_dir():
             raise DataError(f"{root}: dataset.json has no 'training' list and imagesTr/ is missing. Add either.")
-        for case_id, files in sorted(_group_channels(_image_files(images_dir)).items()):
+        for case_id, files in sorted(group_channels(_image_files(images_dir)).items()):
             label = _find_label(root / "labelsTr", case_id)
             problems.setdefault(case_id, []).extend(_channel_problems(case_id, files))
             if label is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -17,25 +17,25 @@ from typing import Any
 import numpy as np
 
 from seg.config import DataConfig
+from seg.data.cache import Cache, Fingerprint, PreprocessingPlan
 from seg.data.errors import DataError
-from seg.data.files import read_json, write_json, write_npz
 from seg.data.fingerprint import (
     FINGERPRINT_VERSION,
     analyze_case,
+    build_fingerprint,
     declared_spatial_dims,
     expectations_for,
     file_signature,
-    stable_hash,
-    summarize,
     uses_binary_255,
 )
 from seg.data.io import read_image, strip_suffix
 from seg.data.layout import CHANNEL_FILE, Case, find_dataset
 from seg.data.parallel import map_cases
 from seg.data.properties import CaseProperties
-from seg.data.splits import make_splits, save_splits
+from seg.data.splits import make_splits
 from seg.data.steps import apply_steps
-from seg.data.validate import Expectations, load_case
+from seg.data.validate import Expectations, read_case
+from seg.files import read_json, stable_hash, write_json, write_npz
 
 
 @dataclass(frozen=True)
@@ -62,19 +62,19 @@ def _case_id_of(path: Path) -> str:
 
 
 def preprocess_image(
-    image_paths: str | Path | Sequence[str | Path], fingerprint: Mapping[str, Any] | str | Path
+    image_paths: str | Path | Sequence[str | Path], fingerprint: Fingerprint | PreprocessingPlan | str | Path
 ) -> tuple[np.ndarray, CaseProperties]:
     """Preprocess a new image (its channel files, in order) exactly as the training cases were.
 
-    fingerprint: the dict or the path of `fingerprint.json`. Returns (C, *spatial) float32 and the properties
+    fingerprint: the dataset's Fingerprint, its plan or the path of `fingerprint.json`. Returns (C, *spatial) float32 and the properties
     that `restore_to_original` needs. Raises DataError (one line: file, problem, fix) for an unusable image.
     """
     if isinstance(fingerprint, str | Path):
-        fingerprint = read_json(fingerprint)
+        fingerprint = Fingerprint.from_dict(read_json(fingerprint), str(fingerprint))
+    plan = fingerprint.preprocessing if isinstance(fingerprint, Fingerprint) else fingerprint
     paths = [Path(image_paths)] if isinstance(image_paths, str | Path) else [Path(p) for p in image_paths]
-    plan = fingerprint["preprocessing"]
-    exp = Expectations(plan["spatial_dims"], plan["num_channels"], None, plan["color"], True)
-    data = load_case(paths, None, exp, need_label=False)
+    exp = Expectations(plan.spatial_dims, plan.num_channels, None, plan.color, True)
+    data = read_case(paths, None, exp, need_label=False)
     if data.problems:
         more = f" (+{len(data.problems) - 1} more problem(s))" if len(data.problems) > 1 else ""
         raise DataError(data.problems[0] + more)
@@ -106,22 +106,15 @@ def _analyze_worker(args: tuple[Case, Expectations, bool, list[str], str]) -> tu
     return summary, samples
 
 
-def _preprocess_worker(args: tuple[Case, Expectations, bool, dict[str, Any], str]) -> dict[str, Any]:
-    case, exp, binary_255, plan, cases_dir = args
-    key = stable_hash([FINGERPRINT_VERSION, file_signature([*case.images, case.label]), plan, asdict(exp), binary_255])
-    json_path, npz_path = Path(cases_dir) / f"{case.case_id}.json", Path(cases_dir) / f"{case.case_id}.npz"
-    if json_path.is_file() and npz_path.is_file():
-        try:
-            props = read_json(json_path)
-            if props.get("cache_key") == key:
-                return {
-                    "case_id": case.case_id,
-                    "status": "reused",
-                    "shape": [len(plan["normalization"]), *props["resampled_shape"]],
-                }
-        except (OSError, ValueError):
-            pass
-    data = load_case(case.images, case.label, exp, binary_255)
+def _preprocess_worker(args: tuple[Case, Expectations, bool, PreprocessingPlan, str]) -> dict[str, Any]:
+    case, exp, binary_255, plan, out = args
+    cache = Cache(out)
+    signature = file_signature([*case.images, case.label])
+    key = stable_hash([FINGERPRINT_VERSION, signature, plan.to_dict(), asdict(exp), binary_255])
+    if cache.cached_key(case.case_id) == key:
+        shape = cache.properties(case.case_id).resampled_shape
+        return {"case_id": case.case_id, "status": "reused", "shape": [len(plan.normalization), *shape]}
+    data = read_case(case.images, case.label, exp, binary_255)
     if data.problems:  # the files changed since the analysis pass
         return {"case_id": case.case_id, "status": "skipped", "problems": data.problems}
     image, label, props = apply_steps(
@@ -134,9 +127,7 @@ def _preprocess_worker(args: tuple[Case, Expectations, bool, dict[str, Any], str
         [str(p) for p in case.images],
         str(case.label) if case.label else None,
     )
-    arrays = {"image": image} if label is None else {"image": image, "label": label.astype(np.uint8)}
-    write_npz(npz_path, **arrays)
-    replace(props, cache_key=key).save(json_path)  # written last: marks the case done
+    cache.write_case(image, label, replace(props, cache_key=key))
     return {"case_id": case.case_id, "status": "preprocessed", "shape": list(image.shape)}
 
 
@@ -195,11 +186,12 @@ def preprocess_dataset(cfg: DataConfig, out_dir: str | Path | None = None, progr
             f"{dataset.root}: {len(invalid)} of {len(analyses)} case(s) invalid and {why}; first problem: "
             f"{invalid[0]['problems'][0]} (all listed in {report_path})."
         )
-    fingerprint = summarize(dataset, cfg, exp, analyses, [r[1] for r in results])
-    write_json(out / "fingerprint.json", fingerprint)
-    plan = fingerprint["preprocessing"]
+    cache = Cache(out)
+    fingerprint = build_fingerprint(dataset, cfg, exp, analyses, [r[1] for r in results])
+    cache.write_fingerprint(fingerprint)
+    plan = fingerprint.preprocessing
     valid_cases = [c for c, a in zip(dataset.cases, analyses, strict=True) if not a["problems"]]
-    jobs2 = [(c, exp, binary_255, plan, str(cases_dir)) for c in valid_cases]
+    jobs2 = [(c, exp, binary_255, plan, str(out)) for c in valid_cases]
     done = map_cases(_preprocess_worker, jobs2, cfg.num_workers, "preprocess", progress)
     for d in done:
         report["cases"][d["case_id"]].update({k: v for k, v in d.items() if k != "case_id"})
@@ -211,18 +203,19 @@ def preprocess_dataset(cfg: DataConfig, out_dir: str | Path | None = None, progr
     if not valid_ids:
         write_json(report_path, report)
         raise DataError(f"{dataset.root}: every case failed preprocessing; problems are listed in {report_path}.")
-    _remove_stale(cases_dir, set(valid_ids))
+    cache.remove_cases_except(set(valid_ids))
     shapes = np.array([d["shape"][1:] for d in done if d["status"] != "skipped"])
-    fingerprint["median_shape_after_preprocessing"] = [float(v) for v in np.median(shapes, axis=0)]
-    write_json(out / "fingerprint.json", fingerprint)
-    splits_path = save_splits(make_splits(valid_ids, cfg.folds, cfg.seed), out / "splits.json")
+    median = tuple(float(v) for v in np.median(shapes, axis=0))
+    fingerprint = replace(fingerprint, median_shape_after_preprocessing=median)
+    cache.write_fingerprint(fingerprint)
+    splits_path = cache.write_splits(make_splits(valid_ids, cfg.folds, cfg.seed))
     dataset_json = write_json(
         out / "dataset.json",
         {
             "name": dataset.name,
             "root": str(dataset.root),
             "layout": dataset.layout,
-            "labels": fingerprint["labels"],
+            "labels": dict(fingerprint.labels),
             "modality": dataset.modality,
             "tensorImageSize": dataset.tensor_image_size,
             "numTraining": len(valid_ids),
@@ -243,12 +236,3 @@ def preprocess_dataset(cfg: DataConfig, out_dir: str | Path | None = None, progr
         num_reused=sum(d["status"] == "reused" for d in done),
         seconds=time.perf_counter() - start,
     )
-
-
-def _remove_stale(cases_dir: Path, keep: set[str]) -> None:
-    """Cases of an earlier run that are gone or now invalid must not be picked up by training."""
-    if not cases_dir.is_dir():
-        return
-    for p in cases_dir.iterdir():
-        if p.suffix in (".npz", ".json") and p.stem not in keep:
-            p.unlink()

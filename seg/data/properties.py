@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seg.data.files import read_json, write_json
 from seg.data.geometry import Geometry, Reorientation
+from seg.files import read_json, write_json
 
 
 @dataclass(frozen=True)

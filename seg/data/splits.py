@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from seg.data.errors import DataError
-from seg.data.files import write_json
+from seg.files import write_json
 
 
 def make_splits(case_ids: Sequence[str], folds: int, seed: int) -> list[dict[str, list[str]]]:

@@ -7,10 +7,10 @@ exactly the same arrays; it records every step in `CaseProperties` for `restore_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from seg.data.cache import PreprocessingPlan
 from seg.data.geometry import Geometry, Reorientation, canonical_affine, spacing_from_affine
 from seg.data.normalize import normalize_channel
 from seg.data.properties import CaseProperties
@@ -32,7 +32,7 @@ def apply_steps(
     label: np.ndarray | None,
     geometry: Geometry,
     reorientation: Reorientation,
-    plan: dict[str, Any],
+    plan: PreprocessingPlan,
     case_id: str,
     image_files: Sequence[str],
     label_file: str | None = None,
@@ -41,7 +41,7 @@ def apply_steps(
     spatial = tuple(image.shape[1:])
     affine = canonical_affine(geometry.affine_array(), reorientation, geometry.spatial_shape)
     spacing = spacing_from_affine(affine)
-    if plan["crop_nonzero"]:
+    if plan.crop_nonzero:
         mask = np.any(image != 0, axis=0)
         if label is not None:
             mask |= label[0] > 0  # never crop away annotated voxels
@@ -55,15 +55,15 @@ def apply_steps(
     crop_affine[:-1, -1] += affine[:-1, :-1] @ np.array([a for a, _ in bbox], dtype=np.float64)
 
     channels, used = [], []
-    for c, params in enumerate(plan["normalization"]):
+    for c, params in enumerate(plan.normalization):
         x, p = normalize_channel(image[c], params)
         channels.append(x)
         used.append(p)
     image = np.stack(channels)  # (C, *cropped) float32
 
-    target = tuple(float(t) for t in plan["target_spacing"])
+    target = plan.target_spacing
     shape = target_shape(cropped, spacing, target)
-    image = resample(image, shape, plan["image_order"]).astype(np.float32, copy=False)
+    image = resample(image, shape, plan.image_order).astype(np.float32, copy=False)
     if label is not None:
         label = resample(label, shape, 0)
     props = CaseProperties(

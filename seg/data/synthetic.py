@@ -12,11 +12,11 @@ labelsTr/ as .nii.gz; 2D cases are 2D NIfTI files (same layout, so one reader se
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
+
+from seg.files import atomic_path, write_json
 
 SYNTHETIC_VERSION = 1
 LABELS = {"0": "background", "1": "head", "2": "body"}
@@ -85,9 +85,8 @@ def _save(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
     img.header.set_qform(affine, code=1)
     img.header.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm")
-    tmp = path.parent / f".tmp-{uuid.uuid4().hex[:8]}-{path.name}"
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
 
 
 def make_synthetic_dataset(out_dir: str | Path, spatial_dims: int = 3, n_cases: int = 24, seed: int = 0) -> Path:
@@ -125,7 +124,5 @@ def make_synthetic_dataset(out_dir: str | Path, spatial_dims: int = 3, n_cases: 
         "test": [],
         "synthetic": params,
     }
-    tmp = out / f".tmp-{uuid.uuid4().hex[:8]}-dataset.json"
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, meta_path)  # written last: marks the folder complete
+    write_json(meta_path, meta)  # written last: marks the folder complete
     return out

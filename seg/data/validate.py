@@ -1,6 +1,6 @@
 """Read one case and check it: every problem is one line naming the file, what is wrong and the fix.
 
-A case with problems is never half-used: `load_case` returns its problems and no arrays, and the stage skips it.
+A case with problems is never half-used: `read_case` returns its problems and no arrays, and the stage skips it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from seg.data.errors import ImageReadError
-from seg.data.geometry import Geometry, Reorientation, canonical_reorientation, to_canonical
+from seg.data.geometry import Geometry, Reorientation, canonical_reorientation, grid_mismatch, to_canonical
 from seg.data.io import read_image
 
-AFFINE_ATOL = 1e-3  # mm: header round-off between image and label exporters is far below this
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights for RGB -> grey
 
 
@@ -77,7 +76,7 @@ def read_channels(
             continue
         if first is None:
             first = geom
-        elif geom.spatial_shape != first.spatial_shape or not _same_affine(geom, first):
+        elif grid_mismatch(path, geom, first):
             problems.append(
                 f"{path}: grid (shape {geom.spatial_shape}) differs from channel 0 {paths[0].name} "
                 f"(shape {first.spatial_shape}) in shape or affine. Resample all channels onto one grid."
@@ -102,10 +101,6 @@ def read_channels(
     return (None, None) if problems else (image, first)
 
 
-def _same_affine(a: Geometry, b: Geometry) -> bool:
-    return np.allclose(a.affine_array(), b.affine_array(), rtol=0, atol=AFFINE_ATOL)
-
-
 def read_label(
     path: Path, image_geometry: Geometry, exp: Expectations, binary_255: bool, problems: list[str]
 ) -> np.ndarray | None:
@@ -123,18 +118,9 @@ def read_label(
         return None
     if y.ndim == d + 1:  # RGB(A) or single-channel-4D masks: channel 0 holds the labels
         y = y[..., 0]
-    if geom.spatial_shape != image_geometry.spatial_shape:
-        problems.append(
-            f"{path}: label shape {geom.spatial_shape} differs from image shape {image_geometry.spatial_shape}. "
-            f"Resample the label onto the image grid (nearest neighbour)."
-        )
-        return None
-    if not _same_affine(geom, image_geometry):
-        diff = np.abs(geom.affine_array() - image_geometry.affine_array()).max()
-        problems.append(
-            f"{path}: label affine differs from the image's by up to {diff:.4g} mm. "
-            f"Copy the image header to the label or resample it onto the image grid."
-        )
+    mismatch = grid_mismatch(path, geom, image_geometry)
+    if mismatch:
+        problems.append(mismatch)
         return None
     y = np.asarray(y)
     if not np.all(np.isfinite(y)):
@@ -171,7 +157,7 @@ def read_label(
     return y.astype(np.uint8)[None]
 
 
-def load_case(
+def read_case(
     images: Sequence[Path], label: Path | None, exp: Expectations, binary_255: bool = False, need_label: bool = True
 ) -> CaseData:
     """Read, validate and reorient one case to canonical orientation."""

@@ -10,13 +10,12 @@ plain CAM) and SEAM's equivariance and Pixel Correlation Module (Wang et al., CV
     scores.py          Dice over thresholds, threshold choice, energy inside the mask, Pearson correlation
     cases.py           the analysed cases: preprocessed arrays, labels on that grid, properties to restore
     measure.py         one case: maps, PCM, equivariance, scores
+    keys.py            the names of the analysis metrics (cam.<class>.<measure>, gate.<level>.<measure>)
     summary.py         thresholds from selection cases, flat metrics over cases
-    outputs.py         map files in the original geometry, PNG overlays
-    overlay.py         the pictures: maps over slices, Dice curves
+    outputs.py         map files in the original geometry, PNG overlays (pictures by `seg.pictures`)
     report.py          the self-contained HTML file
     report_content.py  what the report says
-    tracking.py        logging into the model's MLflow run
-    run.py             `seg analyze`: all of the above for a set of cases
+    run.py             `seg analyze`: all of the above for a set of cases; logged by `seg.tracking.analysis`
 
 Measurements are made on the preprocessed grid (where the network works and the labels of the cache live); maps
 are written in the original image's geometry (`restore_to_original` + `write_image`).

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from seg.data.cache import Cache
 from seg.data.errors import DataError
-from seg.data.geometry import to_canonical
+from seg.data.geometry import grid_mismatch, to_canonical
 from seg.data.io import read_image
 from seg.data.preprocess import preprocess_image
 from seg.data.properties import CaseProperties
@@ -28,8 +29,7 @@ from seg.infer.cases import (
     attach_labels,
     find_cases,
 )
-from seg.infer.model_io import LoadedModel
-from seg.train.cache import CacheError, load_case, load_split
+from seg.models.bundle import ModelBundle
 
 
 @dataclass
@@ -50,30 +50,22 @@ class AnalysisCase:
 def pipeline_cases(cache_dir: str | Path, fold: int, max_cases: int, select_cases: int) -> tuple[list, list]:
     """(evaluation cases: the first `max_cases` of the validation fold, with properties;
     selection cases: the first `select_cases` of the training fold, arrays only)."""
-    train_ids, val_ids = load_split(cache_dir, fold)
-    evaluated = [cache_case(cache_dir, c, with_props=True) for c in sorted(val_ids)[:max_cases]]
-    selection = [cache_case(cache_dir, c, with_props=False) for c in sorted(train_ids)[:select_cases]]
+    cache = Cache(cache_dir)
+    split = cache.split(fold)
+    evaluated = [cache_case(cache, c, with_props=True) for c in sorted(split.val)[:max_cases]]
+    selection = [cache_case(cache, c, with_props=False) for c in sorted(split.train)[:select_cases]]
     return evaluated, selection
 
 
-def cache_case(cache_dir: str | Path, case_id: str, with_props: bool) -> AnalysisCase:
-    case = load_case(cache_dir, case_id, max_foreground=0)
-    props = None
-    if with_props:
-        path = Path(cache_dir) / "cases" / f"{case_id}.json"
-        if not path.is_file():
-            raise CacheError(
-                f"{path}: no case properties, so maps cannot be restored to the original image's geometry. "
-                f"Rerun `seg preprocess` on the original images, or pass --cases/--labels files."
-            )
-        props = CaseProperties.load(path)
-    return AnalysisCase(case_id, case.image, case.label[0], props)
+def cache_case(cache: Cache, case_id: str, with_props: bool) -> AnalysisCase:
+    case = cache.case(case_id, max_foreground=0)
+    return AnalysisCase(case_id, case.image, case.label[0], cache.properties(case_id) if with_props else None)
 
 
-def file_cases(spec: str, labels: str | None, model: LoadedModel, max_cases: int) -> list[AnalysisCase]:
+def file_cases(spec: str, labels: str | None, model: ModelBundle, max_cases: int) -> list[AnalysisCase]:
     """The first `max_cases` images of a folder, file or glob, preprocessed like the model's training data."""
     out = []
-    binary_255 = bool(model.fingerprint.get("preprocessing", {}).get("binary_255"))
+    binary_255 = model.fingerprint.preprocessing.binary_255
     for case in attach_labels(find_cases(spec, model.config.model.in_channels), labels)[:max_cases]:
         image, props = preprocess_image(list(case.images), model.fingerprint)
         label = label_on_grid(case.label, props, binary_255) if case.label else None
@@ -84,13 +76,9 @@ def file_cases(spec: str, labels: str | None, model: LoadedModel, max_cases: int
 def label_on_grid(path: str | Path, props: CaseProperties, binary_255: bool = False) -> np.ndarray:
     """A label file (original grid) -> (*S) uint8 on the preprocessed grid: reorient, crop, nearest resampling."""
     array, geometry = read_image(path)
-    if tuple(array.shape) != tuple(props.geometry.spatial_shape):
-        raise DataError(
-            f"{path}: label map of shape {array.shape} does not match its image's {props.geometry.spatial_shape}. "
-            f"Pass the label map of this case."
-        )
-    if not np.allclose(geometry.affine_array(), props.geometry.affine_array(), atol=1e-3):
-        raise DataError(f"{path}: label map's affine differs from its image's. Pass the label map of this case.")
+    mismatch = grid_mismatch(path, geometry, props.geometry)
+    if mismatch:
+        raise DataError(mismatch)
     label = (array > 0) if binary_255 else np.rint(array)  # 0/255 masks mean 0/1
     canonical = to_canonical(label.astype(np.uint8)[None], props.reorientation, channel_first=True)
     cropped = canonical[(slice(None), *(slice(a, b) for a, b in props.bbox))]

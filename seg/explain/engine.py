@@ -11,7 +11,6 @@ windows of the model's patch size, which bounds memory (Grad-CAM's channel weigh
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from seg.explain.cam import cam_map, has_plain_cam, plain_cam
-from seg.infer.model_io import LoadedModel
 from seg.infer.predictor import Predictor
+from seg.models.bundle import ModelBundle
+from seg.models.layers import interp_mode
 from seg.models.predict import sliding_window
 
 
@@ -41,7 +41,7 @@ class MapEngine:
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: ModelBundle,
         layers: Sequence[str],
         method: str = "gradcam",
         overlap: float = 0.5,
@@ -77,10 +77,9 @@ class MapEngine:
         """`image`: preprocessed (C, *S) float32. `features`: also return the head's input features."""
         x = torch.as_tensor(image, dtype=torch.float32)
         roi = self.roi(x.shape[1:])
-        windowed = dataclasses.replace(self.model, meta={**self.model.meta, "patch_size": list(roi)})
-        pred = Predictor(windowed, self.overlap, tta=False, precision=self.precision, sw_batch_size=self.sw_batch_size).predict(
-            x, gates=True
-        )
+        predictor = Predictor(self.model, self.overlap, tta=False, precision=self.precision,
+                              sw_batch_size=self.sw_batch_size, roi_size=roi)
+        pred = predictor.predict(x, gates=True)
         labels = pred.labels()
         masks, fallback = [], []
         for k in range(1, self.num_classes):
@@ -161,5 +160,5 @@ class MapEngine:
         """A layer's map (B, C, *s) on the network's padded grid (or a coarser level of it) -> (B, C, *win)."""
         padded = tuple(math.ceil(w / m) * m for w, m in zip(win, self.multiple))
         if tuple(t.shape[2:]) != padded:
-            t = F.interpolate(t, size=padded, mode="bilinear" if len(win) == 2 else "trilinear", align_corners=False)
+            t = F.interpolate(t, size=padded, mode=interp_mode(len(win)), align_corners=False)
         return t[(slice(None), slice(None), *(slice(0, w) for w in win))]

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from seg.explain.engine import CaseMaps, MapEngine
+from seg.explain.keys import CAM, GATE, MapId
 from seg.explain.transforms import SpatialTransform, equivariance_error, unit_max
 
 
@@ -20,7 +21,7 @@ def equivariance(
     layer: str,
     class_names: Sequence[str],
 ) -> dict[str, dict[str, float]]:
-    """{"cam/<class>" or "gate/<level>": {transform name: error}}; `base` = engine.maps(image), `class_names` the
+    """{MapId (a class's CAM or a gate level): {transform name: error}}; `base` = engine.maps(image), `class_names` the
     foreground classes in the order of base.cams[layer]."""
     x = torch.as_tensor(image, dtype=torch.float32)  # (C, *S)
     errors: dict[str, dict[str, float]] = {}
@@ -28,12 +29,12 @@ def equivariance(
         moved = engine.maps(t.forward(x))
         back = t.inverse(moved.cams[layer])  # (K - 1, *S)
         for i, name in enumerate(class_names):
-            errors.setdefault(f"cam/{name}", {})[t.name] = equivariance_error(
+            errors.setdefault(MapId(CAM, name), {})[t.name] = equivariance_error(
                 unit_max(back[i]), unit_max(base.cams[layer][i])
             )
         for level, gate in moved.gates.items():
             back_gate = t.inverse(gate[None])[0]  # (*S)
-            errors.setdefault(f"gate/{level}", {})[t.name] = equivariance_error(back_gate, base.gates[level])
+            errors.setdefault(MapId(GATE, level), {})[t.name] = equivariance_error(back_gate, base.gates[level])
     return errors
 
 

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from seg.explain import keys
 from seg.explain.cases import AnalysisCase
 from seg.explain.engine import CaseMaps, MapEngine
 from seg.explain.equivariance import equivariance
+from seg.explain.keys import MapId
 from seg.explain.pcm import pixel_correlation
 from seg.explain.scores import dice_curve, energy_inside, pearson
 from seg.explain.transforms import SpatialTransform
@@ -25,7 +27,7 @@ class CaseResult:
     pcm: torch.Tensor | None  # (K - 1, *S) PCM-refined CAMs of the primary layer
     curves_raw: dict[str, np.ndarray] = field(default_factory=dict)  # class -> Dice over THRESHOLDS
     curves_pcm: dict[str, np.ndarray] = field(default_factory=dict)
-    equivariance: dict[str, dict[str, float]] = field(default_factory=dict)  # "cam/<c>", "gate/<l>" -> {T: error}
+    equivariance: dict[MapId, dict[str, float]] = field(default_factory=dict)  # map -> {transform: error}
     scores: dict[str, float] = field(default_factory=dict)  # flat, NaN where undefined
     fallback: list[bool] = field(default_factory=list)  # per class: nothing predicted (whole-volume score)
     seconds: float = 0.0
@@ -55,8 +57,8 @@ def measure_case(
         _score(result, torch.as_tensor(case.label), primary, class_names)
     for i, name in enumerate(class_names):
         for level, gate in maps.gates.items():
-            result.scores[f"cam.{name}.gate_correlation.{level}"] = pearson(maps.cams[primary][i], gate)
-        result.scores[f"cam.{name}.fallback"] = float(maps.fallback[i])
+            result.scores[keys.cam(name, f"gate_correlation.{level}")] = pearson(maps.cams[primary][i], gate)
+        result.scores[keys.cam(name, "fallback")] = float(maps.fallback[i])
     result.seconds = time.perf_counter() - start
     return result
 
@@ -69,13 +71,13 @@ def _score(result: CaseResult, label: torch.Tensor, primary: str, class_names: S
             continue  # the class is absent from this case's reference: nothing to score
         result.curves_raw[name] = dice_curve(maps.cams[primary][i], mask)
         result.curves_pcm[name] = dice_curve(result.pcm[i], mask)
-        s[f"cam.{name}.energy_inside_raw"] = energy_inside(maps.cams[primary][i], mask)
-        s[f"cam.{name}.energy_inside_pcm"] = energy_inside(result.pcm[i], mask)
+        s[keys.cam(name, "energy_inside_raw")] = energy_inside(maps.cams[primary][i], mask)
+        s[keys.cam(name, "energy_inside_pcm")] = energy_inside(result.pcm[i], mask)
         if maps.plain is not None:
-            s[f"cam.{name}.energy_inside_plain"] = energy_inside(maps.plain[i], mask)
-        s[f"cam.{name}.mask_fraction"] = float(mask.double().mean())
+            s[keys.cam(name, "energy_inside_plain")] = energy_inside(maps.plain[i], mask)
+        s[keys.cam(name, "mask_fraction")] = float(mask.double().mean())
     union = label > 0
     if union.any():
         for level, gate in maps.gates.items():
-            s[f"gate.{level}.energy_inside"] = energy_inside(gate, union)
-        s["gate.mask_fraction"] = float(union.double().mean())
+            s[keys.gate(level, "energy_inside")] = energy_inside(gate, union)
+        s[keys.gates("mask_fraction")] = float(union.double().mean())

@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seg.data.files import write_bytes
 from seg.data.io import write_image
 from seg.data.restore import restore_to_original
 from seg.explain.cases import AnalysisCase
 from seg.explain.measure import CaseResult
-from seg.explain.overlay import render_maps
 from seg.explain.scores import min_max
+from seg.files import write_bytes
+from seg.pictures import render_maps
 
 KINDS = ("gates", "cams", "overlays")
 

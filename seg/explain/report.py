@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from seg.data.files import write_bytes
+from seg.files import write_bytes
 
 STYLE = (
     "body{font-family:sans-serif;margin:1.5em;max-width:1200px;color:#222}"

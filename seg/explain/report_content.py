@@ -7,11 +7,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from seg.config import AnalyzeConfig
+from seg.explain import keys
 from seg.explain.measure import CaseResult
 from seg.explain.report import Figure, Table, write_report
 from seg.explain.summary import best_dice
 from seg.explain.transforms import FAMILIES, SpatialTransform
-from seg.infer.model_io import LoadedModel
+from seg.models.bundle import ModelBundle
 
 DEFINITIONS = {
     "Grid": "All numbers are measured on the preprocessed grid (the network's input: canonical orientation, cropped, "
@@ -42,7 +43,7 @@ DEFINITIONS = {
 
 def report_for(
     path: Path,
-    model: LoadedModel,
+    model: ModelBundle,
     cfg: AnalyzeConfig,
     layers: Sequence[str],
     results: Sequence[CaseResult],
@@ -57,7 +58,7 @@ def report_for(
     m = metrics.get
     facts = {
         "model": model.source,
-        "MLflow run": str(model.meta.get("mlflow_run_id")),
+        "MLflow run": str(model.meta.mlflow_run_id),
         "cases": ", ".join(r.case_id for r in results),
         "scored cases": ", ".join(r.case_id for r in scored) or "none (no labels)",
         "thresholds chosen on": threshold_source,
@@ -69,29 +70,29 @@ def report_for(
         "CAMs per class",
         ["class", "Dice raw", "t raw", "Dice PCM", "t PCM", "best Dice raw (scored, optimistic)", "energy raw",
          "energy PCM", "energy plain CAM", "mask fraction", "fallback cases"],
-        [[n, m(f"cam.{n}.dice_raw"), thresholds["raw"].get(n), m(f"cam.{n}.dice_pcm"), thresholds["pcm"].get(n),
-          (best_dice(scored, n, "raw") or (None, None))[1], m(f"cam.{n}.energy_inside_raw"),
-          m(f"cam.{n}.energy_inside_pcm"), m(f"cam.{n}.energy_inside_plain"), m(f"cam.{n}.mask_fraction"),
-          int(m(f"cam.{n}.fallback_cases") or 0)] for n in names],
+        [[n, m(keys.cam(n, "dice_raw")), thresholds["raw"].get(n), m(keys.cam(n, "dice_pcm")), thresholds["pcm"].get(n),
+          (best_dice(scored, n, "raw") or (None, None))[1], m(keys.cam(n, "energy_inside_raw")),
+          m(keys.cam(n, "energy_inside_pcm")), m(keys.cam(n, "energy_inside_plain")), m(keys.cam(n, "mask_fraction")),
+          int(m(keys.cam(n, "fallback_cases")) or 0)] for n in names],
     )
     families = [f for f in FAMILIES if any(t.family == f for t in transforms)]
-    levels = sorted({k.split(".")[1] for k in metrics if k.startswith("gate.level")})
-    rows = [[f"CAM {n}", *(m(f"cam.{n}.equivariance.{f}") for f in families)] for n in names]
-    rows += [[f"gate {lv}", *(m(f"gate.{lv}.equivariance.{f}") for f in families)] for lv in levels]
+    levels = list(model.net.gate_names)
+    rows = [[f"CAM {n}", *(m(keys.cam(n, f"equivariance.{f}")) for f in families)] for n in names]
+    rows += [[f"gate {lv}", *(m(keys.gate(lv, f"equivariance.{f}")) for f in families)] for lv in levels]
     equivariance = Table("Equivariance error per transform family (0 = equivariant)", ["map", *families], rows)
     gates = Table("Gate maps", ["level", "energy inside foreground", "foreground fraction"],
-                  [[lv, m(f"gate.{lv}.energy_inside"), m("gate.mask_fraction")] for lv in levels])
+                  [[lv, m(keys.gate(lv, "energy_inside")), m(keys.gates("mask_fraction"))] for lv in levels])
     correlation = Table("Gate/CAM Pearson correlation (preprocessed grid)", ["class", *levels],
-                        [[n, *(m(f"cam.{n}.gate_correlation.{lv}") for lv in levels)] for n in names])
+                        [[n, *(m(keys.cam(n, f"gate_correlation.{lv}")) for lv in levels)] for n in names])
     figures = []
     if "dice_curves" in pictures:
         curve = Figure("mean over the scored cases; dotted: the chosen thresholds", pictures["dice_curves"])
         figures.append(("Dice over thresholds", [curve]))
     for r in results:
-        keys = [f"{r.case_id}_gates", *(f"{r.case_id}_{n}" for n in names)]
-        figs = [Figure(key, pictures[key]) for key in keys if key in pictures]
+        picture_keys = [f"{r.case_id}_gates", *(f"{r.case_id}_{n}" for n in names)]
+        figs = [Figure(key, pictures[key]) for key in picture_keys if key in pictures]
         figures.append((f"Case {r.case_id} ({r.seconds:.1f} s)", figs))
-    notes = [f"{n}: nothing predicted in {int(m(f'cam.{n}.fallback_cases') or 0)} case(s); their CAMs use the "
-             f"whole-volume score." for n in names if m(f"cam.{n}.fallback_cases")]
+    notes = [f"{n}: nothing predicted in {int(m(keys.cam(n, 'fallback_cases')) or 0)} case(s); their CAMs use the "
+             f"whole-volume score." for n in names if m(keys.cam(n, "fallback_cases"))]
     return write_report(path, f"Analysis of {Path(model.source).name}", facts,
                         [per_class, equivariance, gates, correlation], figures, DEFINITIONS, notes)

@@ -16,21 +16,21 @@ import numpy as np
 import torch
 
 from seg.config import AnalyzeConfig
-from seg.data.files import write_json
 from seg.explain.cases import AnalysisCase
 from seg.explain.engine import MapEngine
 from seg.explain.layers import resolve_layers
 from seg.explain.measure import CaseResult, measure_case
 from seg.explain.outputs import KINDS, case_pictures, write_maps, write_png
-from seg.explain.overlay import render_curves
 from seg.explain.report_content import report_for
 from seg.explain.scores import THRESHOLDS
-from seg.explain.summary import choose_thresholds, mean_curves, summarize
-from seg.explain.tracking import log_analysis
+from seg.explain.summary import choose_thresholds, mean_curves, summarize_analysis
 from seg.explain.transforms import SpatialTransform, spatial_transforms
-from seg.infer.model_io import LoadedModel
+from seg.files import write_json
+from seg.models.bundle import ModelBundle
+from seg.pictures import render_curves
 from seg.runtime import describe_machine, tune_inference
 from seg.runtime.tune import model_key
+from seg.tracking.analysis import log_analysis
 
 REPORT_FILE = "report.html"  # <output>/report.html: self-contained, opens offline
 DETAILS_FILE = "analysis.json"  # <output>/analysis.json: settings, thresholds, per-case numbers
@@ -51,7 +51,7 @@ def safe_name(name: str) -> str:
 
 
 def analyze(
-    model: LoadedModel,
+    model: ModelBundle,
     cases: Sequence[AnalysisCase],
     selection: Sequence[AnalysisCase],
     cfg: AnalyzeConfig,
@@ -106,7 +106,7 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
     chosen_on, scored, source = _split(chosen_on, labelled)
     fixed = {kind: dict.fromkeys(names, 0.5) for kind in ("raw", "pcm")}
     thresholds = choose_thresholds(chosen_on, names) if chosen_on else fixed
-    metrics = summarize(results, scored, thresholds, transforms, names)
+    metrics = summarize_analysis(results, scored, thresholds, transforms, names)
     metrics["selection_cases"] = float(len(chosen_on))
     metrics["seconds"] = round(time.perf_counter() - start, 2)
 
@@ -118,7 +118,7 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
     report = report_for(out / REPORT_FILE, model, cfg, layers, results, scored, metrics, thresholds,
                         source, transforms, names, pictures)
     details = {
-        "model": {"source": model.source, "mlflow_run_id": model.meta.get("mlflow_run_id")},
+        "model": {"source": model.source, "mlflow_run_id": model.meta.mlflow_run_id},
         "settings": {"cam_method": cfg.cam_method, "cam_layers": layers, "pcm_window": cfg.pcm_window,
                      "transforms": [t.name for t in transforms], "grid": "preprocessed",
                      "precision": precision, "machine": describe_machine().line()},
@@ -126,12 +126,12 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
         "thresholds": thresholds,
         "metrics": metrics,
         "cases": {r.case_id: {"seconds": round(r.seconds, 2), "fallback": dict(zip(names, r.fallback)),
-                              "equivariance": r.equivariance, "scores": r.scores} for r in results},
+                              "equivariance": {str(k): v for k, v in r.equivariance.items()}, "scores": r.scores} for r in results},
     }
     write_json(out / DETAILS_FILE, _finite(details))
     if cfg.metrics_file:
         write_json(cfg.metrics_file, metrics)
-    logged = log_analysis(model.meta, out, rgbs, metrics) if cfg.log_mlflow else None
+    logged = log_analysis(model.meta.mlflow_run_id, model.meta.tracking_uri, out, rgbs, metrics) if cfg.log_mlflow else None
     return AnalysisSummary(out, metrics, report, source, logged, time.perf_counter() - start)
 
 

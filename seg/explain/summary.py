@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from seg.explain import keys
 from seg.explain.equivariance import by_family
 from seg.explain.measure import CaseResult
 from seg.explain.scores import THRESHOLDS, choose_threshold, dice_at
@@ -38,7 +39,7 @@ def mean_curves(results: Sequence[CaseResult], class_names: Sequence[str]) -> di
     return out
 
 
-def summarize(
+def summarize_analysis(
     analysed: Sequence[CaseResult],
     scored: Sequence[CaseResult],
     thresholds: dict[str, dict[str, float]],
@@ -51,10 +52,9 @@ def summarize(
     for r in analysed:
         for key, value in r.scores.items():
             per_key.setdefault(key, []).append(value)
-        for what, errors in r.equivariance.items():
-            kind, name = what.split("/", 1)
+        for map_id, errors in r.equivariance.items():
             for family, value in by_family(errors, transforms).items():
-                per_key.setdefault(f"{kind}.{name}.equivariance.{family}", []).append(value)
+                per_key.setdefault(map_id.key(f"equivariance.{family}"), []).append(value)
     for key, values in sorted(per_key.items()):
         finite = [v for v in values if math.isfinite(v)]
         if key.endswith(".fallback"):
@@ -68,9 +68,9 @@ def summarize(
             t = thresholds[kind][name]
             curves = [getattr(r, f"curves_{kind}") for r in scored]
             dice = [dice_at(c[name], t) for c in curves if name in c]
-            metrics[f"cam.{name}.threshold_{kind}"] = t
+            metrics[keys.cam(name, f"threshold_{kind}")] = t
             if dice:
-                metrics[f"cam.{name}.dice_{kind}"] = float(np.mean(dice))
+                metrics[keys.cam(name, f"dice_{kind}")] = float(np.mean(dice))
     return metrics
 
 

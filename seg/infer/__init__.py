@@ -4,7 +4,7 @@ Gaussian sliding windows and mirroring TTA, and write outputs with the input's e
     from seg.infer.model_io import load_model
     from seg.infer.predictor import Predictor
 
-    model = load_model("models/latest")            # LoadedModel: net (eval), config, fingerprint, meta
+    model = load_model("models/latest")            # ModelBundle: net (eval), config, fingerprint, meta
     pred = Predictor(model, tta=True).predict(image, gates=True)   # image: preprocessed (C, *spatial)
     pred.probabilities                             # (K, *spatial) float32, softmax averaged over windows and flips
     pred.gates["level0"]                           # (1, *spatial) float32 in [0, 1], stitched like the logits

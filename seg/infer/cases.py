@@ -9,7 +9,7 @@ from pathlib import Path
 
 from seg.data.errors import DataError
 from seg.data.io import IMAGE_SUFFIXES, NIFTI_SUFFIXES, image_suffix, strip_suffix
-from seg.data.layout import _group_channels
+from seg.data.layout import group_channels
 
 FLOAT_FORMATS = (*NIFTI_SUFFIXES, ".nrrd", ".mha")
 FLOAT_SUFFIX_FOR_2D_FORMATS = ".nrrd"  # PNG/JPEG/TIFF cannot hold float maps: those go to NRRD, same geometry
@@ -55,7 +55,7 @@ def find_cases(spec: str, in_channels: int = 1) -> list[InferCase]:
     if in_channels == 1:
         groups = {strip_suffix(f).removesuffix("_0000"): [f] for f in files}
     else:  # a multi-channel file (4D NIfTI) is one case too: preprocessing checks its channel count
-        groups = _group_channels(files)
+        groups = group_channels(files)
     return [InferCase(case_id, tuple(map(str, chans))) for case_id, chans in sorted(groups.items())]
 
 

@@ -33,7 +33,7 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float], cl
     return out
 
 
-def summarize(per_case: dict[str, dict], class_names: Sequence[str]) -> dict:
+def summarize_metrics(per_case: dict[str, dict], class_names: Sequence[str]) -> dict:
     """Means over cases: dice_<class>, hd95_<class> (over cases where it is defined) and dice_mean."""
     summary: dict[str, float | int | None] = {"cases": len(per_case)}
     dices = []

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seg.infer.model_io import LoadedModel
+from seg.models.bundle import ModelBundle
 from seg.models.layers import interp_mode
 from seg.models.predict import sliding_window
 from seg.runtime import InferSettings, tune_inference
@@ -41,24 +41,26 @@ class Predictor:
     """Predicts one preprocessed case at a time with a loaded model (`seg.infer.model_io.load_model`).
 
     `precision` ("auto", "32", "bf16", "16") and `sw_batch_size` ("auto" or a number) are resolved once, by timing
-    the network's forward at its patch size on this machine (`seg.runtime.tune_inference`, cached); the result is
-    `self.settings`."""
+    the network's forward at its window on this machine (`seg.runtime.tune_inference`, cached); the result is
+    `self.settings`. The window (`roi_size`) is the model's training patch unless given."""
 
     def __init__(
         self,
-        model: LoadedModel,
+        model: ModelBundle,
         overlap: float = 0.5,
         tta: bool = True,
         precision: str = "auto",
         sw_batch_size: int | str = "auto",
         device: str | torch.device = "cpu",
+        roi_size: Sequence[int] | None = None,
     ):
         self.model = model
+        self.roi_size = tuple(int(r) for r in roi_size) if roi_size is not None else model.patch_size
         self.device = torch.device(device)
         self.net = model.net.to(self.device).eval()
         self.net_dims = model.config.model.spatial_dims
         self.settings: InferSettings = tune_inference(
-            self.net, model.patch_size, model.config.model.in_channels, precision, sw_batch_size, self.device,
+            self.net, self.roi_size, model.config.model.in_channels, precision, sw_batch_size, self.device,
             model_key(model.config.model),
         )
         self.overlap, self.tta = overlap, tta
@@ -93,7 +95,7 @@ class Predictor:
     @torch.inference_mode()
     def warm_up(self) -> None:
         """One window through the network (and its backends' kernel selection) before the first case."""
-        x = torch.zeros(1, self.model.config.model.in_channels, *self.model.patch_size, device=self.device)
+        x = torch.zeros(1, self.model.config.model.in_channels, *self.roi_size, device=self.device)
         with self._autocast():
             self.net(x)
 
@@ -103,7 +105,7 @@ class Predictor:
         x = torch.as_tensor(image, dtype=torch.float32, device=self.device)[None]
         slice_axis = self.model.slice_axis if self.model.slice_axis is not None else 2
         out = sliding_window(
-            self._window(gates), x, self.model.patch_size, self.net_dims, self.overlap, self.sw_batch_size, slice_axis
+            self._window(gates), x, self.roi_size, self.net_dims, self.overlap, self.sw_batch_size, slice_axis
         )
         probs = out.pop("probabilities")[0].float().cpu()
         return Prediction(probs, {k: v[0].float().cpu().clamp_(0, 1) for k, v in out.items()})

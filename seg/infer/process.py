@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from seg.data.errors import DataError
-from seg.data.geometry import spacing_from_affine
+from seg.data.geometry import grid_mismatch, spacing_from_affine
 from seg.data.io import read_image, write_image
 from seg.data.preprocess import preprocess_image
 from seg.data.properties import CaseProperties
@@ -18,6 +18,7 @@ from seg.data.restore import restore_to_original
 from seg.infer.cases import CaseOutputs, InferCase
 from seg.infer.metrics import case_metrics
 from seg.infer.predictor import Prediction, Predictor
+from seg.infer.records import EXISTS, FAILED, OK, CaseRecord
 
 
 def restore_labels(pred: Prediction, props: CaseProperties) -> np.ndarray:
@@ -35,31 +36,29 @@ def process_case(
     predictor: Predictor,
     outputs: CaseOutputs,
     overwrite: bool = False,
-) -> dict:
-    """Returns the case's record: status ok / exists / failed, outputs, seconds, error, metrics."""
-    record: dict = {"case": case.case_id, "images": list(case.images), "label": case.label,
-                    "outputs": [str(p) for p in outputs.all()]}
+) -> CaseRecord:
+    """Predict one case and write its outputs; a bad input is a failed record (one-line error), not an exception."""
+    record = CaseRecord(case.case_id, list(case.images), case.label, [str(p) for p in outputs.all()])
     start = time.perf_counter()
     try:
         if not overwrite and all(p.is_file() for p in outputs.all()):
-            record["status"] = "exists"
+            record.status = EXISTS
         else:
             _predict_and_write(case, predictor, outputs, record)
-            record["status"] = "ok"
-            record["predict_seconds"] = round(time.perf_counter() - start, 3)  # read to written, without scoring
+            record.status = OK
+            record.predict_seconds = round(time.perf_counter() - start, 3)
         if case.label:
-            binary_255 = bool(predictor.model.fingerprint.get("preprocessing", {}).get("binary_255"))
-            record["metrics"] = _score(outputs.labels, case.label, predictor.model.class_names, binary_255)
+            binary_255 = predictor.model.fingerprint.preprocessing.binary_255
+            record.metrics = _score(outputs.labels, case.label, predictor.model.class_names, binary_255)
     except (DataError, ValueError, RuntimeError, OSError, MemoryError) as e:
-        record["status"] = "failed"
-        record["error"] = _one_line(e, case)
-    record["seconds"] = round(time.perf_counter() - start, 3)
+        record.status, record.error = FAILED, _one_line(e, case)
+    record.seconds = round(time.perf_counter() - start, 3)
     return record
 
 
-def _predict_and_write(case: InferCase, predictor: Predictor, outputs: CaseOutputs, record: dict) -> None:
+def _predict_and_write(case: InferCase, predictor: Predictor, outputs: CaseOutputs, record: CaseRecord) -> None:
     image, props = preprocess_image(list(case.images), predictor.model.fingerprint)
-    record["voxels"] = int(np.prod(props.geometry.spatial_shape))
+    record.voxels = int(np.prod(props.geometry.spatial_shape))
     pred = predictor.predict(image, gates=bool(outputs.gates))
     del image
     if not torch.isfinite(pred.probabilities).all():
@@ -77,13 +76,9 @@ def _predict_and_write(case: InferCase, predictor: Predictor, outputs: CaseOutpu
 def _score(pred_path: Path, label_path: str, class_names: list[str], binary_255: bool) -> dict:
     pred, geometry = read_image(pred_path)
     ref, ref_geometry = read_image(label_path)
-    if ref.shape != pred.shape:
-        raise DataError(
-            f"{label_path}: label map of shape {ref.shape} does not match its image's {pred.shape}. "
-            f"Pass the label map of this case."
-        )
-    if not np.allclose(ref_geometry.affine_array(), geometry.affine_array(), atol=1e-3):
-        raise DataError(f"{label_path}: label map's affine differs from its image's. Pass the label map of this case.")
+    mismatch = grid_mismatch(label_path, ref_geometry, geometry)
+    if mismatch:
+        raise DataError(mismatch)
     ref = (ref > 0).astype(np.int64) if binary_255 else np.rint(ref).astype(np.int64)  # 0/255 masks mean 0/1
     return case_metrics(pred, ref, spacing_from_affine(geometry.affine_array()), class_names)
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 
 from seg.config import InferConfig
-from seg.data.files import write_bytes, write_json
+from seg.files import write_bytes, write_json
 from seg.infer.cases import InferCase, outputs_for
-from seg.infer.metrics import metrics_rows, summarize
-from seg.infer.model_io import LoadedModel
+from seg.infer.metrics import metrics_rows, summarize_metrics
 from seg.infer.process import process_case
+from seg.infer.records import EXISTS, OK, CaseRecord
+from seg.models.bundle import ModelBundle
 from seg.runtime import InferSettings, describe_machine, resolve_device, threads_per_process
 
 PREDICTIONS_FILE = "predictions.json"
@@ -25,17 +26,17 @@ PREDICTIONS_FILE = "predictions.json"
 @dataclass
 class InferSummary:
     out_dir: Path
-    records: list[dict]
+    records: list[CaseRecord]
     metrics: dict | None
     seconds: float
     rank: int = 0
 
     @property
-    def failed(self) -> list[dict]:
-        return [r for r in self.records if r["status"] == "failed"]
+    def failed(self) -> list[CaseRecord]:
+        return [r for r in self.records if r.failed]
 
 
-def _module(model: LoadedModel, cfg: InferConfig, cases: list[InferCase], out_dir: Path, log):
+def _module(model: ModelBundle, cfg: InferConfig, cases: list[InferCase], out_dir: Path, log):
     import lightning as L
 
     from seg.infer.predictor import Predictor
@@ -44,8 +45,8 @@ def _module(model: LoadedModel, cfg: InferConfig, cases: list[InferCase], out_di
         def __init__(self) -> None:
             super().__init__()
             self.net = model.net
-            self.records: list[dict] = []
-            self.all_records: list[dict] = []
+            self.records: list[CaseRecord] = []
+            self.all_records: list[CaseRecord] = []
 
         def predict_dataloader(self):
             rank, world = self.trainer.global_rank, self.trainer.world_size
@@ -67,7 +68,7 @@ def _module(model: LoadedModel, cfg: InferConfig, cases: list[InferCase], out_di
         def predict_step(self, index: int, batch_idx: int):
             case = cases[index]
             record = process_case(case, self.predictor, self.outputs_of(case), cfg.overwrite)
-            record["rank"] = self.global_rank
+            record.rank = self.global_rank
             log(record)
             self.records.append(record)
 
@@ -94,7 +95,7 @@ def _quiet() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
-def infer(model: LoadedModel, cases: list[InferCase], cfg: InferConfig, log=None) -> InferSummary:
+def infer(model: ModelBundle, cases: list[InferCase], cfg: InferConfig, log=None) -> InferSummary:
     """Predict `cases` with `model` into `cfg.output`; writes predictions.json (and metrics with labels)."""
     import lightning as L
 
@@ -113,7 +114,7 @@ def infer(model: LoadedModel, cases: list[InferCase], cfg: InferConfig, log=None
     start = time.perf_counter()
     trainer.predict(module, return_predictions=False)
     seconds = time.perf_counter() - start
-    records = sorted(module.all_records, key=lambda r: r["case"])
+    records = sorted(module.all_records, key=lambda r: r.case)
     if trainer.global_rank != 0:
         return InferSummary(out_dir, records, None, seconds, trainer.global_rank)
     metrics = _write_metrics(out_dir, records, model.class_names, cfg.metrics_file)
@@ -124,20 +125,21 @@ def infer(model: LoadedModel, cases: list[InferCase], cfg: InferConfig, log=None
     return InferSummary(out_dir, records, metrics, seconds)
 
 
-def _predictions(model: LoadedModel, cfg: InferConfig, settings: InferSettings | None, records: list[dict], metrics,
+def _predictions(model: ModelBundle, cfg: InferConfig, settings: InferSettings | None, records: list[CaseRecord],
+                 metrics,
                  seconds: float, world: int) -> dict:
     import seg
 
-    ok = [r for r in records if r["status"] == "ok"]
-    voxels = sum(r.get("voxels", 0) for r in ok)
-    busy = sum(r["predict_seconds"] for r in ok)
+    ok = [r for r in records if r.status == OK]
+    voxels = sum(r.voxels or 0 for r in ok)
+    busy = sum(r.predict_seconds or 0.0 for r in ok)
     return {
         "model": {
             "source": model.source,
-            "mlflow_run_id": model.meta.get("mlflow_run_id"),
-            "tracking_uri": model.meta.get("tracking_uri"),
+            "mlflow_run_id": model.meta.mlflow_run_id,
+            "tracking_uri": model.meta.tracking_uri,
             "config_hash": model.config_hash,
-            "trained_with": model.meta.get("seg_version"),
+            "trained_with": model.meta.seg_version,
             "class_names": model.class_names,
         },
         "seg_version": seg.__version__,
@@ -150,25 +152,25 @@ def _predictions(model: LoadedModel, cfg: InferConfig, settings: InferSettings |
         "summary": {
             "cases": len(records),
             "ok": len(ok),
-            "exists": sum(r["status"] == "exists" for r in records),
-            "failed": sum(r["status"] == "failed" for r in records),
+            "exists": sum(r.status == EXISTS for r in records),
+            "failed": sum(r.failed for r in records),
             "seconds": round(seconds, 2),
             "voxels_per_second": round(voxels / busy) if busy else None,
         },
         "metrics": metrics,
-        "failures": [r["error"] for r in records if r["status"] == "failed"],
-        "cases": {r["case"]: r for r in records},
+        "failures": [r.error for r in records if r.failed],
+        "cases": {r.case: r.to_dict() for r in records},
     }
 
 
-def _write_metrics(out_dir: Path, records: list[dict], class_names: list[str], metrics_file: str | None) -> dict | None:
+def _write_metrics(out_dir: Path, records: list[CaseRecord], class_names: list[str], metrics_file: str | None) -> dict | None:
     import csv
     import io
 
-    per_case = {r["case"]: r["metrics"] for r in records if r.get("metrics")}
+    per_case = {r.case: r.metrics for r in records if r.metrics}
     if not per_case:
         return None
-    summary = summarize(per_case, class_names)
+    summary = summarize_metrics(per_case, class_names)
     write_json(out_dir / "metrics.json", {"summary": summary, "cases": per_case})
     rows = metrics_rows(per_case)
     buf = io.StringIO()
@@ -177,20 +179,19 @@ def _write_metrics(out_dir: Path, records: list[dict], class_names: list[str], m
     writer.writerows(rows)
     write_bytes(out_dir / "metrics.csv", buf.getvalue().encode())
     if metrics_file:
-        ok = sum(r["status"] in ("ok", "exists") for r in records)
+        ok = sum(r.status in (OK, EXISTS) for r in records)
         write_json(metrics_file, {**summary, "cases_ok": ok, "cases_failed": len(records) - ok})
     return summary
 
 
-def _print_record(record: dict) -> None:
-    status = record["status"]
-    if status == "failed":
-        print(f"failed: {record['error']}", file=sys.stderr, flush=True)
+def _print_record(record: CaseRecord) -> None:
+    if record.failed:
+        print(f"failed: {record.error}", file=sys.stderr, flush=True)
         return
     dice = ""
-    if record.get("metrics"):
-        dice = "  dice " + " ".join(f"{k}={v['dice']:.3f}" for k, v in record["metrics"].items())
-    print(f"{status:>6}  {record['case']}  {record['seconds']:.1f} s{dice}", flush=True)
+    if record.metrics:
+        dice = "  dice " + " ".join(f"{k}={v['dice']:.3f}" for k, v in record.metrics.items())
+    print(f"{record.status:>6}  {record.case}  {record.seconds:.1f} s{dice}", flush=True)
 
 
 def read_predictions(out_dir: str | Path) -> dict:

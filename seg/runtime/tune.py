@@ -88,7 +88,7 @@ def _read_cache() -> dict:
 
 
 def _write_cache(key: str, entry: dict) -> None:
-    from seg.data.files import write_json
+    from seg.files import write_json
 
     try:
         write_json(cache_path(), {**_read_cache(), key: entry})

@@ -11,17 +11,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from seg.config import DataConfig, TrainConfig
+from seg.data.cache import Cache, CachedCase
 from seg.train.augment import build_augmentation
-from seg.train.cache import Case, load_case, load_fingerprint, load_split
 from seg.train.sampling import sample_patch
 
 
-def default_patch_size(fingerprint: dict, spatial_dims: int, multiple: Sequence[int], cap: int = 160) -> tuple[int, ...]:
+def default_patch_size(median: Sequence[float] | None, spatial_dims: int, multiple: Sequence[int], cap: int = 160) -> tuple[int, ...]:
     """The dataset's median (preprocessed) shape, capped, rounded to the nearest multiple of the network's size
     multiple (at least one multiple). Nearest, not up: with a multiple of 16, rounding 35 up to 48 would spend
     60% more voxels per patch on padding; a patch a little smaller than the median volume loses nothing, since
     inference slides the window over the whole volume."""
-    median = fingerprint.get("median_shape_after_preprocessing") or fingerprint.get("median_shape")
     if median is None:
         raise KeyError("fingerprint.json has no median shape; rerun `seg preprocess` or set train.patch_size.")
     median = list(median)[-spatial_dims:]
@@ -31,7 +30,7 @@ def default_patch_size(fingerprint: dict, spatial_dims: int, multiple: Sequence[
 class PatchDataset(Dataset):
     """`length` random patches per epoch (index-independent), reproducible per seed, epoch and worker."""
 
-    def __init__(self, cases: list[Case], patch: Sequence[int], length: int, cfg: TrainConfig, slice_axis: int | None):
+    def __init__(self, cases: list[CachedCase], patch: Sequence[int], length: int, cfg: TrainConfig, slice_axis: int | None):
         self.cases, self.patch, self.length, self.cfg, self.slice_axis = cases, tuple(patch), length, cfg, slice_axis
         self.augment = build_augmentation(cfg.augment, patch)
         self.epoch = 0
@@ -39,6 +38,10 @@ class PatchDataset(Dataset):
 
     def __len__(self) -> int:
         return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start the patches of `epoch` afresh, reproducible from (seed, epoch, rank, worker stream)."""
+        self.epoch, self._rng = epoch, None
 
     def _generator(self) -> np.random.Generator:
         if self._rng is None:
@@ -62,7 +65,7 @@ class PatchDataset(Dataset):
 
 
 class VolumeDataset(Dataset):
-    def __init__(self, cases: list[Case]):
+    def __init__(self, cases: list[CachedCase]):
         self.cases = cases
 
     def __len__(self) -> int:
@@ -78,32 +81,35 @@ class SegDataModule(L.LightningDataModule):
         super().__init__()
         self.data_cfg, self.cfg = data, train
         self.cache_dir = data.cache_dir
-        self.fingerprint = load_fingerprint(self.cache_dir)
-        data_dims = int(self.fingerprint.get("spatial_dims", spatial_dims))
+        self.cache = Cache(data.cache_dir)
+        self.fingerprint = self.cache.fingerprint
+        data_dims = self.fingerprint.spatial_dims
         if spatial_dims not in (data_dims, data_dims - 1):
             raise ValueError(
                 f"model.spatial_dims={spatial_dims} does not fit {data_dims}D data in {self.cache_dir}. "
                 f"Use spatial_dims={data_dims} (or {data_dims - 1} to train on slices)."
             )
         self.slice_axis = train.slice_axis if spatial_dims == data_dims - 1 else None
-        self.patch_size = tuple(train.patch_size or default_patch_size(self.fingerprint, spatial_dims, size_multiple))
+        self.patch_size = tuple(train.patch_size or default_patch_size(
+            self.fingerprint.median_shape_after_preprocessing, spatial_dims, size_multiple
+        ))
         if len(self.patch_size) != spatial_dims:
             raise ValueError(f"train.patch_size {list(self.patch_size)} needs {spatial_dims} entries for a {spatial_dims}D model.")
-        self.train_ids, self.val_ids = load_split(self.cache_dir, data.fold)
-        self.train_cases: list[Case] = []
-        self.val_cases: list[Case] = []
+        split = self.cache.split(data.fold)
+        self.train_ids, self.val_ids = list(split.train), list(split.val)
+        self.train_cases: list[CachedCase] = []
+        self.val_cases: list[CachedCase] = []
 
     def setup(self, stage: str | None = None) -> None:
         if not self.train_cases:
-            self.train_cases = [load_case(self.cache_dir, i, seed=self.cfg.seed) for i in self.train_ids]
-            self.val_cases = [load_case(self.cache_dir, i, seed=self.cfg.seed) for i in self.val_ids]
+            self.train_cases = [self.cache.case(i, seed=self.cfg.seed) for i in self.train_ids]
+            self.val_cases = [self.cache.case(i, seed=self.cfg.seed) for i in self.val_ids]
         self.train_set = PatchDataset(
             self.train_cases, self.patch_size, self.cfg.steps_per_epoch * self.cfg.batch_size, self.cfg, self.slice_axis
         )
 
     def train_dataloader(self) -> DataLoader:
-        self.train_set.epoch = self.trainer.current_epoch if self.trainer else 0
-        self.train_set._rng = None  # new patches every epoch, reproducible from (seed, epoch)
+        self.train_set.set_epoch(self.trainer.current_epoch if self.trainer else 0)
         return DataLoader(
             self.train_set,
             batch_size=self.cfg.batch_size,

@@ -15,15 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seg.card_images import card_shaped
-from seg.config import Config, ModelConfig, flatten, to_dict
+from seg.config import Config, ModelConfig, flatten
+from seg.data.cache import Cache, Fingerprint
+from seg.models.bundle import ModelMeta, checkpoint_record, save_bundle, update_meta
 from seg.runtime import TrainSettings, describe_machine, resolve_device, threads_per_process, tune_training
 from seg.runtime.tune import model_key
+from seg.tracking.images import card_shaped
+from seg.tracking.model import log_pytorch_model
+from seg.tracking.runs import log_tags, run_params, run_tags
+from seg.tracking.uri import artifact_location, tracking_uri
 from seg.train.average import weight_average
-from seg.train.cache import load_fingerprint
 from seg.train.history import HistoryCallback
 from seg.train.schedule import ValidationPlan, measure_and_plan
-from seg.train.tracking import artifact_location, log_pytorch_model, log_tags, run_params, run_tags, tracking_uri
 
 STATE_FILE = "run.json"
 
@@ -36,42 +39,24 @@ class TrainResult:
     best_checkpoint: Path | None
 
 
-def class_names(fingerprint: dict, out_channels: int) -> list[str]:
-    labels = fingerprint.get("class_names") or fingerprint.get("labels") or {}
-    if isinstance(labels, dict):
-        labels = [labels[k] for k in sorted(labels, key=lambda k: int(k))]
+def class_names(fingerprint: Fingerprint, out_channels: int) -> list[str]:
+    labels = fingerprint.class_names
     return [str(x) for x in labels] if len(labels) == out_channels else ["background", *map(str, range(1, out_channels))]
 
 
-def check_model_fits_data(model: ModelConfig, fingerprint: dict, cache_dir: str) -> None:
-    channels = fingerprint.get("num_channels")
-    if channels is not None and int(channels) != model.in_channels:
+def check_model_fits_data(model: ModelConfig, fingerprint: Fingerprint, cache_dir: str) -> None:
+    channels = fingerprint.num_channels
+    if channels != model.in_channels:
         raise ValueError(
             f"model.in_channels={model.in_channels} but {cache_dir}/fingerprint.json has {channels} image channel(s). "
             f"Set model.in_channels: {channels}."
         )
-    labels = fingerprint.get("class_names") or fingerprint.get("labels")
-    if labels is not None and len(labels) != model.out_channels:
+    labels = fingerprint.class_names
+    if len(labels) != model.out_channels:
         raise ValueError(
             f"model.out_channels={model.out_channels} but {cache_dir}/fingerprint.json has {len(labels)} classes "
             f"(with background). Set model.out_channels: {len(labels)}."
         )
-
-
-def _save_model_folder(net, cfg: Config, fingerprint: dict, meta: dict, model_dir: Path) -> None:
-    """weights.pt (state dict, loadable with weights_only=True), config.yaml, fingerprint.json, model.json;
-    written to a temporary folder first so a killed run never leaves a half-written model."""
-    import yaml
-
-    tmp = model_dir.with_name(model_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp / "weights.pt")
-    (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    (tmp / "fingerprint.json").write_text(json.dumps(fingerprint, indent=1))
-    (tmp / "model.json").write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(model_dir, ignore_errors=True)
-    tmp.rename(model_dir)
 
 
 def _gate_image_logger(logger, slice_axis: int | None, max_size, history: HistoryCallback):
@@ -98,17 +83,6 @@ def _gate_image_logger(logger, slice_axis: int | None, max_size, history: Histor
             logger.experiment.log_image(logger.run_id, card_shaped(rgb), key=f"gate_{name}", step=step)
 
     return log
-
-
-def _meta(names: list[str], dm, run_id: str, uri: str) -> dict:
-    return {
-        "seg_version": __import__("seg").__version__,
-        "mlflow_run_id": run_id,
-        "tracking_uri": uri,
-        "class_names": names,
-        "patch_size": list(dm.patch_size),
-        "slice_axis": dm.slice_axis,
-    }
 
 
 class _DropTips:
@@ -151,7 +125,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     threads = threads_per_process(tc.num_threads, tc.devices if resolve_device(tc.accelerator).type == "cpu" else 1)
     torch.set_num_threads(threads)
     L.seed_everything(tc.seed, workers=True, verbose=False)
-    fingerprint = load_fingerprint(cfg.data.cache_dir)
+    fingerprint = Cache(cfg.data.cache_dir).fingerprint
     check_model_fits_data(cfg.model, fingerprint, cfg.data.cache_dir)
     names = class_names(fingerprint, cfg.model.out_channels)
     net = build_model(cfg.model)
@@ -183,7 +157,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     logger = MLFlowLogger(
         experiment_name=tc.experiment, tracking_uri=uri, run_id=run_id, run_name=tc.run_name,
         artifact_location=artifact_location(uri),
-        tags=None if resume else run_tags(fingerprint), log_model=False,
+        tags=None if resume else run_tags(fingerprint.digest()), log_model=False,
     )
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor="val/dice_mean", mode="max", save_last=True, save_top_k=1,
@@ -203,11 +177,9 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         enable_progress_bar=bool(int(os.environ.get("SEG_PROGRESS", "1"))), enable_model_summary=False,
         default_root_dir=str(out_dir), use_distributed_sampler=True,
     )
-    module.export = {
-        "config": to_dict(cfg),
-        "fingerprint": fingerprint,
-        "meta": {**_meta(names, dm, logger.run_id, uri), "runtime": runtime},
-    }
+    meta = ModelMeta.for_training(cfg, names, dm.patch_size, dm.slice_axis, precision=settings.precision,
+                                  mlflow_run_id=logger.run_id, tracking_uri=uri, runtime=runtime)
+    module.export = checkpoint_record(cfg, fingerprint, meta)
     if trainer.global_rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         state_path.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": uri,
@@ -228,9 +200,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     metrics = {**history.summary(elapsed, tc.batch_size * tc.steps_per_epoch * tc.devices), "runtime": runtime}
-    meta = {**_meta(names, dm, logger.run_id, uri), "runtime": runtime, "metrics": metrics}
-    model_dir = Path(tc.model_dir)
-    _save_model_folder(net, cfg, fingerprint, meta, model_dir)
+    meta = dataclasses.replace(meta, metrics=metrics)
+    model_dir = save_bundle(tc.model_dir, net, cfg, fingerprint, meta)
     history.write_summary(metrics)
     client = logger.experiment
     client.log_metric(logger.run_id, "best/val_dice_mean", metrics.get("best_val_dice_mean", float("nan")))
@@ -238,10 +209,6 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         client.log_artifact(logger.run_id, str(best), "checkpoints")
     for png in Path(tc.metrics_dir).glob("*.png"):
         client.log_artifact(logger.run_id, str(png), "plots")
-    meta["mlflow_model_uri"] = log_pytorch_model(
-        net, cfg.model.in_channels, cfg.model.spatial_dims, logger.run_id, uri, model_dir
-    )
-    tmp = model_dir / "model.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(model_dir / "model.json")
+    model_uri = log_pytorch_model(net, cfg.model.in_channels, cfg.model.spatial_dims, logger.run_id, uri, model_dir)
+    update_meta(model_dir, dataclasses.replace(meta, mlflow_model_uri=model_uri))
     return TrainResult(model_dir, logger.run_id, metrics, best)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from seg.train.cache import Case
+from seg.data.cache import CachedCase
 
 
 def crop_patch(
@@ -25,7 +25,7 @@ def crop_patch(
 
 
 def sample_start(
-    case: Case, patch: Sequence[int], rng: np.random.Generator, foreground: bool
+    case: CachedCase, patch: Sequence[int], rng: np.random.Generator, foreground: bool
 ) -> list[int]:
     """Top-left corner of a patch: around a foreground voxel (with jitter), or uniformly over the volume.
 
@@ -44,7 +44,7 @@ def sample_start(
 
 
 def sample_patch(
-    case: Case, patch: Sequence[int], rng: np.random.Generator, foreground_fraction: float, slice_axis: int | None = None
+    case: CachedCase, patch: Sequence[int], rng: np.random.Generator, foreground_fraction: float, slice_axis: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(image (C, *patch), label (1, *patch)); with `slice_axis`, a 2D patch from one slice of a 3D case."""
     fg = rng.random() < foreground_fraction

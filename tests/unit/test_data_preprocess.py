@@ -167,7 +167,7 @@ def test_2d_png_dataset_round_trips_masks(tmp_path):
     assert fp["spatial_dims"] == 2 and fp["labels"] == {"0": "background", "1": "foreground"}
     z = np.load(result.cases_dir / "n0.npz")
     assert z["image"].shape == (1, 8, 8) and set(np.unique(z["label"])) == {0, 1}
-    image, props = preprocess_image(tmp_path / "ds" / "images" / "n0.png", fp)
+    image, props = preprocess_image(tmp_path / "ds" / "images" / "n0.png", result.fingerprint)
     restored = restore_to_original(z["label"] * 255, props, is_label=True)
     out = write_image(restored, props.geometry, tmp_path / "n0_pred.png")
     np.testing.assert_array_equal(

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from seg.train.tracking import dvc_lock_tags
+from seg.tracking.runs import dvc_lock_tags
 
 LOCK = """schema: '2.0'
 stages:

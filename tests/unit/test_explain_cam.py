@@ -8,16 +8,18 @@ import math
 
 import pytest
 import torch
+from cache_fixture import tiny_fingerprint
 from torch import nn
 
 from seg.config import Config, ModelConfig
 from seg.explain.cam import gradcam, gradcampp, hirescam, plain_cam
 from seg.explain.engine import MapEngine
 from seg.explain.equivariance import by_family, equivariance
+from seg.explain.keys import CAM, MapId
 from seg.explain.layers import layer_table, resolve_layers
 from seg.explain.transforms import spatial_transforms
-from seg.infer.model_io import LoadedModel
 from seg.models import build_model
+from seg.models.bundle import ModelBundle, ModelMeta
 from seg.models.unet import UNetOutput
 
 METHODS = ("gradcam", "gradcampp", "hirescam")
@@ -103,11 +105,12 @@ class PointNet(nn.Module):
         return out
 
 
-def loaded(net: nn.Module, dims: int, classes: int = 2, patch: int = 8) -> LoadedModel:
+def loaded(net: nn.Module, dims: int, classes: int = 2, patch: int = 8) -> ModelBundle:
     model = ModelConfig(spatial_dims=dims, out_channels=classes, channels=(4, 8), strides=(2,), deep_supervision=0)
     cfg = Config(model=model)
-    meta = {"patch_size": [patch] * dims, "class_names": ["background", *[f"c{k}" for k in range(1, classes)]]}
-    return LoadedModel(net.eval(), cfg, {}, meta, "toy")
+    names = ["background", *[f"c{k}" for k in range(1, classes)]]
+    meta = ModelMeta.for_training(cfg, names, [patch] * dims, None)
+    return ModelBundle(net.eval(), cfg, tiny_fingerprint(dims, class_names=names), meta, "toy")
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -148,7 +151,9 @@ def test_plain_cam_is_the_head_without_bias():
 def test_engine_on_a_tiny_attention_unet_one_window_and_many(dims):
     torch.manual_seed(0)
     cfg = ModelConfig(spatial_dims=dims, channels=(4, 8), strides=(2,), deep_supervision=0)
-    model = LoadedModel(build_model(cfg).eval(), Config(model=cfg), {}, {"patch_size": [8] * dims}, "tiny")
+    config = Config(model=cfg)
+    meta = ModelMeta.for_training(config, ["background", "a", "b"][: cfg.out_channels], [8] * dims, None)
+    model = ModelBundle(build_model(cfg).eval(), config, tiny_fingerprint(dims), meta, "tiny")
     shape = (13, 10, 9)[:dims]  # not a multiple of the stride: padded and cropped back
     image = torch.randn(1, *shape)
     for voxels in (10**6, 50):  # the whole case in one window, then 8-voxel windows
@@ -174,7 +179,7 @@ def test_equivariant_network_scores_zero_and_a_positional_one_does_not(dims):
         errors[ramp] = equivariance(engine, image, base, transforms, "position", ["c1"])
     for what, per_t in errors[False].items():
         assert max(per_t.values()) < 1e-5, (what, per_t)  # NaN (two zero maps) would fail here too
-    ramp = errors[True]["cam/c1"]
+    ramp = errors[True][MapId(CAM, "c1")]
     assert ramp["flip0"] > 0.1 and ramp["flip1"] < 1e-5  # the ramp runs along axis 0 only
     flips = [v for k, v in ramp.items() if k.startswith("flip")]
     assert by_family(ramp, transforms)["flip"] == pytest.approx(sum(flips) / len(flips))

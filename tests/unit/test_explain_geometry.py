@@ -9,6 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from cache_fixture import tiny_fingerprint
 
 from seg.config import AnalyzeConfig, Config, ModelConfig
 from seg.data.geometry import canonical_affine, canonical_reorientation, spacing_from_affine
@@ -17,8 +18,8 @@ from seg.explain.engine import CaseMaps
 from seg.explain.measure import CaseResult
 from seg.explain.outputs import write_maps
 from seg.explain.run import analyze
-from seg.infer.model_io import LoadedModel
 from seg.models import build_model
+from seg.models.bundle import ModelBundle, ModelMeta
 
 SHAPE = (14, 9, 12)
 
@@ -51,13 +52,11 @@ def project(tmp_path):
         nib.save(img, str(tmp_path / folder / "case_a.nii.gz"))
     r = canonical_reorientation(affine)
     spacing = spacing_from_affine(canonical_affine(affine, r, SHAPE))  # target = original: resampling is identity
-    fingerprint = {"preprocessing": {
-        "spatial_dims": 3, "num_channels": 1, "target_spacing": list(spacing), "normalization": [{"scheme": "zscore"}],
-        "color": "grey", "crop_nonzero": True, "image_order": 1, "label_order": 0, "binary_255": False}}
-    cfg = ModelConfig(spatial_dims=3, channels=(4, 8), strides=(2,), deep_supervision=0)
+    fingerprint = tiny_fingerprint(3, target_spacing=tuple(spacing), crop_nonzero=True)
+    cfg = Config(model=ModelConfig(spatial_dims=3, channels=(4, 8), strides=(2,), deep_supervision=0))
     torch.manual_seed(0)
-    model = LoadedModel(build_model(cfg).eval(), Config(model=cfg), fingerprint,
-                        {"patch_size": [8, 8, 8], "class_names": ["background", "a", "b"]}, "tiny")
+    meta = ModelMeta.for_training(cfg, ["background", "a", "b"], [8, 8, 8], None)
+    model = ModelBundle(build_model(cfg.model).eval(), cfg, fingerprint, meta, "tiny")
     return tmp_path, model, image, label, affine
 
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from seg.explain.engine import CaseMaps
+from seg.explain.keys import CAM, MapId
 from seg.explain.measure import CaseResult
 from seg.explain.scores import THRESHOLDS, choose_threshold, dice_at, dice_curve, energy_inside, min_max, pearson
-from seg.explain.summary import choose_thresholds, summarize
+from seg.explain.summary import choose_thresholds, summarize_analysis
 from seg.explain.transforms import spatial_transforms
 
 
@@ -54,7 +55,7 @@ def _result(case_id: str, cam: torch.Tensor, mask: torch.Tensor) -> CaseResult:
     r.curves_pcm = {"fg": dice_curve(cam, mask)}
     r.scores = {"cam.fg.energy_inside_raw": energy_inside(cam, mask), "cam.fg.fallback": 0.0,
                 "cam.fg.gate_correlation.level0": float("nan")}
-    r.equivariance = {"cam/fg": {"flip0": 0.2, "flip1": 0.4, "rot90_01": 0.1}}
+    r.equivariance = {MapId(CAM, "fg"): {"flip0": 0.2, "flip1": 0.4, "rot90_01": 0.1}}
     return r
 
 
@@ -69,7 +70,7 @@ def test_thresholds_come_from_selection_cases_and_metrics_are_finite():
     scored = [_result("val", scored_cam, mask)]
     thresholds = choose_thresholds(selection, ["fg"])
     assert thresholds["raw"]["fg"] == 0.55
-    metrics = summarize(scored, scored, thresholds, spatial_transforms((8, 8), ("flip", "rot90")), ["fg"])
+    metrics = summarize_analysis(scored, scored, thresholds, spatial_transforms((8, 8), ("flip", "rot90")), ["fg"])
     assert metrics["cam.fg.dice_raw"] == pytest.approx(0.0)  # honest: the threshold was not tuned on this case
     assert metrics["cam.fg.equivariance.flip"] == pytest.approx(0.3) and metrics["cam.fg.equivariance.rot90"] == 0.1
     assert metrics["cam.fg.fallback_cases"] == 0.0 and "cam.fg.gate_correlation.level0" not in metrics  # NaN left out
@@ -79,7 +80,7 @@ def test_thresholds_come_from_selection_cases_and_metrics_are_finite():
 def test_pictures_for_mlflow_cards_are_padded_to_landscape_and_never_cropped():
     import numpy as np
 
-    from seg.card_images import card_shaped
+    from seg.tracking.images import card_shaped
 
     tall = np.zeros((300, 200, 3), np.uint8)
     shaped = card_shaped(tall)

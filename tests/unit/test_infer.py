@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 from pathlib import Path
 
@@ -11,13 +10,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from infer_fixture import tiny_model_folder
+
 from seg.cli import main
 from seg.infer.cases import find_cases
 from seg.infer.metrics import case_metrics
-from seg.infer.model_io import ModelLoadError, load_model
+from seg.infer.model_io import load_model
 from seg.infer.predictor import Predictor, mirror_axes
+from seg.models.bundle import ModelMeta, checkpoint_record
+from seg.models.errors import ModelLoadError
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +135,8 @@ def test_checkpoint_loads_and_matches_the_folder(model_dir, tmp_path):
     state = {f"net.{k}": v for k, v in folder.net.state_dict().items()}
     import yaml
 
-    info = {"config": yaml.safe_load((model_dir / "config.yaml").read_text()), "fingerprint": folder.fingerprint,
-            "meta": folder.meta}
+    info = checkpoint_record(folder.config, folder.fingerprint, folder.meta)  # what the training module stores
+    assert info["config"] == yaml.safe_load((model_dir / "config.yaml").read_text())
     torch.save({"state_dict": state, "seg": info, "epoch": 3}, tmp_path / "best.ckpt")
     ckpt = load_model(tmp_path / "best.ckpt")
     x = torch.randn(1, 1, 16, 16, 16)
@@ -148,13 +149,13 @@ def test_model_saved_before_stem_stride_existed_loads_as_full_resolution(model_d
     import yaml
 
     from seg.models import build_model
-    from seg.train.run import _save_model_folder
+    from seg.models.bundle import save_bundle
 
     folder = load_model(model_dir)
     old_cfg = dataclasses.replace(folder.config, model=dataclasses.replace(folder.config.model, stem_stride=1))
     torch.manual_seed(1)
     net = build_model(old_cfg.model)
-    _save_model_folder(net, old_cfg, folder.fingerprint, folder.meta, tmp_path / "old")
+    save_bundle(tmp_path / "old", net, old_cfg, folder.fingerprint, folder.meta)
     saved = yaml.safe_load((tmp_path / "old" / "config.yaml").read_text())
     del saved["model"]["stem_stride"]  # as written by the earlier version
     (tmp_path / "old" / "config.yaml").write_text(yaml.safe_dump(saved))
@@ -207,7 +208,8 @@ def test_tta_mirrors_only_the_axes_the_model_was_trained_mirrored_on(model_dir):
     for augment, flips in (({"flip_axes": (2,)}, [(), (4,)]), ({"flip_prob": 0.0}, [()]), ({}, mirror_axes(3, True))):
         train = dataclasses.replace(model.config.train, augment=dataclasses.replace(model.config.train.augment, **augment))
         config = dataclasses.replace(model.config, train=train)
-        assert Predictor(dataclasses.replace(model, config=config), tta=True).flips == flips
+        meta = ModelMeta.for_training(config, model.class_names, model.patch_size, None)  # as `seg train` records it
+        assert Predictor(dataclasses.replace(model, config=config, meta=meta), tta=True).flips == flips
 
 
 def test_find_cases_groups_channels_and_reports_nothing_found(tmp_path):

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cache_fixture import tiny_fingerprint
 
-from seg.train.cache import Case
+from seg.config import ModelConfig
+from seg.data.cache import CachedCase as Case
 from seg.train.datamodule import default_patch_size
 from seg.train.loss import DeepSupervisionLoss, soft_dice_loss
 from seg.train.module import per_class_dice
 from seg.train.run import check_model_fits_data, class_names
 from seg.train.sampling import crop_patch, sample_patch
-from seg.config import ModelConfig
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -68,26 +69,56 @@ def test_patches_pad_only_along_axes_where_the_volume_is_smaller():
                 assert lab.any()
 
 
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_affine_scale_is_one_factor_for_all_axes_over_the_configured_range(spatial_dims):
-    """MONAI reads a flat (lo - 1, hi - 1) as one symmetric range per axis (and none for a third axis): the
-    scale must instead be a single factor drawn from scale_range."""
-    import pickle
-
+def _affine_only(spatial_dims: int):
     from seg.config import AugmentConfig
     from seg.train.augment import build_augmentation
 
     cfg = AugmentConfig(affine_prob=1.0, scale_range=(0.8, 1.2), flip_prob=0, rot90_prob=0, intensity_prob=0,
                         gamma_prob=0, noise_prob=0)
-    affine = build_augmentation(cfg, (8,) * spatial_dims).transforms[0]
+    return build_augmentation(cfg, (8,) * spatial_dims).transforms[0]
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_affine_scale_is_one_factor_for_all_axes_over_the_configured_range(spatial_dims):
+    """MONAI's RandAffined draws a factor per axis; ours draws one from scale_range, and rotates about each axis."""
+    import math
+    import pickle
+
+    affine = pickle.loads(pickle.dumps(_affine_only(spatial_dims)))  # picklable for loader workers
     affine.set_random_state(0)
-    grid = pickle.loads(pickle.dumps(affine)).rand_affine.rand_affine_grid  # picklable for loader workers
-    factors = []
+    factors, angles = [], []
     for _ in range(200):
-        grid.randomize()
-        assert len(grid.scale_params) == spatial_dims and len(set(grid.scale_params)) == 1
-        factors.append(grid.scale_params[0])
+        affine.randomize()
+        factors.append(affine.scale)
+        angles += affine.rotate_params
+        assert len(affine.rotate_params) == (1 if spatial_dims == 2 else 3)
     assert 0.8 <= min(factors) < 0.83 and 1.17 < max(factors) <= 1.2
+    assert math.radians(14) < max(map(abs, angles)) <= math.radians(15)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_affine_keeps_a_sphere_a_sphere_in_one_resampling_like_monai_affined(spatial_dims):
+    """The label of a ball keeps equal semi-axes of radius / scale; image and label match MONAI's Affined at the
+    drawn parameters (bilinear image, nearest label, zeros outside)."""
+    from monai.transforms import Affined
+
+    size, radius = (48, 14) if spatial_dims == 2 else (32, 9)
+    centred = np.meshgrid(*[np.arange(size) - (size - 1) / 2] * spatial_dims, indexing="ij")
+    ball = torch.from_numpy((sum(c**2 for c in centred) <= radius**2)[None].astype(np.float32))  # (1, *spatial)
+    image = torch.from_numpy(np.random.default_rng(0).random(ball.shape, dtype=np.float32))
+    affine = _affine_only(spatial_dims)
+    affine.set_random_state(1)
+    for _ in range(4):
+        out = affine({"image": image, "label": ball})
+        points = np.argwhere(np.asarray(out["label"][0]) > 0.5).astype(float)
+        semi_axes = np.sqrt((spatial_dims + 2) * np.linalg.eigvalsh(np.cov(points.T)))  # of a solid ellipsoid
+        assert semi_axes.max() / semi_axes.min() < 1.05
+        assert semi_axes.mean() == pytest.approx(radius / affine.scale, rel=0.04)
+        monai = Affined(["image", "label"], rotate_params=affine.rotate_params, scale_params=(affine.scale,) * spatial_dims,
+                        mode=("bilinear", "nearest"), padding_mode="zeros", dtype=np.float64)
+        expected = monai({"image": image, "label": ball})
+        assert torch.allclose(torch.as_tensor(out["image"]), torch.as_tensor(expected["image"]), atol=1e-5)
+        assert (torch.as_tensor(out["label"]) != torch.as_tensor(expected["label"])).float().mean() < 1e-3
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -142,6 +173,23 @@ def test_worker_processes_draw_new_patches_every_epoch():
     assert torch.equal(next(iter(loader))["image"], first)  # and reproducible from the seed
 
 
+def test_set_epoch_draws_that_epochs_patches_again():
+    """The data module starts each epoch's patches with set_epoch: a new epoch is new, the same epoch replays."""
+    from seg.config import TrainConfig
+    from seg.train.datamodule import PatchDataset
+
+    image = np.random.default_rng(0).random((1, 24, 24, 24), dtype=np.float32)
+    label = np.zeros((1, 24, 24, 24), np.uint8)
+    label[0, 10:14, 10:14, 10:14] = 1
+    dataset = PatchDataset([Case("c", image, label, np.argwhere(label[0] > 0))], (8, 8, 8), 3, TrainConfig(), None)
+    epoch = lambda: torch.stack([dataset[i]["image"] for i in range(len(dataset))])  # noqa: E731
+    first = epoch()
+    dataset.set_epoch(1)
+    assert not torch.equal(epoch(), first)
+    dataset.set_epoch(0)
+    assert torch.equal(epoch(), first)  # augmentation included: it is reseeded from the same generator
+
+
 def test_slices_of_3d_volume_for_2d_training():
     label = np.zeros((1, 10, 12, 14), np.uint8)
     label[0, 5, 6, 7] = 1
@@ -161,7 +209,7 @@ def test_per_class_dice():
 
 
 def test_model_must_fit_data():
-    fp = {"num_channels": 2, "labels": {"0": "bg", "1": "a"}}
+    fp = tiny_fingerprint(3, num_channels=2, class_names=("bg", "a"))
     with pytest.raises(ValueError, match=r"model.in_channels=1 but cache/fingerprint.json has 2.*Set model.in_channels: 2"):
         check_model_fits_data(ModelConfig(in_channels=1, out_channels=2), fp, "cache")
     with pytest.raises(ValueError, match=r"model.out_channels=3 .* has 2 classes.*Set model.out_channels: 2"):
@@ -170,10 +218,10 @@ def test_model_must_fit_data():
 
 
 def test_default_patch_size_rounds_to_nearest_multiple():
-    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (8, 8, 8)) == (32, 48, 40)
-    assert default_patch_size({"median_shape_after_preprocessing": [35, 50, 36]}, 3, (16, 16, 16)) == (32, 48, 32)
-    assert default_patch_size({"median_shape_after_preprocessing": [5, 40, 24]}, 3, (16, 16, 16)) == (16, 48, 32)
-    assert default_patch_size({"median_shape_after_preprocessing": [500, 500]}, 2, (16, 16), cap=256) == (256, 256)
+    assert default_patch_size([35, 50, 36], 3, (8, 8, 8)) == (32, 48, 40)
+    assert default_patch_size([35, 50, 36], 3, (16, 16, 16)) == (32, 48, 32)
+    assert default_patch_size([5, 40, 24], 3, (16, 16, 16)) == (16, 48, 32)
+    assert default_patch_size([500, 500], 2, (16, 16), cap=256) == (256, 256)
 
 
 def test_history_counts_epochs_with_and_without_validation(tmp_path):

@@ -1,7 +1,9 @@
 """Pictures shaped for MLflow's image cards (the run's Model metrics page), which the train stage (gate maps) and
-the analysis stage (overlays) both log. Imports nothing of seg."""
+the analysis stage (overlays) both log, and the keys MLflow accepts for them."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -17,3 +19,8 @@ def card_shaped(rgb: np.ndarray, aspect: float = CARD_ASPECT) -> np.ndarray:
         return rgb
     left = extra // 2
     return np.pad(rgb, ((0, 0), (left, extra - left), (0, 0)), constant_values=255)
+
+
+def image_key(name: str) -> str:
+    """MLflow keys allow letters, digits, _ - . / and spaces; anything else becomes _."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)

@@ -1,6 +1,7 @@
-"""Pictures for review: maps over the image (rows: maps; columns: three orthogonal slices through the structure in
-3D, the image itself in 2D), with the reference contour, and Dice-over-threshold curves. RGB uint8 arrays, ready
-for PNG files and MLflow's image viewer. Generalises `seg.train.gate_images.render_overlay` to several maps."""
+"""Pictures for review, the one renderer of training's gate-map images and the analysis's overlays: maps over the
+image (rows: maps; columns: three orthogonal slices through the structure in 3D, the image itself in 2D), with the
+reference contour, and Dice-over-threshold curves. RGB uint8 arrays, ready for PNG files and MLflow's image
+viewer. Imports nothing of seg."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from seg.train.gate_images import centre_of_mass
+
+def centre_of_mass(label: np.ndarray) -> tuple[int, ...]:
+    """Voxel index of the foreground's centre (the volume's centre when there is no foreground)."""
+    fg = np.argwhere(label > 0)
+    return tuple(int(v) for v in (fg.mean(0) if len(fg) else np.array(label.shape) / 2))
 
 
 def _figure_rgb(fig) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Logging an analysis into the model's own MLflow run (`meta["mlflow_run_id"]` at `meta["tracking_uri"]`):
+"""Logging an analysis into the model's own MLflow run (`ModelMeta.mlflow_run_id` at its `tracking_uri`):
 artifact folders per kind (analysis/gates, analysis/cams, analysis/overlays; report.html and analysis.json in
 analysis/report), the pictures as
 MLflow images (step 0, so they show in the run's image viewer) and the metrics under `analysis/`.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 import time
 from collections.abc import Mapping
@@ -16,24 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from seg.card_images import card_shaped
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+from seg.tracking.images import card_shaped, image_key
 
 FOLDERS = ("gates", "cams", "overlays")
 REPORT_FILES = ("report.html", "analysis.json")
 
 
-def image_key(name: str) -> str:
-    """MLflow keys allow letters, digits, _ - . / and spaces; anything else becomes _."""
-    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
-
-
 def log_analysis(
-    meta: Mapping, out_dir: Path, pictures: Mapping[str, np.ndarray], metrics: Mapping[str, float]
+    run_id: str | None, uri: str | None, out_dir: Path, pictures: Mapping[str, np.ndarray],
+    metrics: Mapping[str, float],
 ) -> str | None:
     """Returns the run id logged into, or None (with a warning on stderr) when the run cannot be reached."""
-    run_id, uri = meta.get("mlflow_run_id"), meta.get("tracking_uri")
     if not run_id or not uri:
         _warn("the model records no MLflow run (mlflow_run_id, tracking_uri in model.json); not logged")
         return None

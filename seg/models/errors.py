@@ -1,0 +1,7 @@
+"""The exception a user meets when a model cannot be used (no torch import: the CLI catches it cheaply)."""
+
+from __future__ import annotations
+
+
+class ModelLoadError(ValueError):
+    """A model that cannot be loaded; the message names the source, the problem and the fix."""

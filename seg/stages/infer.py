@@ -1,0 +1,95 @@
+"""Stage `infer`: a model + images (a folder, file or glob; by default the pipeline's evaluation cases, the
+cache's validation fold) -> label maps on the inputs' grids, predictions.json, metrics."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from seg.config import Config, InferConfig
+from seg.stages.common import config_with_flags, parse, report_errors
+
+STAGE = "infer"
+HELP = "segment a folder, file or glob of images; outputs keep the input's geometry"
+ALSO: tuple[type[Exception], ...] = ()
+CODE = 2  # exit status of a user error
+
+
+def run(cfg: Config, icfg: InferConfig | None = None):
+    """Segment `icfg.input` (default: the evaluation fold of `cfg.data`) with `icfg.model`; returns an
+    InferSummary. A pipeline run (no input given) also tags the model's MLflow run with the dvc.lock hashes."""
+    from seg.infer.cases import attach_labels, find_cases
+    from seg.infer.evaluation import evaluation_cases
+    from seg.infer.model_io import load_model
+    from seg.infer.run import infer
+
+    icfg = icfg or cfg.infer
+    if icfg.input:  # an ad-hoc batch: its metrics stay in the output folder, not in the pipeline's metrics/
+        icfg = dataclasses.replace(icfg, metrics_file=None)
+    model = load_model(icfg.model)
+    if icfg.input:
+        cases = attach_labels(find_cases(icfg.input, model.config.model.in_channels), icfg.labels)
+    else:  # the pipeline's evaluation cases (the cache's validation fold), scored against their labels
+        cases = evaluation_cases(cfg.data.cache_dir, cfg.data.fold)
+    summary = infer(model, cases, icfg)
+    if summary.rank == 0 and not icfg.input:  # a pipeline run: trace the model's run to the DVC state that made it
+        _tag_dvc_lock(model.meta.mlflow_run_id, model.meta.tracking_uri)
+    return summary
+
+
+def _tag_dvc_lock(run_id: str | None, uri: str | None) -> None:
+    from seg.tracking.runs import tag_run_with_dvc_lock
+
+    try:
+        tag_run_with_dvc_lock(run_id, uri)
+    except Exception as e:  # tracking is a convenience here: never fail the predictions for it
+        print(f"seg infer: warning: could not tag the MLflow run with dvc.lock hashes ({e})", file=sys.stderr)
+
+
+def _int_or_auto(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of windows or 'auto', got {text!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="params.yaml", help="YAML config; its infer section gives defaults")
+    p.add_argument("--model", help="model folder, Lightning .ckpt, or MLflow URI (runs:/<id>/model, "
+                                   "models:/<name>/<version>, models:/<name>@<alias>)")
+    p.add_argument("--input", help="folder, file or glob of images (default: the pipeline's evaluation cases)")
+    p.add_argument("--output", help="output folder (default: infer.output)")
+    p.add_argument("--labels", help="folder of reference label maps: per-case Dice, HD95, volumes")
+    p.add_argument("--gates", action="store_true", default=None, help="also write gate maps per level")
+    p.add_argument("--probabilities", action="store_true", default=None, help="also write class probability maps")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="mirroring TTA (default on)")
+    p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    p.add_argument("--precision", choices=("auto", "32", "bf16", "16"),
+                   help="auto (default: the faster here, timed), float32, bf16 or fp16 (CUDA) autocast")
+    p.add_argument("--sw-batch-size", dest="sw_batch_size", type=_int_or_auto,
+                   help="windows per forward pass, or auto (default: timed)")
+    p.add_argument("--devices", type=int, help="processes/GPUs; with --strategy ddp the cases are sharded")
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
+    p.add_argument("--accelerator", help="cpu, gpu or auto")
+    p.add_argument("--num-threads", dest="num_threads", type=int, help="torch threads per process")
+    p.add_argument("--overwrite", action="store_true", default=None, help="redo cases whose outputs exist")
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg, icfg = config_with_flags(args, "infer")
+    summary = run(cfg, icfg)
+    if summary.rank != 0:
+        return 0
+    done = len(summary.records) - len(summary.failed)
+    print(f"{done} of {len(summary.records)} cases done in {summary.seconds:.1f} s -> {summary.out_dir}"
+          + (f"; mean Dice {summary.metrics['dice_mean']:.3f}" if summary.metrics else ""))
+    return 1 if summary.failed else 0  # each failed case was printed once, as it happened
+
+
+def command(argv: Sequence[str] | None = None) -> int:
+    """`pipelines/infer.py` (the DVC stage) and `seg infer`: parse `argv`, run, report user errors in one line."""
+    return report_errors(sys.modules[__name__], parse(add_arguments, STAGE, argv))

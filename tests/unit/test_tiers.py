@@ -1,0 +1,110 @@
+"""The house is one-way: every `seg` import (at module level and inside functions) follows the tiers below.
+
+    base      seg.config, seg.files, seg.pictures      nothing of seg (config and files: each other's helpers)
+    data      seg.data                                 base
+    models    seg.models                               base, data (the model bundle holds the data fingerprint)
+    services  seg.runtime, seg.tracking                base, data, models
+    stages    seg.train, seg.infer                     everything above; never each other
+              seg.explain                              everything above and seg.infer (it predicts), never train
+    commands  seg.stages, seg.cli, seg.config_docs     everything
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SEG = Path(__file__).resolve().parents[2] / "seg"
+BASE = {"seg", "seg.config", "seg.files", "seg.pictures"}  # "seg": the package's __version__
+ALLOWED = {
+    "seg": set(),
+    "seg.config": {"seg.files"},
+    "seg.files": set(),
+    "seg.pictures": set(),
+    "seg.data": BASE,
+    "seg.models": BASE | {"seg.data"},
+    "seg.runtime": BASE | {"seg.data", "seg.models"},
+    "seg.tracking": BASE | {"seg.data", "seg.models"},
+    "seg.train": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking"},
+    "seg.infer": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking"},
+    "seg.explain": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking", "seg.infer"},
+    "seg.stages": None,  # None: anything
+    "seg.cli": None,
+    "seg.config_docs": None,
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SEG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def tier(module: str) -> str:
+    """The tier key of a module: its top-level seg package or module (seg.data.cache -> seg.data)."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def seg_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, imported seg module) for every import in the file, anywhere in it."""
+    own = module_name(path)
+    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "seg"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this file's package
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                target = node.module or ""
+            if target.split(".")[0] == "seg":
+                found.append((node.lineno, target))
+    return found
+
+
+def violations() -> list[str]:
+    out = []
+    for path in sorted(SEG.rglob("*.py")):
+        me = tier(module_name(path))
+        assert me in ALLOWED, f"{path}: seg package {me!r} has no tier; add it to ALLOWED in {__file__}"
+        allowed = ALLOWED[me]
+        if allowed is None:
+            continue
+        for line, target in seg_imports(path):
+            other = tier(target)
+            if other != me and other not in allowed:
+                rel = path.relative_to(SEG.parent)
+                out.append(f"{rel}:{line} ({me}) imports {target} ({other}); {me} may import {sorted(allowed) or 'nothing of seg'}")
+    return out
+
+
+def test_every_import_follows_the_tiers():
+    found = violations()
+    print("\n".join(found) or f"all imports of {len(list(SEG.rglob('*.py')))} files follow the tiers")
+    assert not found, "imports against the tiers:\n" + "\n".join(found)
+
+
+def test_train_infer_and_explain_are_separate():
+    for path in sorted(SEG.rglob("*.py")):
+        me = tier(module_name(path))
+        for line, target in seg_imports(path):
+            if me in ("seg.infer", "seg.explain"):
+                assert tier(target) != "seg.train", f"{path}:{line}: {me} imports {target}; move the shared code down"
+
+
+@pytest.mark.parametrize("source,expected", [
+    ("from seg.data.cache import Cache\n", "seg.data.cache"),
+    ("def f():\n    from .cache import Cache\n", "seg.data.cache"),
+    ("import seg.models.bundle as b\n", "seg.models.bundle"),
+])
+def test_the_parser_sees_imports_everywhere(tmp_path, monkeypatch, source, expected):
+    """The check itself: module-level, function-level and relative imports are all found."""
+    fake = tmp_path / "seg" / "data"
+    fake.mkdir(parents=True)
+    (fake / "probe.py").write_text(source)
+    monkeypatch.setattr(f"{__name__}.SEG", tmp_path / "seg")
+    assert [t for _, t in seg_imports(fake / "probe.py")] == [expected]
