@@ -8,6 +8,7 @@ array (z, y, x) is transposed to (x, y, z); channels (MSD 4D NIfTI, RGB(A) pixel
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def _read_nifti(path: Path, spatial_dims: int | None) -> tuple[np.ndarray, Geome
         img = nib.load(str(path))
         array = np.asanyarray(img.dataobj)  # loads every byte: a truncated file fails here, not later
     except Exception as e:  # nibabel raises many types for corrupt files (EOFError, zlib.error, ImageFileError)
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = _nibabel_reason(e)
         raise ImageReadError(
             f"{path}: cannot be read as NIfTI ({msg}); it is truncated or corrupt. Re-export or re-copy it."
         ) from None
@@ -91,6 +92,16 @@ def _read_nifti(path: Path, spatial_dims: int | None) -> tuple[np.ndarray, Geome
         sform_code=int(header["sform_code"]),
     )
     return array, geometry
+
+
+def _nibabel_reason(e: BaseException) -> str:
+    """nibabel's reason, in words that stand alone: its short-read message names the stream it read from, which
+    for a gzipped file is empty ("Expected 940800 bytes, got 235552 bytes from ")."""
+    text = str(e).strip()
+    short = re.match(r"Expected (\d+) bytes, got (\d+) bytes", text)
+    if short:
+        return f"only {short[2]} of its {short[1]} bytes of voxel data are there"
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _read_sitk(path: Path, spatial_dims: int | None) -> tuple[np.ndarray, Geometry]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from seg.config import DataConfig
 from seg.data.cache import Cache, Fingerprint, PreprocessingPlan
-from seg.data.errors import DataError
+from seg.data.errors import DataError, EmptyImageError
 from seg.data.fingerprint import (
     FINGERPRINT_VERSION,
     analyze_case,
@@ -67,17 +67,20 @@ def preprocess_image(
     """Preprocess a new image (its channel files, in order) exactly as the training cases were.
 
     fingerprint: the dataset's Fingerprint, its plan or the path of `fingerprint.json`. Returns (C, *spatial) float32 and the properties
-    that `restore_to_original` needs. Raises DataError (one line: file, problem, fix) for an unusable image.
+    that `restore_to_original` needs. Raises DataError (one line: file, problem, fix) for an unusable image, and
+    EmptyImageError (a DataError that carries the file's geometry) for an all-zero one.
     """
     if isinstance(fingerprint, str | Path):
         fingerprint = Fingerprint.from_dict(read_json(fingerprint), str(fingerprint))
     plan = fingerprint.preprocessing if isinstance(fingerprint, Fingerprint) else fingerprint
     paths = [Path(image_paths)] if isinstance(image_paths, str | Path) else [Path(p) for p in image_paths]
-    exp = Expectations(plan.spatial_dims, plan.num_channels, None, plan.color, True)
+    exp = Expectations(plan.spatial_dims, plan.num_channels, None, plan.color, True, allow_empty_image=True)
     data = read_case(paths, None, exp, need_label=False)
     if data.problems:
         more = f" (+{len(data.problems) - 1} more problem(s))" if len(data.problems) > 1 else ""
         raise DataError(data.problems[0] + more)
+    if data.empty:
+        raise EmptyImageError(f"{paths[0]}: image is all zero; nothing to segment.", data.geometry)
     image, _, props = apply_steps(
         data.image, None, data.geometry, data.reorientation, plan, _case_id_of(paths[0]), [str(p) for p in paths]
     )

@@ -27,6 +27,7 @@ class Expectations:
     label_values: frozenset[int] | None = None  # declared in dataset.json
     color: str = "grey"
     allow_empty_labels: bool = False
+    allow_empty_image: bool = False  # inference: an all-zero scan is read (and gets an all-background label)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class CaseData:
     geometry: Geometry | None = None
     reorientation: Reorientation | None = None
     problems: list[str] = field(default_factory=list)
+    empty: bool = False  # every voxel zero (only read with Expectations.allow_empty_image)
 
 
 def _color_to_channels(x: np.ndarray, geometry: Geometry, color: str) -> np.ndarray:
@@ -96,7 +98,7 @@ def read_channels(
         problems.append(
             f"{paths[0]}: {bad} NaN/Inf voxel(s). Replace them (e.g. with the background value) and re-export."
         )
-    if not problems and not np.any(image):
+    if not problems and not exp.allow_empty_image and not np.any(image):
         problems.append(f"{paths[0]}: image is all zero. Re-export it or remove the case.")
     return (None, None) if problems else (image, first)
 
@@ -174,4 +176,5 @@ def read_case(
     case.image = to_canonical(image, r, channel_first=True)
     case.label = to_canonical(y, r, channel_first=True) if y is not None else None
     case.geometry, case.reorientation = geom, r
+    case.empty = exp.allow_empty_image and not np.any(image)
     return case

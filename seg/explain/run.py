@@ -28,6 +28,7 @@ from seg.explain.transforms import SpatialTransform, spatial_transforms
 from seg.files import write_json
 from seg.models.bundle import ModelBundle
 from seg.pictures import render_curves
+from seg.progress import CaseProgress
 from seg.runtime import describe_machine, tune_inference
 from seg.runtime.tune import model_key
 from seg.tracking.analysis import log_analysis
@@ -62,13 +63,17 @@ def analyze(
     before = torch.get_num_threads()
     torch.set_num_threads(cfg.num_threads)
     try:
-        return _analyze(model, cases, selection, cfg, log or (lambda line: print(line, flush=True)))
+        return _analyze(model, cases, selection, cfg, log)
     finally:
         torch.set_num_threads(before)
 
 
-def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], None]) -> AnalysisSummary:
+def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], None] | None) -> AnalysisSummary:
     start = time.perf_counter()
+    selected = [c for c in selection if c.label is not None]
+    progress = CaseProgress(len(selected) + len(cases), "seg analyze")
+    case_done = log or progress.done  # a line per measured case: count and ETA (a bar on a terminal)
+    log = log or (lambda line: print(line, flush=True))
     layers = resolve_layers(model.net, cfg.cam_layers)  # before anything is removed: a typo costs nothing
     settings = tune_inference(model.net, model.patch_size, model.config.model.in_channels, cfg.precision, 1,
                               config_key=model_key(model.config.model))
@@ -81,10 +86,10 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
     names = [safe_name(n) for n in model.class_names[1:]]
 
     chosen_on = []
-    for case in selection:
-        if case.label is not None:
-            chosen_on.append(measure_case(engine, case, names, cfg.pcm_window))
-            chosen_on[-1].drop_maps()
+    for case in selected:
+        chosen_on.append(measure_case(engine, case, names, cfg.pcm_window))
+        chosen_on[-1].drop_maps()
+        case_done(f"{case.case_id}  {chosen_on[-1].seconds:.1f} s  (chooses thresholds)")
     results: list[CaseResult] = []
     pictures: dict[str, bytes] = {}  # PNG bytes, for the report
     rgbs: dict[str, np.ndarray] = {}  # the same pictures, for MLflow's image viewer
@@ -100,7 +105,8 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
         results.append(result)
         fallback = [n for n, f in zip(names, result.fallback) if f]
         note = f"  nothing predicted: {', '.join(fallback)}" if fallback else ""
-        log(f"{case.case_id}  {result.seconds:.1f} s{note}")
+        case_done(f"{case.case_id}  {result.seconds:.1f} s{note}")
+    progress.close()
 
     labelled = [r for r, c in zip(results, cases) if c.label is not None]
     chosen_on, scored, source = _split(chosen_on, labelled)

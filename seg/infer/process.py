@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seg.data.errors import DataError
-from seg.data.geometry import grid_mismatch, spacing_from_affine
+from seg.data.errors import DataError, EmptyImageError
+from seg.data.geometry import Geometry, grid_mismatch, spacing_from_affine
 from seg.data.io import read_image, write_image
 from seg.data.preprocess import preprocess_image
 from seg.data.properties import CaseProperties
@@ -57,7 +57,13 @@ def process_case(
 
 
 def _predict_and_write(case: InferCase, predictor: Predictor, outputs: CaseOutputs, record: CaseRecord) -> None:
-    image, props = preprocess_image(list(case.images), predictor.model.fingerprint)
+    try:
+        image, props = preprocess_image(list(case.images), predictor.model.fingerprint)
+    except EmptyImageError as e:  # a blank scan in a clinical batch still gets an output, and a warning
+        _write_background(e.geometry, len(predictor.model.class_names), outputs)
+        record.voxels = int(np.prod(e.geometry.spatial_shape))
+        record.warning = f"{e} Wrote an all-background label map; check the scan."
+        return
     record.voxels = int(np.prod(props.geometry.spatial_shape))
     pred = predictor.predict(image, gates=bool(outputs.gates))
     del image
@@ -71,6 +77,18 @@ def _predict_and_write(case: InferCase, predictor: Predictor, outputs: CaseOutpu
         write_image(probs, props.geometry, outputs.probabilities)
         del probs
     write_image(restore_labels(pred, props), props.geometry, outputs.labels)  # last: the case is complete
+
+
+def _write_background(geometry: Geometry, num_classes: int, outputs: CaseOutputs) -> None:
+    """The outputs of an all-zero image on its own grid: gates 0, probability 1 for background, labels 0."""
+    shape = geometry.spatial_shape
+    for path in outputs.gates.values():
+        write_image(np.zeros(shape, np.float32), geometry, path)
+    if outputs.probabilities is not None:
+        probs = np.zeros((*shape, num_classes), np.float32)
+        probs[..., 0] = 1.0
+        write_image(probs, geometry, outputs.probabilities)
+    write_image(np.zeros(shape, np.uint8), geometry, outputs.labels)  # last: the case is complete
 
 
 def _score(pred_path: Path, label_path: str, class_names: list[str], binary_255: bool) -> dict:

@@ -18,6 +18,7 @@ from seg.infer.metrics import metrics_rows, summarize_metrics
 from seg.infer.process import process_case
 from seg.infer.records import EXISTS, OK, CaseRecord
 from seg.models.bundle import ModelBundle
+from seg.progress import CaseProgress
 from seg.runtime import InferSettings, describe_machine, resolve_device, threads_per_process
 
 PREDICTIONS_FILE = "predictions.json"
@@ -62,6 +63,8 @@ def _module(model: ModelBundle, cfg: InferConfig, cases: list[InferCase], out_di
                 print(f"seg infer: {self.predictor.settings.describe()}; num_threads {torch.get_num_threads()}",
                       flush=True)
             self.predictor.warm_up()  # kernel selection on the first window is not any case's time
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+            self.progress = CaseProgress(len(range(rank, len(cases), world)), "seg infer")
             gates = list(model.net.gate_names) if cfg.gates else []
             self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates)
 
@@ -69,8 +72,17 @@ def _module(model: ModelBundle, cfg: InferConfig, cases: list[InferCase], out_di
             case = cases[index]
             record = process_case(case, self.predictor, self.outputs_of(case), cfg.overwrite)
             record.rank = self.global_rank
-            log(record)
+            (log or self._print)(record)
             self.records.append(record)
+
+        def _print(self, record: CaseRecord) -> None:
+            line = _record_line(record)
+            self.progress.done(line, sys.stderr if record.failed else sys.stdout, tag=not record.failed)
+            if record.warning:
+                print(f"warning: {record.warning}", file=sys.stderr, flush=True)
+
+        def on_predict_end(self) -> None:
+            self.progress.close()
 
         def on_predict_epoch_end(self) -> None:
             import torch.distributed as dist
@@ -104,7 +116,6 @@ def infer(model: ModelBundle, cases: list[InferCase], cfg: InferConfig, log=None
     torch.set_num_threads(threads_per_process(cfg.num_threads, cfg.devices if cpu else 1))
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    log = log or _print_record
     module = _module(model, cfg, cases, out_dir, log)
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision="32-true",
@@ -159,6 +170,7 @@ def _predictions(model: ModelBundle, cfg: InferConfig, settings: InferSettings |
         },
         "metrics": metrics,
         "failures": [r.error for r in records if r.failed],
+        "warnings": [r.warning for r in records if r.warning],
         "cases": {r.case: r.to_dict() for r in records},
     }
 
@@ -184,14 +196,13 @@ def _write_metrics(out_dir: Path, records: list[CaseRecord], class_names: list[s
     return summary
 
 
-def _print_record(record: CaseRecord) -> None:
+def _record_line(record: CaseRecord) -> str:
     if record.failed:
-        print(f"failed: {record.error}", file=sys.stderr, flush=True)
-        return
+        return f"failed: {record.error}"
     dice = ""
     if record.metrics:
         dice = "  dice " + " ".join(f"{k}={v['dice']:.3f}" for k, v in record.metrics.items())
-    print(f"{record.status:>6}  {record.case}  {record.seconds:.1f} s{dice}", flush=True)
+    return f"{record.status:>6}  {record.case}  {record.seconds:.1f} s{dice}"
 
 
 def read_predictions(out_dir: str | Path) -> dict:

@@ -119,6 +119,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     from seg.models import build_model
     from seg.train.datamodule import SegDataModule
     from seg.train.module import SegmentationModule
+    from seg.train.progress import progress_callbacks
 
     tc = cfg.train
     _quiet()
@@ -164,7 +165,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         every_n_epochs=1,
     )
     history = HistoryCallback(Path(tc.metrics_dir), names[1:])
-    callbacks = [checkpoint, history, *weight_average(tc)]
+    progress, bar = progress_callbacks()
+    callbacks = [checkpoint, history, *weight_average(tc), *progress]
     if tc.gate_images and net.gate_names:
         max_size = tuple(2 * p for p in dm.patch_size)
         module.val_callbacks.append(_gate_image_logger(logger, dm.slice_axis, max_size, history))
@@ -174,7 +176,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy, precision=settings.precision,
         logger=logger, callbacks=callbacks, gradient_clip_val=tc.grad_clip or None,
         num_sanity_val_steps=0, **plan.trainer_args(), log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
-        enable_progress_bar=bool(int(os.environ.get("SEG_PROGRESS", "1"))), enable_model_summary=False,
+        enable_progress_bar=bar, enable_model_summary=False,
         default_root_dir=str(out_dir), use_distributed_sampler=True,
     )
     meta = ModelMeta.for_training(cfg, names, dm.patch_size, dm.slice_axis, precision=settings.precision,

@@ -153,6 +153,17 @@ def test_read_errors_name_the_file_and_the_fix(tmp_path):
         read_image(tmp_path / "junk.nrrd")
 
 
+def test_a_short_uncompressed_nifti_says_how_much_is_there_in_words_that_stand_alone(tmp_path):
+    """nibabel's own message for a short read names an empty stream ("... bytes from )"); ours names the file."""
+    good = _nifti(tmp_path / "good.nii", np.zeros((30, 20, 10), np.float32), np.eye(4))
+    (tmp_path / "short.nii").write_bytes(good.read_bytes()[:4000])
+    with pytest.raises(ImageReadError) as info:
+        read_image(tmp_path / "short.nii")
+    text = str(info.value)
+    assert text.startswith(f"{tmp_path / 'short.nii'}: cannot be read as NIfTI (only 3648 of its 24000 bytes")
+    assert "from )" not in text and len(text.splitlines()) == 1
+
+
 def test_write_rejects_an_array_off_the_grid(tmp_path):
     x, geom = read_image(_nifti(tmp_path / "a.nii.gz", np.zeros((3, 4, 5), np.float32), np.eye(4)))
     with pytest.raises(DataError, match=r"out\.nii\.gz: array of shape \(4, 4, 5\) does not fit .*\(3, 4, 5\)"):

@@ -91,6 +91,28 @@ def test_bad_files_fail_one_line_each_and_the_batch_goes_on(model_dir, synthetic
     assert pred["summary"] == {**pred["summary"], "ok": 1, "failed": 4} and len(pred["failures"]) == 4
 
 
+def test_an_all_zero_scan_gets_an_all_background_label_map_and_a_warning(model_dir, tmp_path, capsys):
+    """A batch of clinical scans gets an output per input: a blank scan is not a failure (training skips it)."""
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    affine = np.diag([1.5, 1.0, 2.0, 1.0])
+    affine[:3, 3] = (-10.0, 4.0, 7.0)
+    nib.save(nib.Nifti1Image(np.zeros((13, 11, 9), np.float32), affine), inputs / "blank.nii.gz")
+    args = ["infer", "--model", str(model_dir), "--input", str(inputs), "--output", str(out), "--no-tta"]
+    assert main([*args, "--probabilities", "--gates"]) == 0
+    err = capsys.readouterr().err
+    assert sum("blank.nii.gz: image is all zero" in line and line.startswith("warning:") for line in err.splitlines()) == 1
+    label = nib.load(out / "blank.nii.gz")
+    assert label.shape == (13, 11, 9) and np.allclose(label.affine, affine) and not np.asarray(label.dataobj).any()
+    probs = np.asarray(nib.load(out / "probabilities" / "blank.nii.gz").dataobj)
+    assert not np.asarray(nib.load(out / "gates" / "blank_level0.nii.gz").dataobj).any()
+    assert probs.shape == (13, 11, 9, 3) and (probs[..., 0] == 1).all() and (probs[..., 1:] == 0).all()
+    pred = json.loads((out / "predictions.json").read_text())
+    assert pred["summary"]["ok"] == 1 and pred["summary"]["failed"] == 0
+    assert pred["cases"]["blank"]["warning"].endswith("Wrote an all-background label map; check the scan.")
+    assert pred["warnings"] == [pred["cases"]["blank"]["warning"]]
+
+
 def test_rerun_skips_finished_cases_unless_overwrite(model_dir, synthetic_3d, tmp_path):
     src = sorted((synthetic_3d / "imagesTr").iterdir())[2]
     out = tmp_path / "out"
