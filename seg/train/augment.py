@@ -16,20 +16,11 @@ def build_augmentation(cfg: AugmentConfig, patch_size: Sequence[int]):
     dims = len(patch_size)
     ts: list = []
     if cfg.affine_prob > 0:
-        angle = math.radians(cfg.rotate_degrees)
-        from seg.train.isotropic import make_isotropic
+        from seg.train.isotropic import RandIsotropicAffined
 
-        lo, hi = cfg.scale_range
-        affine = T.RandAffined(
-            keys,
-            prob=cfg.affine_prob,
-            rotate_range=(angle,) * (1 if dims == 2 else 3),
-            scale_range=((lo - 1.0, hi - 1.0),) * dims,  # a (min, max) pair per axis; MONAI adds 1
-            mode=("bilinear", "nearest"),
-            padding_mode="zeros",
-            spatial_size=tuple(patch_size),
-        )
-        ts.append(make_isotropic(affine))  # one factor for all axes
+        rotate = math.radians(cfg.rotate_degrees)
+        ts.append(RandIsotropicAffined(keys, dims, cfg.affine_prob, rotate, cfg.scale_range,  # one factor, all axes
+                                       mode=("bilinear", "nearest"), padding_mode="zeros"))
     if cfg.flip_prob > 0:
         ts += [T.RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=a) for a in cfg.mirrored_axes(dims)]
     if cfg.rot90_prob > 0:
