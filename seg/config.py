@@ -245,6 +245,8 @@ class TrainConfig:
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db
     experiment: str = "seg"  # MLflow experiment name
     run_name: str | None = None  # MLflow run name (None: MLflow picks one)
+    registered_model: str | None = "auto"  # MLflow registry name; auto: seg-<dataset folder>; null: not registered
+    champion_alias: str = "champion"  # alias moved to the version of that name with the best validation Dice
     gate_images: bool = True  # log gate-map images for a fixed validation case every validation
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from seg.infer.records import EXISTS, OK, CaseRecord
 from seg.models.bundle import ModelBundle
 from seg.progress import CaseProgress
 from seg.runtime import InferSettings, describe_machine, resolve_device, threads_per_process
+from seg.runtime.quiet import quiet_lightning
 
 PREDICTIONS_FILE = "predictions.json"
 
@@ -97,21 +98,11 @@ def _module(model: ModelBundle, cfg: InferConfig, cases: list[InferCase], out_di
     return InferModule()
 
 
-def _quiet() -> None:
-    """Lightning's banner lines and known-harmless warnings would bury the per-case lines users read."""
-    import logging
-    import warnings
-
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    for message in (".*predict returned None.*", ".*LeafSpec.*", ".*always_return_as_numpy.*"):
-        warnings.filterwarnings("ignore", message=message)
-
-
 def infer(model: ModelBundle, cases: list[InferCase], cfg: InferConfig, log=None) -> InferSummary:
     """Predict `cases` with `model` into `cfg.output`; writes predictions.json (and metrics with labels)."""
     import lightning as L
 
-    _quiet()
+    quiet_lightning()
     cpu = resolve_device(cfg.accelerator).type == "cpu"
     torch.set_num_threads(threads_per_process(cfg.num_threads, cfg.devices if cpu else 1))
     out_dir = Path(cfg.output)

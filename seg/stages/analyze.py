@@ -13,7 +13,6 @@ from seg.stages.common import config_with_flags, parse, report_errors
 
 STAGE = "analyze"
 HELP = "gate maps, class activation maps and SEAM measures; report, metrics, MLflow"
-ALSO = (ValueError,)  # unknown layer names and equivariance families: one line each
 CODE = 2  # exit status of a user error
 
 
@@ -33,6 +32,11 @@ def run(cfg: Config, acfg: AnalyzeConfig | None = None):
     else:  # the evaluation fold; thresholds are chosen on training-fold cases of the same cache
         cases, selection = pipeline_cases(cfg.data.cache_dir, cfg.data.fold, acfg.max_cases, acfg.threshold_cases)
     return analyze(model, cases, selection, acfg), len(cases)
+
+
+def errors() -> tuple[type[Exception], ...]:
+    """A model that cannot be loaded (a ValueError), unknown layer names and transform families."""
+    return (ValueError,)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

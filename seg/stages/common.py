@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,12 +15,10 @@ from seg.config import Config, ConfigError, load_config
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix (config, data and cache, model); imported when needed: importing
-    `seg.models` loads torch, which `seg --help` must not."""
+    """Errors that are the user's to fix in every stage: config, data and cache (DataError covers CacheError)."""
     from seg.data.errors import DataError
-    from seg.models.errors import ModelLoadError
 
-    return ConfigError, DataError, ModelLoadError  # DataError covers the cache's CacheError
+    return ConfigError, DataError
 
 
 def config_with_flags(args: argparse.Namespace, section: str) -> tuple[Config, object]:
@@ -33,18 +32,29 @@ def config_with_flags(args: argparse.Namespace, section: str) -> tuple[Config, o
 
 
 def report_errors(stage: ModuleType, args: argparse.Namespace) -> int:
-    """Run a stage module's `main(args)` with MLflow telemetry off. A user error (config, data, cache, model, or
-    one of the stage's `ALSO`) is printed as one line and returns the stage's `CODE` (2 for a config error)."""
+    """Run a stage module's `main(args)` with MLflow telemetry off. A user error (config, data, cache, or one of
+    the stage's own `errors()`) is printed as one line and returns the stage's `CODE` (2 for a config error)."""
     from seg.tracking import configure
 
     configure()
     try:
         return int(stage.main(args) or 0)
     except Exception as e:
-        if not isinstance(e, (*user_errors(), *stage.ALSO)):
+        if not isinstance(e, (*user_errors(), *stage.errors())):
             raise
         print(f"seg {stage.STAGE}: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ConfigError) else stage.CODE
+
+
+def set_value(text: str):
+    """A `--set KEY=VALUE` value as YAML reads it, except that numbers YAML 1.1 leaves as strings (`1e-9`, `3e4`)
+    are numbers."""
+    import yaml
+
+    value = yaml.safe_load(text)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
 
 
 def parse(add_arguments: Callable[[argparse.ArgumentParser], None], stage: str, argv) -> argparse.Namespace:

@@ -13,7 +13,6 @@ from seg.stages.common import config_with_flags, parse, report_errors
 
 STAGE = "infer"
 HELP = "segment a folder, file or glob of images; outputs keep the input's geometry"
-ALSO: tuple[type[Exception], ...] = ()
 CODE = 2  # exit status of a user error
 
 
@@ -55,6 +54,13 @@ def _int_or_auto(text: str) -> int | str:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of windows or 'auto', got {text!r}") from None
+
+
+def errors() -> tuple[type[Exception], ...]:
+    """A model that cannot be loaded, besides config and data errors."""
+    from seg.models.errors import ModelLoadError
+
+    return (ModelLoadError,)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

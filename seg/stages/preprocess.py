@@ -13,7 +13,6 @@ from seg.stages.common import parse, report_errors
 
 STAGE = "preprocess"
 HELP = "validate, fingerprint and preprocess a dataset into the cache"
-ALSO: tuple[type[Exception], ...] = ()
 CODE = 1  # exit status of a data error
 
 
@@ -23,6 +22,11 @@ def run(cfg: Config, root: str | None = None, out: str | None = None):
 
     data = cfg.data if root is None else dataclasses.replace(cfg.data, root=root)
     return preprocess_dataset(data, out)
+
+
+def errors() -> tuple[type[Exception], ...]:
+    """Errors besides config and data errors that are the user's to fix (none here)."""
+    return ()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

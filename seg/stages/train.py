@@ -8,11 +8,10 @@ import sys
 from collections.abc import Sequence
 
 from seg.config import Config, load_config
-from seg.stages.common import parse, report_errors
+from seg.stages.common import parse, report_errors, set_value
 
 STAGE = "train"
 HELP = "train on the preprocessed cache, tracked in MLflow; writes the model folder"
-ALSO = (ValueError, FileNotFoundError, KeyError)  # model/data mismatch, no checkpoint to resume: one line each
 CODE = 2  # exit status of a user error
 
 
@@ -23,6 +22,11 @@ def run(cfg: Config, resume: bool = False):
     return train(cfg, resume=resume)
 
 
+def errors() -> tuple[type[Exception], ...]:
+    """Model/data mismatch (ValueError), nothing to resume from (FileNotFoundError): one line each."""
+    return ValueError, FileNotFoundError, KeyError
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="params.yaml", help="YAML config (default: params.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the last checkpoint, in the same MLflow run")
@@ -30,10 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import yaml
-
     overrides = dict(kv.split("=", 1) for kv in args.set or [])
-    cfg = load_config(args.config, overrides={k: yaml.safe_load(v) for k, v in overrides.items()})
+    cfg = load_config(args.config, overrides={k: set_value(v) for k, v in overrides.items()})
     result = run(cfg, resume=args.resume)
     if result.metrics:
         print(f"model: {result.model_dir}  mlflow run: {result.run_id}")

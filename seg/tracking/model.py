@@ -1,8 +1,11 @@
-"""The model in MLflow: logged with the training run (an MLflow pytorch model plus the seg model folder), and
-downloaded again from a model URI (`runs:/<id>/model`, `models:/<name>/<version>`, `models:/<name>@<alias>`)."""
+"""The model in MLflow: logged with the training run (an MLflow pytorch model plus the seg model folder),
+registered as a version of a registry name with an alias on the best one, and downloaded again from a model URI
+(`runs:/<id>/model`, `models:/<name>/<version>`, `models:/<name>@<alias>`)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +64,56 @@ def download_model(uri: str) -> Path:
     if not folders:
         raise ModelDownloadError(f"{uri}: the MLflow model holds no seg model folder (weights.pt). Log it with `seg train`.")
     return folders[0]
+
+
+REGISTRY_METRIC = "best/val_dice_mean"  # what the champion alias follows
+
+
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    version: int
+    alias: str
+    champion: int  # the version the alias points at after this registration
+    champion_dice: float | None
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def describe(self) -> str:
+        dice = f", validation Dice {self.champion_dice:.3f}" if self.champion_dice is not None else ""
+        return f"registered {self.uri}; {self.alias} -> version {self.champion}{dice} (models:/{self.name}@{self.alias})"
+
+
+def registry_name(configured: str | None, dataset: str) -> str | None:
+    """`auto`: seg-<dataset> in the characters MLflow's registry takes; None: do not register."""
+    if configured is None:
+        return None
+    if configured != "auto":
+        return configured
+    return "seg-" + re.sub(r"[^A-Za-z0-9_.-]", "-", dataset)
+
+
+def register_model(model_uri: str, name: str, run_id: str, tracking: str, alias: str = "champion",
+                   metric: str = REGISTRY_METRIC) -> Registration:
+    """Register the run's logged model as a new version of `name` and point `alias` at the version whose run
+    has the best `metric` (the newest on ties; versions whose run lacks it never win over one that has it)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking)
+    client = MlflowClient(tracking_uri=tracking)
+    version = int(mlflow.register_model(model_uri, name, tags={"run_id": run_id}).version)
+    best: tuple[float, int] | None = None
+    for v in client.search_model_versions(f"name = '{name}'"):
+        if not v.run_id:
+            continue
+        value = client.get_run(v.run_id).data.metrics.get(metric)
+        if value is None or value != value:  # no validation, or NaN
+            continue
+        if best is None or (value, int(v.version)) > best:
+            best = (value, int(v.version))
+    champion, dice = (best[1], best[0]) if best else (version, None)
+    client.set_registered_model_alias(name, alias, str(champion))
+    return Registration(name, version, alias, champion, dice)

@@ -19,9 +19,10 @@ from seg.config import Config, ModelConfig, flatten
 from seg.data.cache import Cache, Fingerprint
 from seg.models.bundle import ModelMeta, checkpoint_record, save_bundle, update_meta
 from seg.runtime import TrainSettings, describe_machine, resolve_device, threads_per_process, tune_training
+from seg.runtime.quiet import quiet_lightning
 from seg.runtime.tune import model_key
 from seg.tracking.images import card_shaped
-from seg.tracking.model import log_pytorch_model
+from seg.tracking.model import log_pytorch_model, register_model, registry_name
 from seg.tracking.runs import log_tags, run_params, run_tags
 from seg.tracking.uri import artifact_location, tracking_uri
 from seg.train.average import weight_average
@@ -85,23 +86,6 @@ def _gate_image_logger(logger, slice_axis: int | None, max_size, history: Histor
     return log
 
 
-class _DropTips:
-    """A logging filter: Lightning's advertising tips (litlogger) are not part of a training run's output."""
-
-    def filter(self, record) -> bool:
-        return "litlogger" not in record.getMessage()
-
-
-def _quiet() -> None:
-    import logging
-    import warnings
-
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
-        rank_zero.addFilter(_DropTips())
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning's own use of a deprecated torch name
-
-
 def _runtime(settings: TrainSettings, threads: int, plan: ValidationPlan) -> dict:
     """What this run resolved on this machine: model.json, train.json and MLflow params record it."""
     return {"machine": describe_machine().line(), "precision": settings.precision,
@@ -122,7 +106,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     from seg.train.progress import progress_callbacks
 
     tc = cfg.train
-    _quiet()
+    quiet_lightning()
     threads = threads_per_process(tc.num_threads, tc.devices if resolve_device(tc.accelerator).type == "cpu" else 1)
     torch.set_num_threads(threads)
     L.seed_everything(tc.seed, workers=True, verbose=False)
@@ -187,8 +171,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         state_path.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": uri,
                                           "validation": dataclasses.asdict(plan)}))
         if not resume:
-            dataset = Path(cfg.data.root).name if cfg.data.root else "synthetic"
-            params, tags = run_params(flatten(cfg), runtime, dataset)
+            params, tags = run_params(flatten(cfg), runtime, dataset_name(cfg))
             logger.log_hyperparams(params)
             log_tags(logger.experiment, logger.run_id, tags)
     start = time.time()
@@ -212,5 +195,16 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     for png in Path(tc.metrics_dir).glob("*.png"):
         client.log_artifact(logger.run_id, str(png), "plots")
     model_uri = log_pytorch_model(net, cfg.model.in_channels, cfg.model.spatial_dims, logger.run_id, uri, model_dir)
-    update_meta(model_dir, dataclasses.replace(meta, mlflow_model_uri=model_uri))
+    meta = dataclasses.replace(meta, mlflow_model_uri=model_uri)
+    name = registry_name(tc.registered_model, dataset_name(cfg))
+    if name:
+        registration = register_model(model_uri, name, logger.run_id, uri, tc.champion_alias)
+        meta = dataclasses.replace(meta, registered_model=registration.uri)
+        print(f"seg train: {registration.describe()}", flush=True)
+    update_meta(model_dir, meta)
     return TrainResult(model_dir, logger.run_id, metrics, best)
+
+
+def dataset_name(cfg: Config) -> str:
+    """The dataset folder's name (`synthetic` for the embedded dataset): MLflow's `dataset` param, registry name."""
+    return Path(cfg.data.root).name if cfg.data.root else "synthetic"
