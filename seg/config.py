@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +24,74 @@ class ConfigError(ValueError):
 
 # ---------------------------------------------------------------------------------------------- model
 
+NORMS = ("instance", "batch", "none")
+ACTS = ("leakyrelu", "relu", "prelu", "gelu")
+GATE_MODES = ("concatenation", "concatenation_softmax", "concatenation_residual")
+GATE_LEVELS = ("all", "none")  # the named choices of model.gate_levels; a list of skip indices is the other
+ATTENTION_MODULES = ("se", "cbam", "scse")
+DECODER_MERGES = ("1x1", "3x3")
+
+
+def did_you_mean(value: Any, choices: Iterable[str], cutoff: float = 0.6, prefix: str = "") -> str:
+    """" Did you mean 'x'?" for the choice nearest to a misspelt `value`, or "" when none is close enough.
+
+    `cutoff` is difflib's similarity in [0, 1]; `prefix` (a section such as "model.") is written before the
+    suggestion but not compared."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=cutoff)
+    return f" Did you mean '{prefix}{close[0]}'?" if close else ""
+
+
+def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {value!r}.{did_you_mean(value, valid, 0.4)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _at_least(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    """An int >= minimum (or None where `optional`), else an error naming the key and what arrived."""
+    if optional and value is None:
+        return
+    if not _is_int(value) or value < minimum:
+        either = " or null" if optional else ""
+        raise ConfigError(f"model.{name} must be an int >= {minimum}{either}, got {value!r}.")
+
+
+def _per_axis(name: str, value: Any, dims: int) -> tuple[int, ...]:
+    """A stride as one factor per axis: an int for all axes, or `dims` ints."""
+    axes = (value,) * dims if _is_int(value) else tuple(value) if isinstance(value, list | tuple) else ()
+    if len(axes) != dims or not all(_is_int(a) and a >= 1 for a in axes):
+        raise ConfigError(f"{name} must be an int >= 1 or {dims} of them (one per axis of spatial_dims={dims}), "
+                          f"got {value!r}.")
+    return axes
+
+
+def _per_stage(name: str, spec: Any, n: int) -> tuple[str | None, ...]:
+    """An attention placement as one name per stage: one name for all, a list of n names, or {stage: name}."""
+    if spec is None or isinstance(spec, str):
+        names: tuple[Any, ...] = (spec,) * n
+    elif isinstance(spec, dict):
+        stages = {}
+        for k, v in spec.items():
+            if not (_is_int(k) or isinstance(k, str) and k.isdigit()) or not 0 <= int(k) < n:
+                raise ConfigError(f"{name}: stage index {k!r} out of range; this network has stages 0..{n - 1}.")
+            stages[int(k)] = v
+        names = tuple(stages.get(i) for i in range(n))
+    elif isinstance(spec, list | tuple):
+        names = tuple(spec) or (None,) * n
+        if len(names) != n:
+            raise ConfigError(f"{name}: expected {n} entries (one per stage), got {len(names)}: {list(names)}. "
+                              f"Give one module (or null) per stage, one name for all, or {{stage: name}}.")
+    else:
+        raise ConfigError(f"{name} must be a module name, null, a list (one per stage) or a mapping "
+                          f"{{stage: name}}, got {spec!r}.")
+    for v in names:
+        if v is not None:
+            _one_of(f"{name} entry", v, (*ATTENTION_MODULES, "none"))
+    return tuple(None if v == "none" else v for v in names)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -32,9 +101,11 @@ class ModelConfig:
     in_channels: int = 1  # image channels (MRI sequences, CT = 1, RGB microscopy = 3 with data.color rgb)
     out_channels: int = 3  # classes including background
     channels: tuple[int, ...] = (16, 32, 64, 128)  # depth = len(channels); the coarsest levels hold most weights
-    strides: tuple[int, ...] = (2, 2, 2)  # len(channels) - 1; their product per axis is the input multiple
-    kernel_size: int = 3  # convolution kernel per axis
-    norm: str = "instance"  # instance suits batch sizes of 2-4; batch norm needs larger batches
+    strides: tuple[int | tuple[int, ...], ...] = (  # len(channels) - 1, each one int or one per axis;
+        2, 2, 2  # their product per axis is the input multiple
+    )
+    kernel_size: int = 3  # convolution kernel per axis (odd, so padding keeps sizes)
+    norm: str = "instance"  # instance (suits batch sizes of 2-4), batch (needs larger batches) or none
     act: str = "leakyrelu"  # activation: leakyrelu, relu, prelu, gelu (MONAI names)
     dropout: float = 0.0  # dropout probability inside conv blocks
     residual: bool = False  # residual stages train deeper nets more stably, at ~10% more compute
@@ -42,8 +113,12 @@ class ModelConfig:
     gate_mode: str = "concatenation"  # or concatenation_softmax / concatenation_residual
     gate_heads: int = 1  # > 1: multi-head gating on every gated skip
     sub_sample_factor: int | None = None  # None: each gate works on its gating signal's grid (the stride)
-    encoder_attention: str | None | tuple[str | None, ...] = None  # se / cbam / scse, all or per stage
-    decoder_attention: str | None | tuple[str | None, ...] = None  # se / cbam / scse on decoder stages
+    encoder_attention: str | None | tuple[str | None, ...] | dict[int, str | None] = (
+        None  # se / cbam / scse, on all stages, per stage (a list), or by stage index ({stage: name})
+    )
+    decoder_attention: str | None | tuple[str | None, ...] | dict[int, str | None] = (
+        None  # se / cbam / scse on decoder stages, placed the same ways
+    )
     attention_reduction: int = 4  # channel reduction ratio of SE / CBAM / scSE
     deep_supervision: int = 2  # extra heads on decoder levels 1..k, weighted by resolution in the loss
     encoder_convs: int = 2  # 3x3 convolutions per encoder stage below the first
@@ -51,18 +126,28 @@ class ModelConfig:
     decoder_merge: str = "1x1"  # 1x1 projection of [skip, up] before the 3x3s; "3x3" convolves all 2C channels
     first_stage_convs: int | None = None  # convs of level 0 (the finest stage); None = encoder/decoder_convs; 1 is cheaper
     pad_input: bool = True  # pad to the stride multiple and crop back; False makes a wrong size an error
-    stem_stride: int = 2  # 2: the U at half resolution, a light full-res head restores the grid (~3x faster); 1: full res
+    stem_stride: int | tuple[int, ...] = (  # 2: the U at half resolution, a light full-res head restores
+        2  # the grid (~3x faster); 1: full res; or one int per axis
+    )
     stem_channels: int | None = None  # channels of that full-resolution head; None = channels[0] // 2
 
     def __post_init__(self) -> None:
+        """Every field is checked here, once, when the config loads (and when `AttentionUNet` gets overrides)."""
         if self.spatial_dims not in (2, 3):
-            raise ConfigError(f"model.spatial_dims must be 2 or 3, got {self.spatial_dims}.")
-        if len(self.strides) != len(self.channels) - 1:
+            raise ConfigError(f"model.spatial_dims must be 2 or 3, got {self.spatial_dims!r}.")
+        if not isinstance(self.channels, list | tuple) or len(self.channels) < 2:
+            raise ConfigError(f"model.channels needs at least 2 entries (one per level), got {self.channels!r}.")
+        for c in self.channels:
+            if not _is_int(c) or c < 1:
+                raise ConfigError(f"model.channels must be ints >= 1, got {list(self.channels)}.")
+        if not isinstance(self.strides, list | tuple) or len(self.strides) != len(self.channels) - 1:
+            got = len(self.strides) if isinstance(self.strides, list | tuple) else repr(self.strides)
             raise ConfigError(
                 f"model.strides must have len(channels) - 1 = {len(self.channels) - 1} entries, got "
-                f"{len(self.strides)} (channels={list(self.channels)}, strides={list(self.strides)}). "
+                f"{got} (channels={list(self.channels)}, strides={self.strides!r}). "
                 f"Add or remove strides so each level below the first has one."
             )
+        self.strides_per_axis()
         if not 0 <= self.deep_supervision <= len(self.channels) - 2:
             raise ConfigError(
                 f"model.deep_supervision must be in [0, {len(self.channels) - 2}] for {len(self.channels)} levels, "
@@ -72,8 +157,58 @@ class ModelConfig:
             raise ConfigError(
                 f"model.in_channels and out_channels must be >= 1, got {self.in_channels} and {self.out_channels}."
             )
-        if self.stem_stride < 1:
-            raise ConfigError(f"model.stem_stride must be 1 (full resolution) or 2 (half), got {self.stem_stride}.")
+        if not _is_int(self.kernel_size) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise ConfigError(f"model.kernel_size must be an odd int >= 1 ('same' padding keeps sizes), "
+                              f"got {self.kernel_size!r}.")
+        _one_of("model.norm", self.norm, NORMS)
+        _one_of("model.act", self.act, ACTS)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be a probability in [0, 1), got {self.dropout!r}.")
+        self.gated_levels()
+        _one_of("model.gate_mode", self.gate_mode, GATE_MODES)
+        _at_least("gate_heads", self.gate_heads, 1)
+        _at_least("sub_sample_factor", self.sub_sample_factor, 1, optional=True)
+        self.stage_attention()
+        _at_least("attention_reduction", self.attention_reduction, 1)
+        _at_least("encoder_convs", self.encoder_convs, 1)
+        _at_least("decoder_convs", self.decoder_convs, 1)
+        _at_least("first_stage_convs", self.first_stage_convs, 1, optional=True)
+        _one_of("model.decoder_merge", self.decoder_merge, DECODER_MERGES)
+        try:
+            self.stem_stride_per_axis()
+        except ConfigError:
+            raise ConfigError(f"model.stem_stride must be 1 (full resolution), 2 (half) or one int >= 1 per axis, "
+                              f"got {self.stem_stride!r}.") from None
+        _at_least("stem_channels", self.stem_channels, 1, optional=True)
+
+    # The network reads these resolved forms; each also checks its field (see __post_init__).
+
+    def strides_per_axis(self) -> tuple[tuple[int, ...], ...]:
+        """One factor per axis for every level below the first."""
+        return tuple(_per_axis(f"model.strides[{i}]", s, self.spatial_dims) for i, s in enumerate(self.strides))
+
+    def stem_stride_per_axis(self) -> tuple[int, ...]:
+        return _per_axis("model.stem_stride", self.stem_stride, self.spatial_dims)
+
+    def gated_levels(self) -> tuple[int, ...]:
+        """The skip levels that get a gate, sorted (0 = the finest)."""
+        n_skips = len(self.channels) - 1
+        if self.gate_levels is None or self.gate_levels in GATE_LEVELS:
+            return tuple(range(n_skips)) if self.gate_levels == "all" else ()
+        if not isinstance(self.gate_levels, list | tuple) or not all(_is_int(i) for i in self.gate_levels):
+            hint = did_you_mean(self.gate_levels, GATE_LEVELS, 0.4) if isinstance(self.gate_levels, str) else ""
+            raise ConfigError(f"model.gate_levels must be one of {', '.join(GATE_LEVELS)}, null or a list of skip "
+                              f"indices 0..{n_skips - 1}, got {self.gate_levels!r}.{hint}")
+        levels = tuple(sorted(set(self.gate_levels)))
+        bad = [i for i in levels if not 0 <= i < n_skips]
+        if bad:
+            raise ConfigError(f"model.gate_levels {bad} out of range; this network has skip levels 0..{n_skips - 1}.")
+        return levels
+
+    def stage_attention(self) -> tuple[tuple[str | None, ...], tuple[str | None, ...]]:
+        """The attention module (or None) of every encoder stage and every decoder stage."""
+        return (_per_stage("model.encoder_attention", self.encoder_attention, len(self.channels)),
+                _per_stage("model.decoder_attention", self.decoder_attention, len(self.channels) - 1))
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -81,13 +216,6 @@ class ModelConfig:
 DATA_LAYOUTS = ("auto", "msd", "2d")
 NORMALIZATIONS = ("auto", "zscore", "ct", "none")
 COLOR_MODES = ("grey", "first", "rgb")
-
-
-def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        close = difflib.get_close_matches(str(value), valid, n=1, cutoff=0.4)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {value!r}.{hint}")
 
 
 @dataclass(frozen=True)
@@ -427,8 +555,7 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "<config>", pref
     kwargs = {}
     for key, value in data.items():
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-            hint = f" Did you mean '{prefix}{close[0]}'?" if close else f" Valid keys: {', '.join(names)}."
+            hint = did_you_mean(key, names, cutoff=0.5, prefix=prefix) or f" Valid keys: {', '.join(names)}."
             raise ConfigError(f"{source}: unknown key '{prefix}{key}'.{hint}")
         kwargs[key] = _convert(value, hints[key], f"{prefix}{key}", source)
     try:

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import tokenize
 import typing
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from seg.config import Config
+from seg.files import atomic_path
 
 START_MARKER = "<!-- config-reference:start -->"
 END_MARKER = "<!-- config-reference:end -->"
@@ -221,21 +221,15 @@ def check(path: Path) -> bool:
 
 
 def write(path: Path) -> bool:
-    """Replace the marked section atomically (temp file in the same folder, then os.replace); True if changed."""
+    """Replace the marked section atomically (`seg.files.atomic_path`), keeping the file's mode; True if changed."""
     text = _read(path)
     head, _, tail = _split(text, path)
     new = f"{head}\n{config_reference_markdown()}{tail}"
     if new == text:
         return False
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(new)
+    with atomic_path(path) as tmp:
+        tmp.write_text(new, encoding="utf-8")
         os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return True
 
 

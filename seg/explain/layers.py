@@ -7,12 +7,13 @@ a strided stem) or else the last decoder stage `decoder.0`.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from seg.config import did_you_mean
 
 DEFAULT_LAYER = "decoder.0"
 
@@ -74,10 +75,8 @@ def resolve_layers(net: nn.Module, names: Sequence[str] | None) -> list[str]:
     valid = [name for name, _ in net.named_modules() if name]
     for name in names:
         if name not in valid:
-            close = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ValueError(
-                f"analyze.cam_layers: '{name}' is not a module of this network.{hint} "
+                f"analyze.cam_layers: '{name}' is not a module of this network.{did_you_mean(name, valid, 0.5)} "
                 f"Run `seg layers MODEL` for the valid names."
             )
     return list(dict.fromkeys(names))

@@ -1,5 +1,5 @@
 """Networks: dimension-generic attention U-Nets, gates and attention modules. Of seg they import only
-`seg.config` (the defaults of `ModelConfig`)."""
+`seg.config` (`ModelConfig`, its option names and `did_you_mean`)."""
 
 from seg.models.attention import CBAM, SCSE, SqueezeExcitation, build_attention
 from seg.models.build import build_model

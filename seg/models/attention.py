@@ -6,10 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seg.config import ATTENTION_MODULES, did_you_mean
 from seg.models import layers
 from seg.models.gates import CoefficientTap
-
-ATTENTION_MODULES = ("se", "cbam", "scse")
 
 
 def _hidden(channels: int, reduction: int) -> int:
@@ -98,5 +97,5 @@ def build_attention(name: str | None, spatial_dims: int, channels: int, reductio
         return SCSE(spatial_dims, channels, reduction)
     raise ValueError(
         f"Unknown attention module {name!r}; expected one of {ATTENTION_MODULES} or 'none'."
-        f"{layers.suggest(str(name), ATTENTION_MODULES)}"
+        f"{did_you_mean(name, ATTENTION_MODULES)}"
     )

@@ -15,7 +15,8 @@ def _tuple(value: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
 
 
 class ConvNormAct(nn.Sequential):
-    """Convolution -> norm -> dropout -> activation, 'same' padding; bias only when there is no norm."""
+    """Convolution -> norm -> dropout -> activation, 'same' padding; bias only when there is no norm.
+    `channels_last`: the convolution always runs channels-last (`layers.conv`)."""
 
     def __init__(
         self,
@@ -27,10 +28,11 @@ class ConvNormAct(nn.Sequential):
         norm: str = "instance",
         act: str | None = "leakyrelu",
         dropout: float = 0.0,
+        channels_last: bool = False,
     ):
         ks = _tuple(kernel_size, spatial_dims)
         super().__init__(
-            layers.conv(spatial_dims)(
+            layers.conv(spatial_dims, channels_last)(
                 in_channels,
                 out_channels,
                 ks,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 from seg.models.unet import AttentionUNet
@@ -12,5 +11,5 @@ if TYPE_CHECKING:
 
 
 def build_model(cfg: ModelConfig) -> AttentionUNet:
-    """`AttentionUNet` with every field of `cfg` as its argument of the same name."""
-    return AttentionUNet(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)})
+    """The `AttentionUNet` that `cfg` describes (checked when `cfg` was made)."""
+    return AttentionUNet(cfg)

@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seg.config import GATE_MODES, did_you_mean
 from seg.models import layers
-
-GATE_MODES = ("concatenation", "concatenation_softmax", "concatenation_residual")
 
 
 class CoefficientTap(nn.Identity):
@@ -49,7 +48,7 @@ class AttentionGate(nn.Module):
     ):
         super().__init__()
         if mode not in GATE_MODES:
-            raise ValueError(f"Unknown gate mode {mode!r}; expected one of {GATE_MODES}.{layers.suggest(mode, GATE_MODES)}")
+            raise ValueError(f"Unknown gate mode {mode!r}; expected one of {GATE_MODES}.{did_you_mean(mode, GATE_MODES)}")
         self.spatial_dims = spatial_dims
         self.mode = mode
         inter = inter_channels or max(in_channels // 2, 1)

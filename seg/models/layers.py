@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import difflib
-
 import torch
 from torch import nn
 
+from seg.config import ACTS, NORMS, did_you_mean
 from seg.models.conv3d import Conv3d
 
 SpatialDims = int  # 2 or 3
 
-_CONV = {2: nn.Conv2d, 3: Conv3d}  # Conv3d: nn.Conv3d that avoids a CPU bf16 NaN (seg/models/conv3d.py)
 _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _POOL_AVG = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _POOL_MAX = {2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}
 _DROPOUT = {2: nn.Dropout2d, 3: nn.Dropout3d}
-NORMS = ("instance", "batch", "none")
-ACTS = ("leakyrelu", "relu", "prelu", "gelu")
 
 
 def _check_dims(spatial_dims: int) -> None:
@@ -25,21 +21,47 @@ def _check_dims(spatial_dims: int) -> None:
         raise ValueError(f"spatial_dims must be 2 or 3, got spatial_dims={spatial_dims}.")
 
 
-def suggest(value: str, choices: tuple[str, ...] | list[str]) -> str:
-    """A ' Did you mean ...?' hint for a misspelt option, or ''."""
-    close = difflib.get_close_matches(str(value), list(choices), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-def conv(spatial_dims: int) -> type[nn.Module]:
-    _check_dims(spatial_dims)
-    return _CONV[spatial_dims]
-
-
 def channels_last(spatial_dims: int) -> torch.memory_format:
     """The channels-last memory format of a (B, C, *spatial) tensor: NHWC in 2D, NDHWC in 3D."""
     _check_dims(spatial_dims)
     return torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+
+
+def to_channels_last(t: torch.Tensor) -> torch.Tensor:
+    """`t` (B, C, *spatial) or a kernel (C_out, C_in, *k) laid out channels-last; `t` itself where it already is.
+
+    `.to`, not `.contiguous(memory_format=...)`: a one-channel tensor counts as contiguous in both layouts, and only
+    `.to` restrides it (channel stride 1), which is what makes oneDNN pick its channels-last kernels for it."""
+    return t.to(memory_format=channels_last(t.ndim - 2))
+
+
+class _ChannelsLast:
+    """Runs a convolution channels-last, its input and its kernel, whatever layout either arrives in. With few
+    channels at full resolution, oneDNN's channels-last kernels are several times faster than its contiguous ones,
+    but only when the kernel is channels-last too (see `FullResHead`). The kernel is converted on every call (a copy
+    of a few thousand weights, which autograd sees), so `.to()`, `load_state_dict` and optimizers never need to know."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        # nn.Conv2d / nn.Conv3d pass every call through here (Conv3d's bf16 guard included): the one place for both
+        return super()._conv_forward(to_channels_last(x), to_channels_last(weight), bias)  # type: ignore[misc]
+
+
+class ChannelsLastConv2d(_ChannelsLast, nn.Conv2d):
+    """nn.Conv2d that runs NHWC (see `_ChannelsLast`); same parameters, so weights load either way."""
+
+
+class ChannelsLastConv3d(_ChannelsLast, Conv3d):
+    """seg's Conv3d (with its CPU bf16 guard) that runs NDHWC (see `_ChannelsLast`); same parameters."""
+
+
+_CONV = {2: nn.Conv2d, 3: Conv3d}  # Conv3d: nn.Conv3d that avoids a CPU bf16 NaN (seg/models/conv3d.py)
+_CONV_CL = {2: ChannelsLastConv2d, 3: ChannelsLastConv3d}
+
+
+def conv(spatial_dims: int, channels_last: bool = False) -> type[nn.Module]:
+    """The convolution class; `channels_last` gives one that always runs channels-last (`_ChannelsLast`)."""
+    _check_dims(spatial_dims)
+    return (_CONV_CL if channels_last else _CONV)[spatial_dims]
 
 
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
@@ -79,7 +101,7 @@ def norm(spatial_dims: int, name: str, channels: int) -> nn.Module:
         return (nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d)(channels)
     if name == "none":
         return nn.Identity()
-    raise ValueError(f"Unknown norm {name!r}; expected one of {NORMS}.{suggest(name, NORMS)}")
+    raise ValueError(f"Unknown norm {name!r}; expected one of {NORMS}.{did_you_mean(name, NORMS)}")
 
 
 def act(name: str) -> nn.Module:
@@ -91,7 +113,7 @@ def act(name: str) -> nn.Module:
         return nn.PReLU()
     if name == "gelu":
         return nn.GELU()
-    raise ValueError(f"Unknown act {name!r}; expected one of {ACTS}.{suggest(name, ACTS)}")
+    raise ValueError(f"Unknown act {name!r}; expected one of {ACTS}.{did_you_mean(name, ACTS)}")
 
 
 def interp_mode(spatial_dims: int) -> str:

@@ -16,22 +16,21 @@ Input size: every spatial size must be divisible by the product of the strides o
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seg.config import ModelConfig
+from seg.config import ModelConfig, did_you_mean
 from seg.models import layers
 from seg.models.attention import build_attention
 from seg.models.blocks import ConvBlock, ConvNormAct, UpSample
 from seg.models.gates import build_gate
-
-StageAttention = str | None | Sequence[str | None] | Mapping[int, str | None]
-_D = ModelConfig()  # the one source of defaults: the class and the config build the same network
 
 
 @dataclass
@@ -41,38 +40,17 @@ class UNetOutput:
     deep_supervision: list[torch.Tensor] = field(default_factory=list)  # level 1, 2, ...: coarser logits
 
 
-def _per_stage(spec: StageAttention, n: int, what: str) -> list[str | None]:
-    """Expand an attention placement: one name for all stages, a list of n names, or {stage: name}."""
-    if spec is None or isinstance(spec, str):
-        return [spec] * n
-    if isinstance(spec, Mapping):
-        bad = [k for k in spec if not 0 <= int(k) < n]
-        if bad:
-            raise ValueError(f"{what}: stage indices {bad} out of range; this network has stages 0..{n - 1}.")
-        return [spec.get(i, spec.get(str(i))) for i in range(n)]  # type: ignore[call-overload]
-    spec = list(spec)
-    if len(spec) == 0:
-        return [None] * n
-    if len(spec) != n:
-        raise ValueError(f"{what}: expected {n} entries (one per stage), got {len(spec)}: {spec}.")
-    return spec
-
-
 class AttentionUNet(nn.Module):
     """Attention U-Net for `spatial_dims` 2 or 3; depth = len(channels), len(strides) = len(channels) - 1.
 
-    Every default is `seg.config.ModelConfig`'s, so `AttentionUNet(...)` and `build_model(ModelConfig(...))` with
-    the same arguments build the same network.
+    Built from a `seg.config.ModelConfig`, which holds every default and checks every option; keyword overrides
+    replace its fields (`AttentionUNet(channels=(8, 16), strides=(2,))`) and are checked by it as well, so the
+    network has no defaults and no validation of its own. The fields' meanings are in `ModelConfig`; in short:
 
-    Args:
-        gate_levels: skip levels to gate ("all", None for a plain U-Net, or indices; 0 is the finest skip).
-        gate_mode: see `seg.models.gates.AttentionGate`.
-        gate_heads: gates per skip; > 1 builds a multi-head gate.
+        gate_levels: skip levels to gate (0 is the finest skip); gate_mode: see `seg.models.gates.AttentionGate`.
         encoder_attention / decoder_attention: "se", "cbam", "scse" or None, for all stages, per stage (list),
             or by stage index (mapping). Applied at the end of the stage.
         deep_supervision: number of extra 1x1 heads on decoder levels 1..k (0 = none).
-        encoder_convs / decoder_convs: convolutions per stage; the finest level dominates the cost, so
-            `first_stage_convs` can thin it separately (None = same as the other stages).
         stem_stride: 1 runs level 0 at the input's resolution. 2 (the default) strides the first convolution, so
             every level of the U runs on 1/8 of the voxels (3D); a `FullResHead` with `stem_channels` channels
             (default channels[0] // 2) fuses the up-sampled level-0 features with full-resolution image features
@@ -80,79 +58,40 @@ class AttentionUNet(nn.Module):
             size multiple doubles. About 4x the training throughput of the full-resolution network.
     """
 
-    def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        channels: Sequence[int],
-        strides: Sequence[int | Sequence[int]],
-        kernel_size: int = _D.kernel_size,
-        norm: str = _D.norm,
-        act: str = _D.act,
-        dropout: float = _D.dropout,
-        residual: bool = _D.residual,
-        gate_levels: str | Sequence[int] | None = _D.gate_levels,
-        gate_mode: str = _D.gate_mode,
-        gate_heads: int = _D.gate_heads,
-        sub_sample_factor: int | None = _D.sub_sample_factor,
-        encoder_attention: StageAttention = _D.encoder_attention,
-        decoder_attention: StageAttention = _D.decoder_attention,
-        attention_reduction: int = _D.attention_reduction,
-        deep_supervision: int = _D.deep_supervision,
-        encoder_convs: int = _D.encoder_convs,
-        decoder_convs: int = _D.decoder_convs,
-        first_stage_convs: int | None = _D.first_stage_convs,
-        pad_input: bool = _D.pad_input,
-        decoder_merge: str = _D.decoder_merge,
-        stem_stride: int | Sequence[int] = _D.stem_stride,
-        stem_channels: int | None = _D.stem_channels,
-    ):
+    def __init__(self, config: ModelConfig | None = None, **overrides: Any):
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got spatial_dims={spatial_dims}.")
-        if len(channels) < 2:
-            raise ValueError(f"channels needs at least 2 entries (one per level), got channels={tuple(channels)}.")
-        if len(strides) != len(channels) - 1:
-            raise ValueError(
-                f"strides must have len(channels) - 1 = {len(channels) - 1} entries, got {len(strides)}: "
-                f"channels={tuple(channels)}, strides={tuple(strides)}."
-            )
+        if config is not None and not isinstance(config, ModelConfig):
+            raise TypeError(f"AttentionUNet takes a ModelConfig and keyword overrides, got {type(config).__name__} "
+                            f"{config!r}. Name the fields: AttentionUNet(spatial_dims=3, in_channels=1, ...).")
+        fields = [f.name for f in dataclasses.fields(ModelConfig)]
+        for key in overrides:
+            if key not in fields:
+                raise TypeError(f"AttentionUNet: unknown option {key!r}.{did_you_mean(key, fields)} "
+                                f"The options are the fields of seg.config.ModelConfig.")
+        cfg = config or ModelConfig()
+        if overrides:
+            cfg = dataclasses.replace(cfg, **overrides)  # a new ModelConfig: checked there, like one from YAML
+        self.config = cfg
+        channels, dims = cfg.channels, cfg.spatial_dims
         n_skips = len(channels) - 1
-        if not 0 <= deep_supervision <= n_skips - 1:
-            raise ValueError(
-                f"deep_supervision must be in [0, {n_skips - 1}] for {len(channels)} levels, got {deep_supervision}."
-            )
-        self.spatial_dims = spatial_dims
-        self.strides = [tuple(s) if isinstance(s, Sequence) else (int(s),) * spatial_dims for s in strides]
-        self.stem_stride = tuple(stem_stride) if isinstance(stem_stride, Sequence) else (int(stem_stride),) * spatial_dims
-        if len(self.stem_stride) != spatial_dims or min(self.stem_stride) < 1:
-            raise ValueError(f"stem_stride must be a positive int or one per axis, got {stem_stride}.")
-        self.pad_input = pad_input
-        if gate_levels == "all":
-            levels = list(range(n_skips))
-        elif gate_levels is None or gate_levels == "none":
-            levels = []
-        else:
-            levels = sorted({int(i) for i in gate_levels})  # type: ignore[union-attr]
-            bad = [i for i in levels if not 0 <= i < n_skips]
-            if bad:
-                raise ValueError(f"gate_levels {bad} out of range; this network has skip levels 0..{n_skips - 1}.")
-        self.gate_levels = levels
-
-        enc_att = _per_stage(encoder_attention, len(channels), "encoder_attention")
-        dec_att = _per_stage(decoder_attention, n_skips, "decoder_attention")
-        block = dict(kernel_size=kernel_size, norm=norm, act=act, dropout=dropout, residual=residual)
-        first = first_stage_convs or None
+        self.spatial_dims = dims
+        self.strides = list(cfg.strides_per_axis())
+        self.stem_stride = cfg.stem_stride_per_axis()
+        self.pad_input = cfg.pad_input
+        self.gate_levels = levels = list(cfg.gated_levels())
+        enc_att, dec_att = cfg.stage_attention()
+        block = dict(kernel_size=cfg.kernel_size, norm=cfg.norm, act=cfg.act, dropout=cfg.dropout,
+                     residual=cfg.residual)
+        first = cfg.first_stage_convs
 
         self.encoder = nn.ModuleList()
         self.encoder_attention = nn.ModuleList()
         for i, c in enumerate(channels):
-            n_convs = first if (i == 0 and first) else encoder_convs
-            c_in = in_channels if i == 0 else channels[i - 1]
+            n_convs = first if (i == 0 and first) else cfg.encoder_convs
+            c_in = cfg.in_channels if i == 0 else channels[i - 1]
             stride = self.stem_stride if i == 0 else self.strides[i - 1]
-            self.encoder.append(ConvBlock(spatial_dims, c_in, c, stride=stride, num_convs=n_convs, **block))
-            self.encoder_attention.append(build_attention(enc_att[i], spatial_dims, c, attention_reduction))
+            self.encoder.append(ConvBlock(dims, c_in, c, stride=stride, num_convs=n_convs, **block))
+            self.encoder_attention.append(build_attention(enc_att[i], dims, c, cfg.attention_reduction))
 
         self.upsample = nn.ModuleList()
         self.gates = nn.ModuleDict()
@@ -160,45 +99,31 @@ class AttentionUNet(nn.Module):
         self.decoder_attention = nn.ModuleList()
         for i in range(n_skips):
             c, c_coarse = channels[i], channels[i + 1]
-            n_convs = first if (i == 0 and first) else decoder_convs
-            self.upsample.append(UpSample(spatial_dims, c_coarse, c, self.strides[i]))
+            n_convs = first if (i == 0 and first) else cfg.decoder_convs
+            self.upsample.append(UpSample(dims, c_coarse, c, self.strides[i]))
             if i in levels:
                 self.gates[f"level{i}"] = build_gate(
-                    spatial_dims,
+                    dims,
                     c,
                     c_coarse,
-                    heads=gate_heads,
-                    sub_sample_factor=sub_sample_factor or self.strides[i],
-                    mode=gate_mode,
-                    norm=norm,
+                    heads=cfg.gate_heads,
+                    sub_sample_factor=cfg.sub_sample_factor or self.strides[i],
+                    mode=cfg.gate_mode,
+                    norm=cfg.norm,
                 )
-            self.decoder.append(self._decoder_block(spatial_dims, c, n_convs, decoder_merge, block))
-            self.decoder_attention.append(build_attention(dec_att[i], spatial_dims, c, attention_reduction))
+            self.decoder.append(self._decoder_block(dims, c, n_convs, cfg.decoder_merge, block))
+            self.decoder_attention.append(build_attention(dec_att[i], dims, c, cfg.attention_reduction))
 
-        conv = layers.conv(spatial_dims)
         self.full_res: FullResHead | None = None
         c_head = channels[0]
         if self.has_stem:
-            c_head = stem_channels or max(channels[0] // 2, 1)
-            self.full_res = FullResHead(spatial_dims, in_channels, channels[0], c_head, self.stem_stride, block)
-        self.head = conv(c_head, out_channels, 1)
-        self.deep_supervision_heads = nn.ModuleList(conv(channels[i], out_channels, 1) for i in range(1, deep_supervision + 1))
-        self._full_res_channels_last()
-
-    def _full_res_channels_last(self) -> None:
-        """Keep the full-resolution head's kernels channels-last (see `FullResHead`): a channels-last input alone
-        is not enough, oneDNN is fast there only when the weights are channels-last too."""
-        if self.full_res is None:
-            return
-        for module in (self.full_res, self.head):
-            for p in module.parameters():
-                if p.ndim == self.spatial_dims + 2:
-                    p.data = p.data.to(memory_format=layers.channels_last(self.spatial_dims))
-
-    def _apply(self, fn, recurse=True):  # .to(memory_format=...), .float(), .cuda() ...: the head stays channels-last
-        super()._apply(fn, recurse)
-        self._full_res_channels_last()
-        return self
+            c_head = cfg.stem_channels or max(channels[0] // 2, 1)
+            self.full_res = FullResHead(dims, cfg.in_channels, channels[0], c_head, self.stem_stride, block)
+        # after a strided stem the 1x1 head reads full resolution too, and runs channels-last like `FullResHead`
+        self.head = layers.conv(dims, channels_last=self.has_stem)(c_head, cfg.out_channels, 1)
+        self.deep_supervision_heads = nn.ModuleList(
+            layers.conv(dims)(channels[i], cfg.out_channels, 1) for i in range(1, cfg.deep_supervision + 1)
+        )
 
     @staticmethod
     def _decoder_block(spatial_dims: int, c: int, n_convs: int, merge: str, block: dict) -> nn.Module:
@@ -206,10 +131,8 @@ class AttentionUNet(nn.Module):
         projection to c first, which halves the cost of the finest levels, where most FLOPs are spent."""
         if merge == "3x3":
             return ConvBlock(spatial_dims, 2 * c, c, num_convs=n_convs, **block)
-        if merge == "1x1":
-            proj = ConvNormAct(spatial_dims, 2 * c, c, 1, norm=block["norm"], act=block["act"])
-            return nn.Sequential(proj, ConvBlock(spatial_dims, c, c, num_convs=n_convs, **block))
-        raise ValueError(f"decoder_merge must be '1x1' or '3x3', got {merge!r}.")
+        proj = ConvNormAct(spatial_dims, 2 * c, c, 1, norm=block["norm"], act=block["act"])  # "1x1"
+        return nn.Sequential(proj, ConvBlock(spatial_dims, c, c, num_convs=n_convs, **block))
 
     @property
     def gate_names(self) -> list[str]:
@@ -300,20 +223,21 @@ class FullResHead(nn.Module):
     evidence while every level of the U runs at a fraction of the voxels (MONAI's UNet also strides its
     first convolution).
 
-    The head runs channels-last (NDHWC / NHWC) whatever the layout of its inputs: with this few channels at full
-    resolution, oneDNN's contiguous kernels take 2.4x as long as its channels-last ones (the head's convolutions,
-    forward and backward, at 48x64x48 x 4 in bf16), which made a contiguous training step of the default network
-    about 1.45x slower in both bfloat16 and float32 (`benchmarks/models.py`). The output is channels-last;
+    The head runs channels-last (NDHWC / NHWC) whatever the layout of its inputs and weights: with this few channels
+    at full resolution, oneDNN's contiguous kernels take 2.4x as long as its channels-last ones (the head's
+    convolutions, forward and backward, at 48x64x48 x 4 in bf16), which made a contiguous training step of the
+    default network about 1.45x slower in both bfloat16 and float32 (`benchmarks/models.py`). Its convolutions (and
+    the 1x1 head after it) convert input and kernel on every call (`layers.conv(..., channels_last=True)`); the
+    transposed convolution gets a channels-last input, which is enough for it. The output is channels-last;
     `AttentionUNet.outputs` returns logits in the input's layout."""
 
     def __init__(self, spatial_dims: int, in_channels: int, c_in: int, c: int, stride: Sequence[int], block: dict):
         super().__init__()
-        act = dict(norm=block["norm"], act=block["act"])
+        act = dict(norm=block["norm"], act=block["act"], channels_last=True)
         self.image = ConvNormAct(spatial_dims, in_channels, c, block["kernel_size"], **act)
         self.up = UpSample(spatial_dims, c_in, c, stride)
         self.fuse = ConvNormAct(spatial_dims, 2 * c, c, block["kernel_size"], **act)
 
     def forward(self, image: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        layout = layers.channels_last(image.ndim - 2)
-        image, y = image.to(memory_format=layout), y.to(memory_format=layout)  # .to: restrides one channel too
-        return self.fuse(torch.cat([self.image(image), self.up(y)], dim=1))
+        up = self.up(layers.to_channels_last(y))  # (B, c, *spatial), channels-last
+        return self.fuse(torch.cat([self.image(image), up], dim=1))

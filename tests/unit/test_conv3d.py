@@ -42,3 +42,20 @@ def test_networks_use_it_and_keep_nn_conv3d_weight_names():
     assert convs and all(isinstance(m, Conv3d) for m in convs)
     plain = torch.nn.Conv3d(4, 8, 3)
     Conv3d(4, 8, 3).load_state_dict(plain.state_dict())  # same keys and shapes as nn.Conv3d
+
+
+def test_channels_last_convolutions_keep_the_guard_the_numbers_and_the_weight_names():
+    from seg.models.layers import ChannelsLastConv2d, ChannelsLastConv3d, to_channels_last
+
+    torch.manual_seed(0)
+    for dims, plain_cls, cl_cls in ((2, torch.nn.Conv2d, ChannelsLastConv2d), (3, Conv3d, ChannelsLastConv3d)):
+        plain, cl = plain_cls(1, 4, 3, padding=1), cl_cls(1, 4, 3, padding=1)
+        cl.load_state_dict(plain.state_dict())  # same keys and shapes: saved weights load either way
+        x = torch.randn(2, 1, *(6,) * dims)  # one channel: contiguous in both layouts
+        y = cl(x)
+        assert y.stride(1) == 1 and not y.is_contiguous()  # ran channels-last from a contiguous input and kernel
+        torch.testing.assert_close(y, plain(x), rtol=1e-5, atol=1e-6)
+        kernel = to_channels_last(cl.weight)  # what the convolution is given: restrided although one channel
+        assert kernel.stride(1) == 1 and cl.weight.stride(1) != 1
+    assert _out_dtype(ChannelsLastConv3d(4, 4, 3, padding=1), (2, 3, 2)) == torch.float32  # Conv3d's bf16 guard
+    assert _out_dtype(ChannelsLastConv3d(4, 4, 3, padding=1), (3, 3, 3)) == torch.bfloat16

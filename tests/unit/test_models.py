@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seg.config import ModelConfig
+from seg.config import ConfigError, ModelConfig
 from seg.models import AttentionUNet, UNetOutput, build_model, layers
 
 # full resolution, one convolution at level 0, no extra heads: what most tests here look at (not the defaults)
@@ -15,7 +15,7 @@ TINY = dict(in_channels=2, out_channels=3, channels=(4, 8, 16), strides=(2, 2), 
 
 def tiny(spatial_dims: int, **kwargs) -> AttentionUNet:
     torch.manual_seed(0)
-    return AttentionUNet(spatial_dims, **{**TINY, **kwargs})
+    return AttentionUNet(spatial_dims=spatial_dims, **{**TINY, **kwargs})
 
 
 def size(spatial_dims: int) -> tuple[int, ...]:
@@ -66,8 +66,8 @@ def test_maps_not_kept_unless_requested(spatial_dims):
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_deep_supervision_shapes(spatial_dims):
-    net = AttentionUNet(spatial_dims, 1, 2, channels=(4, 8, 16, 32), strides=(2, 2, 2), deep_supervision=2,
-                        stem_stride=1, first_stage_convs=1)
+    net = AttentionUNet(spatial_dims=spatial_dims, in_channels=1, out_channels=2, channels=(4, 8, 16, 32),
+                        strides=(2, 2, 2), deep_supervision=2, stem_stride=1, first_stage_convs=1)
     s = (32, 24, 16)[:spatial_dims]
     out = net.outputs(torch.randn(2, 1, *s))
     assert [tuple(d.shape) for d in out.deep_supervision] == [
@@ -108,7 +108,7 @@ def test_plain_unet_has_no_gates(spatial_dims):
 def test_gates_only_on_chosen_levels():
     net = tiny(3, gate_levels=(1,))
     assert net.gate_names == ["level1"]
-    with pytest.raises(ValueError, match=r"gate_levels \[5\] out of range.*0..1"):
+    with pytest.raises(ConfigError, match=r"gate_levels \[5\] out of range.*0..1"):
         tiny(3, gate_levels=(5,))
 
 
@@ -124,7 +124,7 @@ def test_attention_modules_on_chosen_stages(spatial_dims, module):
 
 
 def test_attention_placement_length_error():
-    with pytest.raises(ValueError, match=r"encoder_attention: expected 3 entries \(one per stage\), got 2"):
+    with pytest.raises(ConfigError, match=r"encoder_attention: expected 3 entries \(one per stage\), got 2"):
         tiny(3, encoder_attention=["se", "se"])
 
 
@@ -153,19 +153,27 @@ def test_strided_stem_runs_the_u_at_half_resolution_and_returns_full_resolution(
 def test_full_resolution_head_stays_channels_last_and_logits_follow_the_input_layout(spatial_dims):
     net = tiny(spatial_dims, stem_stride=2, in_channels=1).eval()
     cl = layers.channels_last(spatial_dims)
-    def kernels() -> list[torch.Tensor]:
-        return [p for m in (net.full_res, net.head) for p in m.parameters() if p.ndim == spatial_dims + 2]
+    assert type(net)._apply is torch.nn.Module._apply  # no override: the head converts layouts as it runs
+    convs = {"image": net.full_res.image[0], "up": net.full_res.up.up, "fuse": net.full_res.fuse[0], "head": net.head}
+    seen: dict[str, bool] = {}  # conv -> its output is channels-last (channel stride 1, not also contiguous)
+    for name, conv in convs.items():
+        conv.register_forward_hook(lambda m, args, out, name=name: seen.update(
+            {name: out.is_contiguous(memory_format=cl) and out.stride(1) == 1 and not out.is_contiguous()}))
+    x = torch.randn(2, 1, *size(spatial_dims))  # one channel: contiguous in both layouts until restrided
+
+    def head_runs_channels_last() -> bool:
+        seen.clear()
+        with torch.no_grad():
+            net(x)
+        return seen.keys() == convs.keys() and all(seen.values())
 
     for convert in ({"memory_format": torch.contiguous_format}, {"dtype": torch.float32}, {"memory_format": cl}):
         net.to(**convert)
-        # channel stride 1 even for one input channel, where .contiguous(memory_format) would not restride
-        assert all(p.is_contiguous(memory_format=cl) and p.stride(1) == 1 for p in kernels())
-    state = {k: v.contiguous() for k, v in net.state_dict().items()}
-    net.load_state_dict(state)  # a contiguous state dict loads into the channels-last kernels
-    assert all(p.stride(1) == 1 for p in kernels())
-    x = torch.randn(2, 1, *size(spatial_dims))
+        assert head_runs_channels_last(), (convert, seen)
+    net.load_state_dict({k: v.contiguous() for k, v in net.state_dict().items()})  # contiguous kernels: no matter
+    assert head_runs_channels_last()
     with torch.no_grad():
-        logits = net(x)
+        logits = net.to(memory_format=torch.contiguous_format)(x)
         assert logits.is_contiguous()
         u_cl = net.to(memory_format=cl)(x.to(memory_format=cl))  # the U channels-last as well: same numbers
     torch.testing.assert_close(u_cl, logits, rtol=1e-4, atol=1e-5)
@@ -219,16 +227,33 @@ def test_build_model_passes_every_config_field():
 
 def test_the_class_and_the_config_share_every_default():
     """`AttentionUNet(...)` and `build_model(ModelConfig(...))` with the same arguments are the same network: the
-    class once defaulted to full resolution (stem_stride 1), 1.4x MONAI's step instead of the config's 5.6x."""
-    import dataclasses
+    class once defaulted to full resolution (stem_stride 1), 1.4x MONAI's step instead of the config's 5.6x. Now it
+    has no defaults of its own: it takes a ModelConfig, and keyword overrides of its fields."""
     import inspect
 
-    params = inspect.signature(AttentionUNet.__init__).parameters
-    for f in dataclasses.fields(ModelConfig):
-        if params[f.name].default is not inspect.Parameter.empty:
-            assert params[f.name].default == f.default, f.name
+    assert list(inspect.signature(AttentionUNet.__init__).parameters) == ["self", "config", "overrides"]
     args = dict(spatial_dims=3, in_channels=1, out_channels=3, channels=(16, 32, 64, 128), strides=(2, 2, 2))
     direct, built = AttentionUNet(**args), build_model(ModelConfig(**args))
+    assert direct.config == built.config == ModelConfig(**args)
     shapes = lambda net: [(k, tuple(v.shape)) for k, v in net.state_dict().items()]  # noqa: E731
-    assert shapes(direct) == shapes(built)
+    assert shapes(direct) == shapes(built) == shapes(AttentionUNet())
     assert direct.stem_stride == (2, 2, 2) and direct.full_res is not None
+    overridden = AttentionUNet(ModelConfig(spatial_dims=2), gate_levels=None)
+    assert overridden.config == ModelConfig(spatial_dims=2, gate_levels=None) and overridden.gate_names == []
+
+
+def test_overrides_are_checked_by_the_config_and_unknown_ones_suggest_the_field():
+    with pytest.raises(ConfigError, match=r"model.norm must be one of instance, batch, none, got 'batchnorm'. "
+                                          r"Did you mean 'batch'\?"):
+        tiny(3, norm="batchnorm")
+    with pytest.raises(TypeError, match=r"unknown option 'chanels'. Did you mean 'channels'\?"):
+        AttentionUNet(chanels=(4, 8))
+    with pytest.raises(TypeError, match=r"takes a ModelConfig.*got int 3. Name the fields"):
+        AttentionUNet(3, in_channels=1)  # type: ignore[arg-type]
+
+
+def test_per_axis_strides_and_attention_by_stage_index():
+    net = tiny(3, strides=((2, 2, 1), 2), stem_stride=(2, 2, 1), decoder_attention={"1": "se"})
+    assert net.size_multiple == (8, 8, 2) and net.strides == [(2, 2, 1), (2, 2, 2)]
+    assert type(net.decoder_attention[1]).__name__ == "SqueezeExcitation"
+    assert net(torch.randn(1, 2, 16, 8, 6)).shape == (1, 3, 16, 8, 6)

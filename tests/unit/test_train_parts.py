@@ -273,8 +273,8 @@ def _fit_on(images: list[torch.Tensor], limit: int = 20, callbacks: list | None 
     from seg.train.module import SegmentationModule
 
     torch.manual_seed(0)
-    net = AttentionUNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,), deep_supervision=0,
-                        stem_stride=1)
+    net = AttentionUNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,),
+                        deep_supervision=0, stem_stride=1)
     module = SegmentationModule(net, TrainConfig(max_epochs=1, steps_per_epoch=len(images)), ["bg", "fg"], (8, 8))
     module.nonfinite_limit = limit
     label = (torch.rand(1, 1, 8, 8) > 0.5).long()
@@ -303,7 +303,8 @@ def test_finite_gradients_are_clipped_to_the_configured_norm():
     from seg.models import AttentionUNet
     from seg.train.module import SegmentationModule
 
-    net = AttentionUNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,), deep_supervision=0)
+    net = AttentionUNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,),
+                        deep_supervision=0)
     module = SegmentationModule(net, TrainConfig(), ["bg", "fg"], (8, 8))
     for p in net.parameters():
         p.grad = torch.full_like(p, 3.0)
