@@ -234,7 +234,8 @@ class DataConfig:
     allow_empty_labels: bool = False  # True keeps cases without foreground (negatives) instead of skipping them
     cache_dir: str = "data/preprocessed"  # the preprocessed cache the train, infer and analyze stages read
     folds: int = 5  # k of the k-fold split; more folds train on more data per fold but cost more runs
-    fold: int = 0  # which split of splits.json training uses
+    fold: int | str = 0  # the validation fold training holds out (0..folds-1), or "all": train on every non-test case
+    test_fraction: float = 0.0  # share of cases held out of every fold (the test part); 0: no test part
     seed: int = 0  # shuffles the k-fold split; the same seed and cases give the same splits
     num_workers: int = 2  # processes over cases; 0 runs in this process (debugging, tiny data)
     strict: bool = False  # True: any invalid case fails the stage instead of being skipped and reported
@@ -262,8 +263,13 @@ class DataConfig:
             raise ConfigError(f"data.image_order must be a spline order in [0, 5], got {self.image_order}.")
         if self.folds < 2:
             raise ConfigError(f"data.folds must be >= 2 for a k-fold split, got {self.folds}.")
-        if not 0 <= self.fold < self.folds:
-            raise ConfigError(f"data.fold must be in [0, {self.folds - 1}] for {self.folds} folds, got {self.fold}.")
+        if self.fold != "all" and not (isinstance(self.fold, int) and 0 <= self.fold < self.folds):
+            raise ConfigError(
+                f"data.fold must be in [0, {self.folds - 1}] for {self.folds} folds, or 'all' (one model on every "
+                f"non-test case), got {self.fold!r}."
+            )
+        if not 0 <= self.test_fraction < 1:
+            raise ConfigError(f"data.test_fraction must be in [0, 1) (0: no test part), got {self.test_fraction}.")
         if self.num_workers < 0:
             raise ConfigError(f"data.num_workers must be >= 0 (0: no subprocesses), got {self.num_workers}.")
         if self.synthetic_cases < self.folds:

@@ -126,7 +126,8 @@ def _known(cls: type, d: Mapping[str, Any], where: str) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Split:
     train: tuple[str, ...]
-    val: tuple[str, ...]
+    val: tuple[str, ...]  # empty for data.fold "all"
+    test: tuple[str, ...] = ()  # the test part: in no fold's train or val
 
 
 @dataclass
@@ -154,15 +155,30 @@ class Cache:
         return Fingerprint.from_dict(self._json(FINGERPRINT), str(self.root / FINGERPRINT))
 
     def splits(self) -> list[Split]:
-        return [Split(tuple(s["train"]), tuple(s["val"])) for s in self._json(SPLITS)]  # type: ignore[index]
+        return [Split(tuple(s["train"]), tuple(s["val"]), tuple(s.get("test", ()))) for s in self._json(SPLITS)]
 
-    def split(self, fold: int) -> Split:
+    def split(self, fold: int | str) -> Split:
+        """Fold `fold`'s split, or for "all" every non-test case to train on and no validation."""
         splits = self.splits()
-        if not 0 <= fold < len(splits):
+        if fold == "all":
+            return Split(tuple(sorted({*splits[0].train, *splits[0].val})), (), splits[0].test)
+        if not (isinstance(fold, int) and 0 <= fold < len(splits)):
             raise CacheError(
-                f"{self.root / SPLITS} has {len(splits)} folds, got data.fold={fold}. Pick 0..{len(splits) - 1}."
+                f"{self.root / SPLITS} has {len(splits)} folds, got data.fold={fold!r}. Pick 0..{len(splits) - 1} "
+                f"or all."
             )
         return splits[fold]
+
+    def evaluation_ids(self, fold: int | str) -> tuple[str, ...]:
+        """The cases a fold's model is scored on: its validation fold, or for "all" the test part."""
+        split = self.split(fold)
+        ids = split.val if fold != "all" else split.test
+        if not ids:
+            raise CacheError(
+                f"{self.root / SPLITS}: data.fold all trains on every non-test case and there is no test part to "
+                f"evaluate on. Set data.test_fraction > 0 (then rerun preprocess), or evaluate with --input."
+            )
+        return ids
 
     def case(self, case_id: str, max_foreground: int = 20000, seed: int = 0) -> CachedCase:
         """The case's arrays; `max_foreground` foreground coordinates are kept (a seeded subsample)."""
@@ -205,7 +221,8 @@ class Cache:
         return write_json(self.root / FINGERPRINT, fingerprint.to_dict())
 
     def write_splits(self, splits: Sequence[Mapping[str, Sequence[str]]]) -> Path:
-        return write_json(self.root / SPLITS, [{"train": list(s["train"]), "val": list(s["val"])} for s in splits])
+        keys = ("train", "val", "test")
+        return write_json(self.root / SPLITS, [{k: list(s.get(k, ())) for k in keys} for s in splits])
 
     def write_case(self, image: np.ndarray, label: np.ndarray | None, props: CaseProperties) -> None:
         """The arrays, then the properties (last: a case with both files is complete)."""

@@ -211,7 +211,7 @@ def preprocess_dataset(cfg: DataConfig, out_dir: str | Path | None = None, progr
     median = tuple(float(v) for v in np.median(shapes, axis=0))
     fingerprint = replace(fingerprint, median_shape_after_preprocessing=median)
     cache.write_fingerprint(fingerprint)
-    splits_path = cache.write_splits(make_splits(valid_ids, cfg.folds, cfg.seed))
+    splits_path = cache.write_splits(make_splits(valid_ids, cfg.folds, cfg.seed, cfg.test_fraction))
     dataset_json = write_json(
         out / "dataset.json",
         {

@@ -12,23 +12,28 @@ from seg.data.errors import DataError
 from seg.files import write_json
 
 
-def make_splits(case_ids: Sequence[str], folds: int, seed: int) -> list[dict[str, list[str]]]:
-    """k folds as [{"train": [...], "val": [...]}, ...]; every case is in exactly one val list.
-
-    Ids are sorted before shuffling, so the order in which cases were found does not matter.
-    """
+def make_splits(case_ids: Sequence[str], folds: int, seed: int, test_fraction: float = 0.0) -> list[dict[str, list[str]]]:
+    """k folds as [{"train": [...], "val": [...], "test": [...]}, ...]: a test part of round(test_fraction * n)
+    cases is drawn first and lies in no fold (the same list in every entry); every other case is in exactly one
+    val list. Ids are sorted before shuffling, so the order in which cases were found does not matter."""
     ids = sorted(set(case_ids))
-    if len(ids) < folds:
-        raise DataError(
-            f"{len(ids)} valid cases cannot fill {folds} folds. Lower data.folds to at most {len(ids)} or add cases."
-        )
     order = np.random.default_rng(seed).permutation(len(ids))
+    n_test = int(round(test_fraction * len(ids)))
+    test = sorted(ids[i] for i in order[:n_test])
+    test_set = set(test)
+    rest = [c for c in ids if c not in test_set]
+    if len(rest) < folds:
+        raise DataError(
+            f"{len(rest)} valid cases{' outside the test part' if test else ''} cannot fill {folds} folds. Lower "
+            f"data.folds to at most {len(rest)}{', lower data.test_fraction' if test else ''} or add cases."
+        )
+    order = np.random.default_rng(seed).permutation(len(rest)) if test else order
     chunks = np.array_split(order, folds)
     splits = []
     for k in range(folds):
-        val = sorted(ids[i] for i in chunks[k])
+        val = sorted(rest[i] for i in chunks[k])
         val_set = set(val)
-        splits.append({"train": [c for c in ids if c not in val_set], "val": val})
+        splits.append({"train": [c for c in rest if c not in val_set], "val": val, "test": test})
     return splits
 
 

@@ -47,12 +47,12 @@ class AnalysisCase:
         return suffix if suffix in FLOAT_FORMATS else FLOAT_SUFFIX_FOR_2D_FORMATS
 
 
-def pipeline_cases(cache_dir: str | Path, fold: int, max_cases: int, select_cases: int) -> tuple[list, list]:
+def pipeline_cases(cache_dir: str | Path, fold: int | str, max_cases: int, select_cases: int) -> tuple[list, list]:
     """(evaluation cases: the first `max_cases` of the validation fold, with properties;
     selection cases: the first `select_cases` of the training fold, arrays only)."""
     cache = Cache(cache_dir)
     split = cache.split(fold)
-    evaluated = [cache_case(cache, c, with_props=True) for c in sorted(split.val)[:max_cases]]
+    evaluated = [cache_case(cache, c, with_props=True) for c in sorted(cache.evaluation_ids(fold))[:max_cases]]
     selection = [cache_case(cache, c, with_props=False) for c in sorted(split.train)[:select_cases]]
     return evaluated, selection
 

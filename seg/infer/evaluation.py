@@ -9,11 +9,12 @@ from seg.data.cache import Cache
 from seg.infer.cases import InferCase
 
 
-def evaluation_cases(cache_dir: str | Path, fold: int) -> list[InferCase]:
-    """Cases of fold `fold`'s validation split, sorted by id, with their original image and label files."""
+def evaluation_cases(cache_dir: str | Path, fold: int | str) -> list[InferCase]:
+    """Fold `fold`'s validation cases (for "all": the test part), sorted by id, with their original image and
+    label files."""
     cache = Cache(cache_dir)
     cases = []
-    for case_id in sorted(cache.split(fold).val):
+    for case_id in sorted(cache.evaluation_ids(fold)):
         props = cache.properties(case_id)
         cases.append(InferCase(case_id, tuple(props.image_files), props.label_file))
     return cases

@@ -15,7 +15,6 @@ per machine, torch version, network config, patch and batch in `$SEG_CACHE_DIR/a
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from seg.files import stable_hash, write_json
 from seg.runtime.machine import describe_machine
 
 AUTO = "auto"
@@ -88,8 +88,6 @@ def _read_cache() -> dict:
 
 
 def _write_cache(key: str, entry: dict) -> None:
-    from seg.files import write_json
-
     try:
         write_json(cache_path(), {**_read_cache(), key: entry})
     except OSError:  # a read-only home: the next run measures again, nothing else changes
@@ -100,12 +98,12 @@ def model_key(model_config) -> str:
     """A network config's identity for the cache (a `seg.config.ModelConfig`)."""
     from seg.config import to_dict
 
-    return hashlib.sha256(json.dumps(to_dict(model_config), sort_keys=True).encode()).hexdigest()[:16]
+    return stable_hash(to_dict(model_config))
 
 
 def _cache_key(mode: str, device: torch.device, config_key: str, shape: Sequence[int], requested: dict) -> str:
     parts = [describe_machine().key(), mode, device.type, config_key, list(shape), torch.get_num_threads(), requested]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return stable_hash(parts, length=24)
 
 
 def _cached(key: str) -> dict | None:

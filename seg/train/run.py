@@ -144,9 +144,10 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         artifact_location=artifact_location(uri),
         tags=None if resume else run_tags(fingerprint.digest()), log_model=False,
     )
+    validates = bool(dm.val_ids)  # data.fold "all": no validation, the model is the weights the budget ends with
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor="val/dice_mean", mode="max", save_last=True, save_top_k=1,
-        every_n_epochs=1,
+        dirpath=ckpt_dir, filename="best", monitor="val/dice_mean" if validates else None, mode="max",
+        save_last=True, save_top_k=1 if validates else 0, every_n_epochs=1,
     )
     history = HistoryCallback(Path(tc.metrics_dir), names[1:])
     progress, bar = progress_callbacks()
@@ -178,7 +179,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     elapsed = time.time() - start
 
-    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path else None
+    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path and validates else None
     if trainer.global_rank != 0:
         return TrainResult(Path(tc.model_dir), logger.run_id, {}, best)
     if best is not None and best.is_file():

@@ -33,12 +33,20 @@ class ValidationPlan:
     epoch_seconds: float | None  # estimated training time of one epoch (batches + forward + backward: a lower bound)
     reason: str
 
+    @property
+    def validates(self) -> bool:
+        return self.every_epochs is not None or self.every_minutes is not None
+
     def trainer_args(self) -> dict:
+        if not self.validates:
+            return {"limit_val_batches": 0}
         if self.every_minutes is None:
             return {"check_val_every_n_epoch": self.every_epochs}
         return {"check_val_every_n_epoch": None, "val_check_interval": timedelta(minutes=self.every_minutes)}
 
     def describe(self) -> str:
+        if not self.validates:
+            return f"no validation ({self.reason})"
         when = f"every {self.every_epochs} epoch(s)" if self.every_minutes is None else f"every {self.every_minutes:.2f} min"
         return f"validation {when} ({self.reason})"
 
@@ -98,6 +106,8 @@ def measure_and_plan(tc: TrainConfig, module, dm, settings: TrainSettings, state
     """The validation schedule of `seg train`, measured on its module (a `SegmentationModule`) and data module with
     the resolved `settings`; DDP ranks > 0 take rank 0's (written to the run state at `state_path` before they
     start), since every rank must validate at the same steps."""
+    if not dm.val_ids:  # data.fold "all": every non-test case trains
+        return ValidationPlan(None, None, None, None, "data.fold all: no validation fold")
     if int(os.environ.get("LOCAL_RANK", "0")) > 0 and state_path.is_file():
         saved = json.loads(state_path.read_text()).get("validation")
         if saved:

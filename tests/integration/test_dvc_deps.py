@@ -38,27 +38,29 @@ ALWAYS = "seg/config.py"  # the defaults of every key absent from params.yaml
 
 # Which stages read a config key. A section stands for all its keys; `KEY_STAGES` overrides single keys.
 SECTION_STAGES: dict[str, set[str]] = {
-    "data": {"preprocess"},  # seg/cli.py _cmd_preprocess: load_config(...).data -> preprocess_dataset(cfg)
+    "data": {"preprocess"},  # seg/stages/preprocess.py: load_config(...).data -> preprocess_dataset(cfg)
     "model": {"train"},
     "train": {"train"},
-    "infer": {"infer"},  # seg/cli.py _cmd_infer: _config_with_flags(args, "infer"); the model comes from its folder
-    "analyze": {"analyze"},  # seg/cli.py _cmd_analyze: _config_with_flags(args, "analyze")
+    "infer": {"infer"},  # seg/stages/infer.py: config_with_flags(args, "infer"); the model comes from its folder
+    "analyze": {"analyze"},  # seg/stages/analyze.py: config_with_flags(args, "analyze")
 }
 SPLIT_READERS = {"train", "infer", "analyze"}  # they read fold `data.fold` of <data.cache_dir>/splits.json
 KEY_STAGES: dict[str, set[str]] = {
     # not read by preprocess (only validated against data.folds); train: SegDataModule load_split(cache, data.fold),
-    # infer: evaluation_cases(cache_dir, fold), analyze: pipeline_cases(cache_dir, fold, ...) (seg/cli.py)
+    # infer: evaluation_cases(cache_dir, fold), analyze: pipeline_cases(cache_dir, fold, ...) (seg/stages/)
     "data.fold": SPLIT_READERS,
     # preprocess writes the cache there; the others read fingerprint.json, splits.json and cases/ from it
     "data.cache_dir": {"preprocess"} | SPLIT_READERS,
     # preprocess makes the split (make_splits(valid_ids, cfg.folds, cfg.seed)); the readers' `data.fold` indexes it
     "data.folds": {"preprocess"} | SPLIT_READERS,
     "data.seed": {"preprocess"} | SPLIT_READERS,
+    "data.test_fraction": {"preprocess"} | SPLIT_READERS,  # the test part: in no fold; fold "all" evaluates on it
     # train names the dataset after it (seg/train/run.py: Path(cfg.data.root).name, MLflow param `dataset`)
     "data.root": {"preprocess", "train"},
 }
 # Keys the slow test changes one at a time (present in params.yaml or not: a missing key is added).
-PROBED_KEYS = ("data.root", "data.fold", "data.folds", "data.seed", "data.cache_dir", "data.num_workers",
+PROBED_KEYS = ("data.root", "data.fold", "data.folds", "data.seed", "data.test_fraction", "data.cache_dir",
+               "data.num_workers",
                "data.target_spacing", "model.channels", "train.lr", "train.augment.flip_prob", "infer.overlap",
                "analyze.max_cases")
 

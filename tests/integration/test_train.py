@@ -115,3 +115,20 @@ def test_ddp_two_processes_on_cpu(tmp_path):
     assert metrics["epochs"] == 2 and "best_val_dice_mean" in metrics
     assert res.stdout.count("seg train: precision auto ->") == 1  # printed once, by rank 0
     assert metrics["runtime"]["num_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)  # the cores, shared
+
+
+def test_fold_all_trains_on_every_non_test_case_without_validation(tmp_path):
+    """nnU-Net's final model: every case but the test part trains, nothing validates, the last weights are saved."""
+    cfg = tiny_project(tmp_path, max_epochs=2, gate_images=False)
+    res = run_seg("train", "--config", str(cfg), "--set", "data.fold=all")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "no validation (data.fold all: no validation fold)" in res.stdout
+    metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    assert metrics["epochs"] == 2 and not any(k.startswith("best_val") for k in metrics)
+    assert (tmp_path / "model" / "weights.pt").is_file()
+    from seg.data.cache import Cache, CacheError
+
+    cache = Cache(tmp_path / "cache")
+    assert len(cache.split("all").train) == 6 and cache.split("all").val == ()
+    with pytest.raises(CacheError, match="no test part to evaluate on. Set data.test_fraction"):
+        cache.evaluation_ids("all")

@@ -81,6 +81,20 @@ def test_splits_are_deterministic_disjoint_and_cover_all_cases(tmp_path):
     assert load_splits(save_splits(splits, tmp_path / "splits.json")) == splits
 
 
+def test_a_test_part_lies_in_no_fold_and_the_folds_cover_the_rest():
+    ids = [f"c{i:02d}" for i in range(20)]
+    splits = make_splits(ids, 4, seed=1, test_fraction=0.2)
+    test = splits[0]["test"]
+    assert len(test) == 4 and all(s["test"] == test for s in splits)
+    assert splits == make_splits(list(reversed(ids)), 4, seed=1, test_fraction=0.2)
+    for s in splits:
+        assert not set(test) & (set(s["train"]) | set(s["val"])) and len(s["train"]) + len(s["val"]) == 16
+    assert sorted(v for s in splits for v in s["val"]) == sorted(set(ids) - set(test))
+    assert [s["val"] for s in make_splits(ids, 4, seed=1)] != [s["val"] for s in splits]
+    with pytest.raises(DataError, match=r"3 valid cases outside the test part cannot fill 4 folds.*test_fraction"):
+        make_splits(ids[:5], 4, 0, test_fraction=0.4)
+
+
 def test_too_few_cases_for_the_folds():
     with pytest.raises(DataError, match=r"3 valid cases cannot fill 5 folds\. Lower data.folds to at most 3"):
         make_splits(["a", "b", "c"], 5, 0)
