@@ -490,6 +490,23 @@ class AnalyzeConfig:
             raise ConfigError(f"analyze.overlap must be in [0, 1), got {self.overlap}.")
 
 
+# ---------------------------------------------------------------------------------------------- crossval
+
+
+@dataclass(frozen=True)
+class CrossvalConfig:
+    """Cross-validation (`dvc repro crossval/dvc.yaml`): train and predict each listed fold, then gather."""
+
+    folds: tuple[int, ...] = ()  # the folds to train and predict, e.g. [0, 1, 2, 3, 4]; empty: none
+    models: str = "models/folds"  # fold k's model is <models>/fold_<k>; the folder is their ensemble
+    predictions: str = "outputs/crossval"  # fold k's validation predictions are <predictions>/fold_<k>
+    metrics_file: str = "metrics/crossval.json"  # per class mean and sd of Dice and HD95, the postprocessing chosen
+
+    def __post_init__(self) -> None:
+        if len(set(self.folds)) != len(self.folds) or any(not isinstance(k, int) or k < 0 for k in self.folds):
+            raise ConfigError(f"crossval.folds must be distinct fold numbers >= 0, got {list(self.folds)}.")
+
+
 # ------------------------------------------------------------------------------------------- loading
 
 
@@ -502,9 +519,14 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
+    crossval: CrossvalConfig = field(default_factory=CrossvalConfig)
 
     def __post_init__(self) -> None:
         self.train.augment.mirrored_axes(self.model.spatial_dims)  # an axis the patches lack fails at load time
+        bad = [k for k in self.crossval.folds if k >= self.data.folds]
+        if bad:
+            raise ConfigError(f"crossval.folds {bad} do not exist with data.folds={self.data.folds}; pick from "
+                              f"0..{self.data.folds - 1}.")
 
 
 def _is_dataclass_type(tp: Any) -> bool:
