@@ -420,7 +420,9 @@ CAM_METHODS = ("gradcam", "gradcampp", "hirescam")
 class InferConfig:
     """Batch inference (`seg infer` and the DVC infer stage); command-line flags override these."""
 
-    model: str = "models/latest"  # model folder, Lightning checkpoint, or MLflow URI (runs:/<id>/model)
+    model: str | tuple[str, ...] = (  # model folder, Lightning checkpoint, or MLflow URI (runs:/<id>/model);
+        "models/latest"  # a list, or a folder of model folders (folds): an ensemble, softmax averaged
+    )
     input: str | None = None  # folder, file or glob; None: the pipeline's evaluation cases (the cache's val fold)
     output: str = "outputs/predictions"  # label maps, predictions.json, metrics; probabilities/, gates/
     labels: str | None = None  # folder of reference label maps; None with input None: the evaluation labels
@@ -438,6 +440,9 @@ class InferConfig:
     metrics_file: str | None = "metrics/infer.json"  # summary metrics for DVC (with labels)
 
     def __post_init__(self) -> None:
+        sources = (self.model,) if isinstance(self.model, str) else self.model
+        if not sources or not all(isinstance(s, str) and s for s in sources):
+            raise ConfigError(f"infer.model must be a model source or a non-empty list of them, got {self.model!r}.")
         _one_of("infer.precision", self.precision, INFER_PRECISIONS)
         _auto_or("infer.sw_batch_size", self.sw_batch_size, int, minimum=1)
         _threads("infer.num_threads", self.num_threads)

@@ -1,6 +1,6 @@
 """Whole-case prediction: Gaussian sliding windows, mirroring test-time augmentation inside each window, gate
-maps stitched like the probabilities. Works on preprocessed arrays (C, *spatial); see `seg.infer.cases` for
-files in and out."""
+maps stitched like the probabilities; an ensemble averages its members' softmax. Works on preprocessed arrays
+(C, *spatial); see `seg.infer.cases` for files in and out."""
 
 from __future__ import annotations
 
@@ -67,6 +67,13 @@ class Predictor:
         self.precision, self.sw_batch_size = self.settings.precision, self.settings.sw_batch_size
         self.flips = mirror_axes(self.net_dims, tta, model.mirrored_axes)
 
+    @property
+    def gate_names(self) -> list[str]:
+        return list(self.net.gate_names)
+
+    def describe(self) -> str:
+        return self.settings.describe()
+
     def _autocast(self):
         return autocast(self.device, self.precision)
 
@@ -109,3 +116,53 @@ class Predictor:
         )
         probs = out.pop("probabilities")[0].float().cpu()
         return Prediction(probs, {k: v[0].float().cpu().clamp_(0, 1) for k, v in out.items()})
+
+
+class EnsemblePredictor:
+    """Averages the softmax of several members' `Predictor`s, each after its own sliding window and TTA (a member
+    keeps its patch size and mirrored axes). Same surface as `Predictor`: the first member's bundle is `model`
+    (preprocessing, class names) and its speed settings are `settings`; members are checked compatible when
+    loaded (`seg.infer.model_io.load_models`)."""
+
+    def __init__(self, members: Sequence[Predictor]):
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = list(members)
+        self.model = self.members[0].model
+        self.settings = self.members[0].settings
+
+    @property
+    def gate_names(self) -> list[str]:
+        """Levels every member has: only those can be averaged."""
+        return [g for g in self.members[0].gate_names if all(g in m.gate_names for m in self.members[1:])]
+
+    def describe(self) -> str:
+        settings = dict.fromkeys(m.describe() for m in self.members)  # distinct, in order
+        return f"ensemble of {len(self.members)} models; " + " | ".join(settings)
+
+    def warm_up(self) -> None:
+        for m in self.members:
+            m.warm_up()
+
+    @torch.inference_mode()
+    def predict(self, image: np.ndarray | torch.Tensor, gates: bool = False) -> Prediction:
+        """The members' probabilities (and gate maps of the levels all have) averaged; summed in place, so memory
+        is that of two predictions, not of one per member."""
+        total = self.members[0].predict(image, gates)
+        for m in self.members[1:]:
+            pred = m.predict(image, gates)
+            total.probabilities += pred.probabilities
+            total.gates = {k: v.add_(pred.gates[k]) for k, v in total.gates.items() if k in pred.gates}
+            del pred
+        n = len(self.members)
+        total.probabilities /= n
+        total.gates = {k: v.div_(n) for k, v in total.gates.items()}
+        return total
+
+
+def make_predictor(models: Sequence[ModelBundle], *args, **kwargs) -> Predictor | EnsemblePredictor:
+    """A `Predictor` for one model (exactly the single-model path), an `EnsemblePredictor` of one `Predictor` per
+    member otherwise; `args` and `kwargs` as `Predictor` takes them after the model."""
+    if len(models) == 1:
+        return Predictor(models[0], *args, **kwargs)
+    return EnsemblePredictor([Predictor(m, *args, **kwargs) for m in models])

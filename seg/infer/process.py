@@ -17,7 +17,7 @@ from seg.data.properties import CaseProperties
 from seg.data.restore import restore_to_original
 from seg.infer.cases import CaseOutputs, InferCase
 from seg.infer.metrics import case_metrics
-from seg.infer.predictor import Prediction, Predictor
+from seg.infer.predictor import EnsemblePredictor, Prediction, Predictor
 from seg.infer.records import EXISTS, FAILED, OK, CaseRecord
 
 
@@ -33,11 +33,12 @@ def restore_labels(pred: Prediction, props: CaseProperties) -> np.ndarray:
 
 def process_case(
     case: InferCase,
-    predictor: Predictor,
+    predictor: Predictor | EnsemblePredictor,
     outputs: CaseOutputs,
     overwrite: bool = False,
 ) -> CaseRecord:
-    """Predict one case and write its outputs; a bad input is a failed record (one-line error), not an exception."""
+    """Predict one case (one model or an ensemble) and write its outputs; a bad input is a failed record (one-line
+    error), not an exception."""
     record = CaseRecord(case.case_id, list(case.images), case.label, [str(p) for p in outputs.all()])
     start = time.perf_counter()
     try:
@@ -56,7 +57,9 @@ def process_case(
     return record
 
 
-def _predict_and_write(case: InferCase, predictor: Predictor, outputs: CaseOutputs, record: CaseRecord) -> None:
+def _predict_and_write(
+    case: InferCase, predictor: Predictor | EnsemblePredictor, outputs: CaseOutputs, record: CaseRecord
+) -> None:
     try:
         image, props = preprocess_image(list(case.images), predictor.model.fingerprint)
     except EmptyImageError as e:  # a blank scan in a clinical batch still gets an output, and a warning

@@ -1,11 +1,13 @@
 """`seg infer`: a batch of cases through Lightning's predict loop, so `--devices N --strategy ddp` shards the
-cases over processes (each case on exactly one rank) with the same code as a single process."""
+cases over processes (each case on exactly one rank) with the same code as a single process. One model or an
+ensemble (its members' softmax averaged): the same loop, outputs and failure handling."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,15 +40,15 @@ class InferSummary:
         return [r for r in self.records if r.failed]
 
 
-def _module(model: ModelBundle, cfg: InferConfig, cases: list[InferCase], out_dir: Path, log):
+def _module(models: list[ModelBundle], cfg: InferConfig, cases: list[InferCase], out_dir: Path, log):
     import lightning as L
 
-    from seg.infer.predictor import Predictor
+    from seg.infer.predictor import make_predictor
 
     class InferModule(L.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.net = model.net
+            self.nets = torch.nn.ModuleList(m.net for m in models)  # Lightning places them on the device
             self.records: list[CaseRecord] = []
             self.all_records: list[CaseRecord] = []
 
@@ -59,14 +61,14 @@ def _module(model: ModelBundle, cfg: InferConfig, cases: list[InferCase], out_di
             return batch  # a case index; the case's tensors are made on the device inside the step
 
         def on_predict_start(self) -> None:
-            self.predictor = Predictor(model, cfg.overlap, cfg.tta, cfg.precision, cfg.sw_batch_size, self.device)
+            self.predictor = make_predictor(models, cfg.overlap, cfg.tta, cfg.precision, cfg.sw_batch_size,
+                                            self.device)
             if self.global_rank == 0:
-                print(f"seg infer: {self.predictor.settings.describe()}; num_threads {torch.get_num_threads()}",
-                      flush=True)
+                print(f"seg infer: {self.predictor.describe()}; num_threads {torch.get_num_threads()}", flush=True)
             self.predictor.warm_up()  # kernel selection on the first window is not any case's time
             rank, world = self.trainer.global_rank, self.trainer.world_size
             self.progress = CaseProgress(len(range(rank, len(cases), world)), "seg infer")
-            gates = list(model.net.gate_names) if cfg.gates else []
+            gates = self.predictor.gate_names if cfg.gates else []
             self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates)
 
         def predict_step(self, index: int, batch_idx: int):
@@ -98,16 +100,21 @@ def _module(model: ModelBundle, cfg: InferConfig, cases: list[InferCase], out_di
     return InferModule()
 
 
-def infer(model: ModelBundle, cases: list[InferCase], cfg: InferConfig, log=None) -> InferSummary:
-    """Predict `cases` with `model` into `cfg.output`; writes predictions.json (and metrics with labels)."""
+def infer(
+    model: ModelBundle | Sequence[ModelBundle], cases: list[InferCase], cfg: InferConfig, log=None
+) -> InferSummary:
+    """Predict `cases` with `model` (one, or an ensemble's members from `load_models`) into `cfg.output`; writes
+    predictions.json (and metrics with labels)."""
     import lightning as L
+
+    models = [model] if isinstance(model, ModelBundle) else list(model)
 
     quiet_lightning()
     cpu = resolve_device(cfg.accelerator).type == "cpu"
     torch.set_num_threads(threads_per_process(cfg.num_threads, cfg.devices if cpu else 1))
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    module = _module(model, cfg, cases, out_dir, log)
+    module = _module(models, cfg, cases, out_dir, log)
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision="32-true",
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -119,18 +126,21 @@ def infer(model: ModelBundle, cases: list[InferCase], cfg: InferConfig, log=None
     records = sorted(module.all_records, key=lambda r: r.case)
     if trainer.global_rank != 0:
         return InferSummary(out_dir, records, None, seconds, trainer.global_rank)
-    metrics = _write_metrics(out_dir, records, model.class_names, cfg.metrics_file)
+    metrics = _write_metrics(out_dir, records, models[0].class_names, cfg.metrics_file)
     predictor = getattr(module, "predictor", None)  # absent when there was no case to predict
     settings = predictor.settings if predictor is not None else None
     write_json(out_dir / PREDICTIONS_FILE,
-               _predictions(model, cfg, settings, records, metrics, seconds, trainer.world_size))
+               _predictions(models, cfg, settings, records, metrics, seconds, trainer.world_size))
     return InferSummary(out_dir, records, metrics, seconds)
 
 
-def _predictions(model: ModelBundle, cfg: InferConfig, settings: InferSettings | None, records: list[CaseRecord],
-                 metrics,
-                 seconds: float, world: int) -> dict:
+def _predictions(models: list[ModelBundle], cfg: InferConfig, settings: InferSettings | None,
+                 records: list[CaseRecord], metrics, seconds: float, world: int) -> dict:
+    """The batch's record. `model` describes the first (or only) member at its top level, as before ensembles,
+    and every member under `members`; `settings` are the first member's (each keeps its window and mirrors)."""
     import seg
+
+    model = models[0]
 
     ok = [r for r in records if r.status == OK]
     voxels = sum(r.voxels or 0 for r in ok)
@@ -143,6 +153,7 @@ def _predictions(model: ModelBundle, cfg: InferConfig, settings: InferSettings |
             "config_hash": model.config_hash,
             "trained_with": model.meta.seg_version,
             "class_names": model.class_names,
+            "members": [_member(m, cfg.tta) for m in models],
         },
         "seg_version": seg.__version__,
         "settings": {"tta": cfg.tta, "tta_mirror_axes": list(model.mirrored_axes) if cfg.tta else [],
@@ -164,6 +175,11 @@ def _predictions(model: ModelBundle, cfg: InferConfig, settings: InferSettings |
         "warnings": [r.warning for r in records if r.warning],
         "cases": {r.case: r.to_dict() for r in records},
     }
+
+
+def _member(model: ModelBundle, tta: bool) -> dict:
+    return {"source": model.source, "mlflow_run_id": model.meta.mlflow_run_id, "config_hash": model.config_hash,
+            "patch_size": list(model.patch_size), "tta_mirror_axes": list(model.mirrored_axes) if tta else []}
 
 
 def _write_metrics(out_dir: Path, records: list[CaseRecord], class_names: list[str], metrics_file: str | None) -> dict | None:

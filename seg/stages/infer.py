@@ -1,5 +1,6 @@
-"""Stage `infer`: a model + images (a folder, file or glob; by default the pipeline's evaluation cases, the
-cache's validation fold) -> label maps on the inputs' grids, predictions.json, metrics."""
+"""Stage `infer`: a model (or an ensemble: several, or a folder of model folders) + images (a folder, file or glob;
+by default the pipeline's evaluation cases, the cache's validation fold) -> label maps on the inputs' grids,
+predictions.json, metrics."""
 
 from __future__ import annotations
 
@@ -17,24 +18,26 @@ CODE = 2  # exit status of a user error
 
 
 def run(cfg: Config, icfg: InferConfig | None = None):
-    """Segment `icfg.input` (default: the evaluation fold of `cfg.data`) with `icfg.model`; returns an
-    InferSummary. A pipeline run (no input given) also tags the model's MLflow run with the dvc.lock hashes."""
+    """Segment `icfg.input` (default: the evaluation fold of `cfg.data`) with `icfg.model` (one source or an
+    ensemble's); returns an InferSummary. A pipeline run (no input given) also tags each member's MLflow run with
+    the dvc.lock hashes."""
     from seg.infer.cases import attach_labels, find_cases
     from seg.infer.evaluation import evaluation_cases
-    from seg.infer.model_io import load_model
+    from seg.infer.model_io import load_models
     from seg.infer.run import infer
 
     icfg = icfg or cfg.infer
     if icfg.input:  # an ad-hoc batch: its metrics stay in the output folder, not in the pipeline's metrics/
         icfg = dataclasses.replace(icfg, metrics_file=None)
-    model = load_model(icfg.model)
+    models = load_models(icfg.model)
     if icfg.input:
-        cases = attach_labels(find_cases(icfg.input, model.config.model.in_channels), icfg.labels)
+        cases = attach_labels(find_cases(icfg.input, models[0].config.model.in_channels), icfg.labels)
     else:  # the pipeline's evaluation cases (the cache's validation fold), scored against their labels
         cases = evaluation_cases(cfg.data.cache_dir, cfg.data.fold)
-    summary = infer(model, cases, icfg)
-    if summary.rank == 0 and not icfg.input:  # a pipeline run: trace the model's run to the DVC state that made it
-        _tag_dvc_lock(model.meta.mlflow_run_id, model.meta.tracking_uri)
+    summary = infer(models, cases, icfg)
+    if summary.rank == 0 and not icfg.input:  # a pipeline run: trace the models' runs to the DVC state that made it
+        for run_id, uri in dict.fromkeys((m.meta.mlflow_run_id, m.meta.tracking_uri) for m in models):
+            _tag_dvc_lock(run_id, uri)
     return summary
 
 
@@ -65,8 +68,9 @@ def errors() -> tuple[type[Exception], ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="params.yaml", help="YAML config; its infer section gives defaults")
-    p.add_argument("--model", help="model folder, Lightning .ckpt, or MLflow URI (runs:/<id>/model, "
-                                   "models:/<name>/<version>, models:/<name>@<alias>)")
+    p.add_argument("--model", action="append", help="model folder, Lightning .ckpt, or MLflow URI (runs:/<id>/model, "
+                   "models:/<name>/<version>, models:/<name>@<alias>); repeat it, or pass a folder of model folders "
+                   "(one per fold), for an ensemble that averages the members' softmax")
     p.add_argument("--input", help="folder, file or glob of images (default: the pipeline's evaluation cases)")
     p.add_argument("--output", help="output folder (default: infer.output)")
     p.add_argument("--labels", help="folder of reference label maps: per-case Dice, HD95, volumes")

@@ -7,8 +7,10 @@ from pathlib import Path
 from seg.config import Config, DataConfig, ModelConfig, TrainConfig
 
 
-def tiny_model_folder(root: Path, dataset: Path, spatial_dims: int = 3) -> Path:
-    """Preprocess `dataset` into root/cache and write root/model (weights, config, fingerprint, model.json)."""
+def tiny_model_folder(root: Path, dataset: Path, spatial_dims: int = 3, seed: int = 0, name: str = "model",
+                      patch: int = 16) -> Path:
+    """Preprocess `dataset` into root/cache (once per root) and write root/<name> (weights, config, fingerprint,
+    model.json) with weights drawn from `seed` and a `patch`-sized window; the same root gives ensemble members."""
     import torch
 
     from seg.data.cache import Cache
@@ -17,10 +19,12 @@ def tiny_model_folder(root: Path, dataset: Path, spatial_dims: int = 3) -> Path:
     from seg.models.bundle import ModelMeta, save_bundle
 
     data = DataConfig(root=str(dataset), cache_dir=str(root / "cache"), num_workers=0, folds=2)
-    result = preprocess_dataset(data, progress=False)
+    cache = root / "cache"
+    if not (cache / "fingerprint.json").is_file():
+        cache = preprocess_dataset(data, progress=False).out_dir
     model = ModelConfig(spatial_dims=spatial_dims, channels=(4, 8, 8), strides=(2, 2), deep_supervision=0)
-    cfg = Config(model=model, data=data, train=TrainConfig(patch_size=(16,) * spatial_dims))
-    torch.manual_seed(0)
+    cfg = Config(model=model, data=data, train=TrainConfig(patch_size=(patch,) * spatial_dims))
+    torch.manual_seed(seed)
     net = build_model(model)
-    meta = ModelMeta.for_training(cfg, ["background", "head", "body"], [16] * spatial_dims, None)
-    return save_bundle(root / "model", net, cfg, Cache(result.out_dir).fingerprint, meta)
+    meta = ModelMeta.for_training(cfg, ["background", "head", "body"], [patch] * spatial_dims, None)
+    return save_bundle(root / name, net, cfg, Cache(cache).fingerprint, meta)

@@ -1,4 +1,5 @@
-"""`seg infer` on a tiny untrained model: geometry-exact outputs, bad files, reruns, safe loading, metrics."""
+"""`seg infer` on a tiny untrained model: geometry-exact outputs, bad files, reruns, safe loading, metrics, and
+ensembles of two different tiny models."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from infer_fixture import tiny_model_folder
 from seg.cli import main
 from seg.infer.cases import find_cases
 from seg.infer.metrics import case_metrics
-from seg.infer.model_io import load_model
-from seg.infer.predictor import Predictor, mirror_axes
+from seg.infer.model_io import load_model, load_models
+from seg.infer.predictor import EnsemblePredictor, Predictor, make_predictor, mirror_axes
 from seg.models.bundle import ModelMeta, checkpoint_record
 from seg.models.errors import ModelLoadError
 
@@ -26,7 +27,13 @@ def model_dir(tmp_path_factory, synthetic_3d) -> Path:
     return tiny_model_folder(tmp_path_factory.mktemp("infer"), synthetic_3d)
 
 
-
+@pytest.fixture(scope="module")
+def folds_dir(tmp_path_factory, synthetic_3d) -> Path:
+    """folds/fold_0 and folds/fold_1: two different members (seeds 0 and 1, windows 16 and 24) of one cache."""
+    root = tmp_path_factory.mktemp("ensemble")
+    tiny_model_folder(root, synthetic_3d, seed=0, name="folds/fold_0")
+    tiny_model_folder(root, synthetic_3d, seed=1, name="folds/fold_1", patch=24)
+    return root / "folds"
 
 
 def _oblique_copy(src: Path, dst: Path) -> Path:
@@ -242,3 +249,90 @@ def test_find_cases_groups_channels_and_reports_nothing_found(tmp_path):
     assert [c.case_id for c in find_cases(str(tmp_path / "a_0000.nii.gz"))] == ["a"]
     with pytest.raises(Exception, match="no image file matches"):
         find_cases(str(tmp_path / "*.nrrd"))
+
+
+def test_ensemble_probabilities_are_the_mean_of_the_members_after_their_own_tta(folds_dir, synthetic_3d):
+    from seg.data.preprocess import preprocess_image
+
+    a, b = load_models(str(folds_dir))  # a folder of model folders: all of them, in name order
+    assert (a.source, b.source) == (str(folds_dir / "fold_0"), str(folds_dir / "fold_1"))
+    image, _ = preprocess_image([min((synthetic_3d / "imagesTr").iterdir())], a.fingerprint)
+    members = [Predictor(m, overlap=0.25, tta=True, precision="32", sw_batch_size=2) for m in (a, b)]
+    assert [m.roi_size for m in members] == [(16,) * 3, (24,) * 3]  # each member slides its own window
+    alone = [m.predict(image, gates=True) for m in members]
+    assert not torch.allclose(alone[0].probabilities, alone[1].probabilities, atol=1e-3)
+    ensemble = EnsemblePredictor(members)
+    assert ensemble.model is a and ensemble.settings is members[0].settings and ensemble.gate_names == ["level0", "level1"]
+    pred = ensemble.predict(image, gates=True)
+    mean = (alone[0].probabilities + alone[1].probabilities) / 2
+    assert pred.probabilities.shape == (3, *image.shape[1:])
+    assert torch.allclose(pred.probabilities, mean, atol=1e-6, rtol=0)
+    for level in ("level0", "level1"):
+        assert torch.allclose(pred.gates[level], (alone[0].gates[level] + alone[1].gates[level]) / 2, atol=1e-6, rtol=0)
+    assert type(make_predictor([a], tta=False, precision="32", sw_batch_size=2)) is Predictor  # one model: as before
+
+
+def test_infer_with_two_models_or_their_folder_writes_the_input_geometry_and_lists_the_members(
+    folds_dir, synthetic_3d, tmp_path
+):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    src = min((synthetic_3d / "imagesTr").iterdir())
+    _oblique_copy(src, inputs / "oblique_0000.nii.gz")
+    members = [str(folds_dir / "fold_0"), str(folds_dir / "fold_1")]
+    flags = ["--input", str(inputs), "--no-tta", "--probabilities", "--gates", "--precision", "32"]
+    assert main(["infer", "--model", members[0], "--model", members[1], "--output", str(tmp_path / "two"), *flags]) == 0
+    assert main(["infer", "--model", str(folds_dir), "--output", str(tmp_path / "folder"), *flags]) == 0
+    ref = nib.load(inputs / "oblique_0000.nii.gz")
+    for out in (tmp_path / "two", tmp_path / "folder"):
+        seg_img = nib.load(out / "oblique.nii.gz")
+        assert seg_img.shape == ref.shape and np.array_equal(seg_img.affine, ref.affine)
+        probs = np.asarray(nib.load(out / "probabilities" / "oblique.nii.gz").dataobj)
+        assert probs.shape == (*ref.shape, 3) and np.allclose(probs.sum(-1), 1, atol=1e-4)
+        assert nib.load(out / "gates" / "oblique_level1.nii.gz").shape == ref.shape
+        assert not list(out.rglob(".tmp-*"))
+        pred = json.loads((out / "predictions.json").read_text())
+        assert pred["summary"]["ok"] == 1 and pred["model"]["source"] == members[0]  # first member's keys kept
+        listed = pred["model"]["members"]
+        assert [m["source"] for m in listed] == members and all(m["config_hash"] for m in listed)
+        assert [m["patch_size"] for m in listed] == [[16] * 3, [24] * 3] and "mlflow_run_id" in listed[1]
+    for name in ("oblique.nii.gz", "probabilities/oblique.nii.gz"):
+        two, folder = (np.asarray(nib.load(tmp_path / d / name).dataobj) for d in ("two", "folder"))
+        assert np.array_equal(two, folder)
+
+
+def test_a_member_that_cannot_be_averaged_fails_in_one_line_naming_it(folds_dir, tmp_path, capsys):
+    from seg.models import build_model
+    from seg.models.bundle import save_bundle
+
+    a = load_model(folds_dir / "fold_0")
+    two = dataclasses.replace(a.config, model=dataclasses.replace(a.config.model, out_channels=2))
+    meta2 = ModelMeta.for_training(two, ["background", "head"], a.patch_size, None)
+    save_bundle(tmp_path / "two_classes", build_model(two.model), two, a.fingerprint, meta2)
+    plan = dataclasses.replace(a.fingerprint.preprocessing, target_spacing=(2.0, 2.0, 2.0))
+    save_bundle(tmp_path / "coarser", a.net, a.config, dataclasses.replace(a.fingerprint, preprocessing=plan), a.meta)
+    first = str(folds_dir / "fold_0")
+    with pytest.raises(ModelLoadError, match=r"two_classes: cannot join an ensemble with .*fold_0: out_channels 2, not 3"):
+        load_models([first, str(tmp_path / "two_classes")])
+    with pytest.raises(ModelLoadError, match=r"coarser: cannot join .*: preprocessing.target_spacing \(2.0, 2.0, 2.0\), not"):
+        load_models([first, str(tmp_path / "coarser")])
+    rc = main(["infer", "--model", first, "--model", str(tmp_path / "coarser"), "--input", str(tmp_path),
+               "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith(f"seg infer: error: {tmp_path / 'coarser'}: cannot join")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ModelLoadError, match=r"holds 2 model folders \(an ensemble.*fold_0"):
+        load_model(folds_dir)  # one-model readers (seg analyze, seg layers) say how to pick one
+
+
+def test_infer_model_takes_one_source_or_a_list(tmp_path):
+    from seg.config import ConfigError, load_config
+
+    path = tmp_path / "p.yaml"
+    path.write_text("infer:\n  model: [models/fold_0, models/fold_1]\n")
+    assert load_config(path).infer.model == ("models/fold_0", "models/fold_1")
+    path.write_text("infer:\n  model: models/latest\n")
+    assert load_config(path).infer.model == "models/latest"
+    path.write_text("infer:\n  model: []\n")
+    with pytest.raises(ConfigError, match=r"infer.model must be a model source or a non-empty list"):
+        load_config(path)
