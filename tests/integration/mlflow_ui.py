@@ -4,6 +4,7 @@ run's images on its Model metrics page."""
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,10 @@ import pytest
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 
-# Every image a run logged with log_image, as laid out: its key and step (from the artifact path), whether it
-# loaded, its size, whether it lies inside its chart card and whether it is what the browser shows at its centre.
-IMAGES_JS = """() => [...document.querySelectorAll('img')].filter(i => i.src.includes('get-artifact?path=images'))
+# Every image a run logged with log_image, as laid out: its key and step (from the artifact path) and run, whether
+# it loaded, its size and place, whether it lies inside its chart card (or `box`, a selector: the enlarged card's
+# dialog) and whether it is what the browser shows at its centre.
+IMAGES_JS = """(box) => [...document.querySelectorAll('img')].filter(i => i.src.includes('get-artifact?path=images'))
   .map(i => {
     const path = decodeURIComponent(new URL(i.src).searchParams.get('path')).slice('images/'.length);
     const r = i.getBoundingClientRect();
@@ -22,11 +24,13 @@ IMAGES_JS = """() => [...document.querySelectorAll('img')].filter(i => i.src.inc
       ? Math.min(r.width / i.naturalWidth, r.height / i.naturalHeight) : null;
     const w = scale ? i.naturalWidth * scale : r.width, h = scale ? i.naturalHeight * scale : r.height;
     const x0 = r.left + (r.width - w) / 2, y0 = r.top + (r.height - h) / 2;
-    const card = i.closest('[data-testid="experiment-view-compare-runs-card"]');
+    const card = i.closest(box || '[data-testid="experiment-view-compare-runs-card"]');
     const c = card ? card.getBoundingClientRect() : null;
     const inside = c !== null && y0 >= c.top && y0 + h <= c.bottom && x0 >= c.left && x0 + w <= c.right;
     const at = (fx, fy) => document.elementFromPoint(x0 + fx * w, y0 + fy * h) === i;
     return {key: path.split('+step+')[0].replaceAll('~', '/'), step: parseInt(path.split('+step+')[1]), src: i.src,
+            run: new URL(i.src).searchParams.get('run_uuid'), inBox: card !== null,
+            left: x0, right: x0 + w, top: y0, bottom: y0 + h,
             naturalWidth: i.naturalWidth, height: h, inside: inside, onTop: at(0.5, 0.5),
             inViewport: y0 >= 250 && y0 + h <= window.innerHeight - 100,  // clear of the sticky bars
             edgesOnTop: at(0.5, 0.04) && at(0.5, 0.96) && at(0.04, 0.5) && at(0.96, 0.5)};
@@ -94,6 +98,76 @@ class ModelMetricsPage:
 
     def screenshot(self, path: Path) -> None:
         self.page.screenshot(path=str(path), full_page=True)
+
+
+class RunsChartView:
+    """An experiment's runs in MLflow's Chart view, reached as a person does from MLflow's home page: the
+    "Model training" switch, Experiments, the experiment, the Chart view button (above the runs list). Each image key
+    has an image-grid card there showing every visible run's image at one step (MLflow shows at most 10 runs)."""
+
+    CARD = '[data-testid="experiment-view-compare-runs-card"]'
+    DIALOG = '[role="dialog"] [role="document"]'  # an enlarged card: MLflow's modal
+
+    def __init__(self, browser, server, experiment: str = "seg"):
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        self.page.goto(f"{server.url}/")
+        self.page.get_by_role("button", name="Model training", exact=True).click(timeout=60_000)
+        self.page.get_by_role("link", name="Experiments", exact=True).first.click()
+        self.page.get_by_role("link", name=experiment, exact=True).first.click(timeout=60_000)
+        chart_view = self.page.locator('label:has(input[name="runs-view-mode"][value="CHART"])')  # "Chart view"
+        chart_view.click(timeout=60_000)
+        self.page.wait_for_selector(self.CARD, timeout=60_000)
+        self.page.wait_for_timeout(1500)  # let the first cards lay out
+
+    def card(self, key: str, timeout_s: float = 90):
+        """`key`'s card, scrolled into view (cards render only as they come into view): the page is scrolled a
+        card's height at a time from the top until it is there, and again from the top (a loaded machine renders
+        slowly) until `timeout_s`."""
+        card = self.page.locator(self.CARD).filter(has=self.page.get_by_role("heading", name=key, exact=True))
+        deadline = time.monotonic() + timeout_s
+        self.page.evaluate(SCROLL_JS, True)
+        while not card.count():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {key} card in the Chart view")
+            if not self.page.evaluate(SCROLL_JS, False):  # at the bottom: let it render, then from the top again
+                self.page.wait_for_timeout(1000)
+                if card.count():
+                    break
+                self.page.evaluate(SCROLL_JS, True)
+            self.page.wait_for_timeout(800)
+        card.scroll_into_view_if_needed()
+        return card
+
+    def enlarge(self, key: str) -> list[dict]:
+        """Open `key`'s card full-screen (its expand button, left of the card's menu); its images as a person sees
+        them there, one per run, once every one has loaded."""
+        self.card(key).locator('button[data-component-id="fullscreen_button_chartcard"]').click()
+        self.page.wait_for_selector(self.DIALOG, timeout=30_000)
+        return self._dialog_images(key)
+
+    def step_forward(self, key: str) -> list[dict]:
+        """Move the enlarged card's slider one step on (keyboard, as a person would); its images then."""
+        self.page.locator(self.DIALOG).locator("[role=slider]").first.focus()
+        self.page.keyboard.press("ArrowRight")
+        self.page.wait_for_timeout(1500)
+        return self._dialog_images(key)
+
+    def close(self) -> None:
+        """Close the enlarged card (its dialog's Close button)."""
+        self.page.locator(self.DIALOG).get_by_role("button", name="Close").first.click()
+        self.page.wait_for_selector(self.DIALOG, state="detached", timeout=30_000)
+
+    def _dialog_images(self, key: str) -> list[dict]:
+        self.page.wait_for_function(
+            """(dialog) => { const imgs = [...document.querySelectorAll(dialog + ' img')]
+                 .filter(i => i.src.includes('get-artifact?path=images'));
+               return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
+            arg=self.DIALOG, timeout=30_000)
+        self.page.wait_for_timeout(800)  # the dialog's opening animation
+        return [i for i in self.page.evaluate(IMAGES_JS, self.DIALOG) if i["key"] == key and i["inBox"]]
+
+    def screenshot(self, path: Path) -> None:
+        self.page.screenshot(path=str(path))
 
 
 def assert_visible(image: dict) -> None:
