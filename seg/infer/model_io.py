@@ -8,6 +8,8 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from seg.files import read_json
+from seg.infer.postprocess import FILE, Postprocessing
 from seg.models.bundle import WEIGHTS, ModelBundle, ModelLoadError, load_bundle, load_checkpoint
 
 
@@ -66,6 +68,16 @@ def load_models(sources: str | Path | Sequence[str | Path]) -> list[ModelBundle]
     for member in models[1:]:
         check_compatible(models[0], member)
     return models
+
+
+def postprocessing_for(sources: str | Path | Sequence[str | Path]) -> Postprocessing | None:
+    """The postprocessing decided for these models: `postprocessing.json` in the (one) local folder given, as the
+    cross-validation stage writes it beside the fold models it was decided on."""
+    sources = [sources] if isinstance(sources, str | Path) else list(sources)
+    found = [Path(str(s)) / FILE for s in sources if not is_mlflow_uri(str(s)) and (Path(str(s)) / FILE).is_file()]
+    if len(sources) != 1 or not found:
+        return None
+    return Postprocessing.from_dict(read_json(found[0]))
 
 
 def check_compatible(first: ModelBundle, member: ModelBundle) -> None:

@@ -17,6 +17,7 @@ from seg.data.properties import CaseProperties
 from seg.data.restore import restore_to_original
 from seg.infer.cases import CaseOutputs, InferCase
 from seg.infer.metrics import case_metrics
+from seg.infer.postprocess import Postprocessing
 from seg.infer.predictor import EnsemblePredictor, Prediction, Predictor
 from seg.infer.records import EXISTS, FAILED, OK, CaseRecord
 
@@ -36,6 +37,7 @@ def process_case(
     predictor: Predictor | EnsemblePredictor,
     outputs: CaseOutputs,
     overwrite: bool = False,
+    postprocessing: Postprocessing | None = None,
 ) -> CaseRecord:
     """Predict one case (one model or an ensemble) and write its outputs; a bad input is a failed record (one-line
     error), not an exception."""
@@ -45,7 +47,7 @@ def process_case(
         if not overwrite and all(p.is_file() for p in outputs.all()):
             record.status = EXISTS
         else:
-            _predict_and_write(case, predictor, outputs, record)
+            _predict_and_write(case, predictor, outputs, record, postprocessing)
             record.status = OK
             record.predict_seconds = round(time.perf_counter() - start, 3)
         if case.label:
@@ -58,7 +60,8 @@ def process_case(
 
 
 def _predict_and_write(
-    case: InferCase, predictor: Predictor | EnsemblePredictor, outputs: CaseOutputs, record: CaseRecord
+    case: InferCase, predictor: Predictor | EnsemblePredictor, outputs: CaseOutputs, record: CaseRecord,
+    postprocessing: Postprocessing | None = None,
 ) -> None:
     try:
         image, props = preprocess_image(list(case.images), predictor.model.fingerprint)
@@ -79,7 +82,10 @@ def _predict_and_write(
         probs = restore_to_original(pred.probabilities.numpy(), props, is_label=False, background=[1.0] + [0.0] * (k - 1))
         write_image(probs, props.geometry, outputs.probabilities)
         del probs
-    write_image(restore_labels(pred, props), props.geometry, outputs.labels)  # last: the case is complete
+    labels = restore_labels(pred, props)
+    if postprocessing is not None:  # decided on cross-validation predictions (seg.infer.postprocess)
+        labels = postprocessing.apply(labels)
+    write_image(labels, props.geometry, outputs.labels)  # last: the case is complete
 
 
 def _write_background(geometry: Geometry, num_classes: int, outputs: CaseOutputs) -> None:

@@ -17,6 +17,7 @@ from seg.config import InferConfig
 from seg.files import write_bytes, write_json
 from seg.infer.cases import InferCase, outputs_for
 from seg.infer.metrics import metrics_rows, summarize_metrics
+from seg.infer.postprocess import Postprocessing
 from seg.infer.process import process_case
 from seg.infer.records import EXISTS, OK, CaseRecord
 from seg.models.bundle import ModelBundle
@@ -40,7 +41,8 @@ class InferSummary:
         return [r for r in self.records if r.failed]
 
 
-def _module(models: list[ModelBundle], cfg: InferConfig, cases: list[InferCase], out_dir: Path, log):
+def _module(models: list[ModelBundle], cfg: InferConfig, cases: list[InferCase], out_dir: Path, log,
+            postprocessing: Postprocessing | None):
     import lightning as L
 
     from seg.infer.predictor import make_predictor
@@ -73,7 +75,7 @@ def _module(models: list[ModelBundle], cfg: InferConfig, cases: list[InferCase],
 
         def predict_step(self, index: int, batch_idx: int):
             case = cases[index]
-            record = process_case(case, self.predictor, self.outputs_of(case), cfg.overwrite)
+            record = process_case(case, self.predictor, self.outputs_of(case), cfg.overwrite, postprocessing)
             record.rank = self.global_rank
             (log or self._print)(record)
             self.records.append(record)
@@ -101,10 +103,12 @@ def _module(models: list[ModelBundle], cfg: InferConfig, cases: list[InferCase],
 
 
 def infer(
-    model: ModelBundle | Sequence[ModelBundle], cases: list[InferCase], cfg: InferConfig, log=None
+    model: ModelBundle | Sequence[ModelBundle], cases: list[InferCase], cfg: InferConfig, log=None,
+    postprocessing: Postprocessing | None = None,
 ) -> InferSummary:
     """Predict `cases` with `model` (one, or an ensemble's members from `load_models`) into `cfg.output`; writes
-    predictions.json (and metrics with labels)."""
+    predictions.json (and metrics with labels). `postprocessing` (`model_io.postprocessing_for`) is applied to every
+    label map."""
     import lightning as L
 
     models = [model] if isinstance(model, ModelBundle) else list(model)
@@ -114,7 +118,7 @@ def infer(
     torch.set_num_threads(threads_per_process(cfg.num_threads, cfg.devices if cpu else 1))
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    module = _module(models, cfg, cases, out_dir, log)
+    module = _module(models, cfg, cases, out_dir, log, postprocessing)
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision="32-true",
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -130,12 +134,13 @@ def infer(
     predictor = getattr(module, "predictor", None)  # absent when there was no case to predict
     settings = predictor.settings if predictor is not None else None
     write_json(out_dir / PREDICTIONS_FILE,
-               _predictions(models, cfg, settings, records, metrics, seconds, trainer.world_size))
+               _predictions(models, cfg, settings, records, metrics, seconds, trainer.world_size, postprocessing))
     return InferSummary(out_dir, records, metrics, seconds)
 
 
 def _predictions(models: list[ModelBundle], cfg: InferConfig, settings: InferSettings | None,
-                 records: list[CaseRecord], metrics, seconds: float, world: int) -> dict:
+                 records: list[CaseRecord], metrics, seconds: float, world: int,
+                 postprocessing: Postprocessing | None = None) -> dict:
     """The batch's record. `model` describes the first (or only) member at its top level, as before ensembles,
     and every member under `members`; `settings` are the first member's (each keeps its window and mirrors)."""
     import seg
@@ -157,6 +162,7 @@ def _predictions(models: list[ModelBundle], cfg: InferConfig, settings: InferSet
         },
         "seg_version": seg.__version__,
         "settings": {"tta": cfg.tta, "tta_mirror_axes": list(model.mirrored_axes) if cfg.tta else [],
+                     "postprocessing": postprocessing.to_dict() if postprocessing else None,
                      "overlap": cfg.overlap, "precision": settings.precision if settings else cfg.precision,
                      "precision_requested": cfg.precision,
                      "sw_batch_size": settings.sw_batch_size if settings else cfg.sw_batch_size, "devices": world,

@@ -23,7 +23,7 @@ def run(cfg: Config, icfg: InferConfig | None = None):
     the dvc.lock hashes."""
     from seg.infer.cases import attach_labels, find_cases
     from seg.infer.evaluation import evaluation_cases
-    from seg.infer.model_io import load_models
+    from seg.infer.model_io import load_models, postprocessing_for
     from seg.infer.run import infer
 
     icfg = icfg or cfg.infer
@@ -34,7 +34,7 @@ def run(cfg: Config, icfg: InferConfig | None = None):
         cases = attach_labels(find_cases(icfg.input, models[0].config.model.in_channels), icfg.labels)
     else:  # the pipeline's evaluation cases (the cache's validation fold), scored against their labels
         cases = evaluation_cases(cfg.data.cache_dir, cfg.data.fold)
-    summary = infer(models, cases, icfg)
+    summary = infer(models, cases, icfg, postprocessing=postprocessing_for(icfg.model))
     if summary.rank == 0 and not icfg.input:  # a pipeline run: trace the models' runs to the DVC state that made it
         for run_id, uri in dict.fromkeys((m.meta.mlflow_run_id, m.meta.tracking_uri) for m in models):
             _tag_dvc_lock(run_id, uri)
@@ -48,6 +48,15 @@ def _tag_dvc_lock(run_id: str | None, uri: str | None) -> None:
         tag_run_with_dvc_lock(run_id, uri)
     except Exception as e:  # tracking is a convenience here: never fail the predictions for it
         print(f"seg infer: warning: could not tag the MLflow run with dvc.lock hashes ({e})", file=sys.stderr)
+
+
+def _fold(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fold number or 'all', got {text!r}") from None
 
 
 def _int_or_auto(text: str) -> int | str:
@@ -73,6 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(one per fold), for an ensemble that averages the members' softmax")
     p.add_argument("--input", help="folder, file or glob of images (default: the pipeline's evaluation cases)")
     p.add_argument("--output", help="output folder (default: infer.output)")
+    p.add_argument("--fold", type=_fold, help="the evaluation cases of this fold (default: data.fold; all: the test part)")
+    p.add_argument("--metrics-file", dest="metrics_file", help="the pipeline's metrics file (default: infer.metrics_file)")
     p.add_argument("--labels", help="folder of reference label maps: per-case Dice, HD95, volumes")
     p.add_argument("--gates", action="store_true", default=None, help="also write gate maps per level")
     p.add_argument("--probabilities", action="store_true", default=None, help="also write class probability maps")
@@ -91,6 +102,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     cfg, icfg = config_with_flags(args, "infer")
+    if args.fold is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, fold=args.fold))
     summary = run(cfg, icfg)
     if summary.rank != 0:
         return 0

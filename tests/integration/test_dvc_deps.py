@@ -327,7 +327,7 @@ def _stale(root: Path) -> set[str]:
     from dvc.repo import Repo
 
     with contextlib.chdir(root), Repo(str(root)) as repo:  # stage names are relative to the working directory
-        return set(repo.status())
+        return set(repo.status(targets=["dvc.yaml"]))  # the default pipeline; crossval/dvc.yaml is separate
 
 
 def _placeholder(path: Path) -> None:
@@ -393,7 +393,7 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for stage in stages.values():
         for rel in [*_out_paths(stage), *stage.get("deps", [])]:
             _placeholder(root / rel)
-    _dvc(root, "commit", "-f", "-q")
+    _dvc(root, "commit", "-f", "-q", "dvc.yaml")  # the default pipeline (crossval/dvc.yaml has its own)
     assert _stale(root) == set(), "right after dvc commit -f every stage should be up to date"
     return root
 
@@ -464,3 +464,30 @@ if __name__ == "__main__":  # `python tests/integration/test_dvc_deps.py [--writ
         write_code_deps()
     for name in STAGES:
         print(f"{name}:\n" + "".join(f"  - {d}\n" for d in suggested_deps(required_code(name))))
+
+
+@pytest.mark.slow
+def test_the_crossval_pipeline_has_a_train_and_predict_stage_per_listed_fold(scratch: Path) -> None:
+    """crossval/dvc.yaml: nothing by default; with crossval.folds listed, train@k and predict@k per fold, then the
+    summary (after every predict) and the ensemble's test prediction (after the summary's postprocessing)."""
+    params_file = scratch / "params.yaml"
+    original = params_file.read_text()
+    assert set(_stage_names(scratch)) == {"summary", "test"}
+    params = yaml.safe_load(original)
+    params["crossval"]["folds"] = [0, 2, 4]
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        names = _stage_names(scratch)
+        dag = _dvc(scratch, "dag", "--dot", "crossval/dvc.yaml").stdout
+    finally:
+        params_file.write_text(original)
+    assert set(names) == {"train@0", "train@2", "train@4", "predict@0", "predict@2", "predict@4", "summary", "test"}
+    for k in (0, 2, 4):
+        assert f'"crossval/dvc.yaml:train@{k}" -> "crossval/dvc.yaml:predict@{k}"' in dag
+        assert f'"crossval/dvc.yaml:predict@{k}" -> "crossval/dvc.yaml:summary"' in dag
+    assert '"crossval/dvc.yaml:summary" -> "crossval/dvc.yaml:test"' in dag
+
+
+def _stage_names(root: Path) -> list[str]:
+    listing = _dvc(root, "stage", "list", "crossval/dvc.yaml").stdout
+    return [line.split()[0].removeprefix("crossval/dvc.yaml:") for line in listing.splitlines() if line.strip()]
