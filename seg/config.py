@@ -265,8 +265,8 @@ class DataConfig:
             raise ConfigError(f"data.folds must be >= 2 for a k-fold split, got {self.folds}.")
         if self.fold != "all" and not (isinstance(self.fold, int) and 0 <= self.fold < self.folds):
             raise ConfigError(
-                f"data.fold must be in [0, {self.folds - 1}] for {self.folds} folds, or 'all' (one model on every "
-                f"non-test case), got {self.fold!r}."
+                f"data.fold must be in [0, {self.folds - 1}] for {self.folds} folds, got {self.fold!r} (or 'all': one "
+                f"model on every non-test case)."
             )
         if not 0 <= self.test_fraction < 1:
             raise ConfigError(f"data.test_fraction must be in [0, 1) (0: no test part), got {self.test_fraction}.")

@@ -70,21 +70,26 @@ class ModelMetricsPage:
         self.page.wait_for_selector('[data-testid="experiment-view-compare-runs-card"]', timeout=60_000)
         self.page.wait_for_timeout(2000)  # let the first cards lay out and load
 
-    def images(self, prefix: str = "") -> dict[str, dict]:
+    def images(self, prefix: str = "", expect: set[str] = frozenset(), timeout_s: float = 90) -> dict[str, dict]:
         """Key -> its image as a person sees it when scrolled to, for keys starting with `prefix`: the page is
         scrolled a card's height at a time (cards load when they come into view), and each image is measured while
-        it lies wholly in the viewport."""
+        it lies wholly in the viewport. Until every key of `expect` is found (or `timeout_s`), the page is scrolled
+        again from the top: a loaded machine renders and loads cards slowly."""
         found: dict[str, dict] = {}
-        self.page.evaluate(SCROLL_JS, True)  # from the top
-        self.page.wait_for_timeout(600)
-        for _ in range(80):
-            for image in self.page.evaluate(IMAGES_JS):
-                if image["key"].startswith(prefix) and image["inViewport"] and image["key"] not in found:
-                    found[image["key"]] = image
-            if not self.page.evaluate(SCROLL_JS, False):
-                break
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.page.evaluate(SCROLL_JS, True)  # from the top
             self.page.wait_for_timeout(600)
-        return found
+            for _ in range(80):
+                for image in self.page.evaluate(IMAGES_JS):
+                    if image["key"].startswith(prefix) and image["inViewport"] and image["key"] not in found:
+                        found[image["key"]] = image
+                if not self.page.evaluate(SCROLL_JS, False):
+                    break
+                self.page.wait_for_timeout(600)
+            if expect <= set(found) or time.monotonic() > deadline:
+                return found
+            self.page.wait_for_timeout(1000)
 
     def step_forward(self, key: str) -> str:
         """Move the slider of `key`'s card one step on (keyboard, as a person would); the image source it shows."""

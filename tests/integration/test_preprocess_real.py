@@ -62,7 +62,7 @@ def test_dsb2018_nuclei_all_images(shared_data, tmp_path):
     case_id = sorted(fp["cases"])[0]
     z = np.load(result.cases_dir / f"{case_id}.npz")
     assert z["image"].ndim == 3 and z["label"].shape == (1, *z["image"].shape[1:])
-    image, props = preprocess_image(root / "images" / f"{case_id}.png", fp)
+    image, props = preprocess_image(root / "images" / f"{case_id}.png", result.fingerprint)
     np.testing.assert_array_equal(image, z["image"])
     restored = restore_to_original(z["label"] * 255, props, is_label=True)
     out = write_image(restored, props.geometry, tmp_path / f"{case_id}.png")
