@@ -13,8 +13,9 @@ Split: fold 0 of seg's 5-fold split (seed 0) of the labelled cases; nnU-Net gets
            so its checkpoint choice sees them: an advantage for nnU-Net), then nnUNetv2_predict (--disable_tta
            unless --tta). Its preprocessing is not counted in the budget; ours runs before the clock starts too.
 
-Training samples/s: ours from metrics/train.json; nnU-Net's = iterations done x its batch size / training seconds
-(iterations from its log: 250 per epoch plus the iterations of the epoch it was stopped in are not counted).
+Training samples/s: ours from metrics/train.json; nnU-Net's = finished epochs x 250 iterations x its batch size /
+training seconds (the iterations of the epoch it was stopped in are not counted); when it finished no epoch, it
+wrote no checkpoint and its row says so, with 250 x batch / seconds as an upper bound of its samples/s.
 
 nnU-Net is not a dependency of seg. Install it in its own environment, torch first (pip would otherwise pull a CUDA
 torch): python3.11 -m venv /tmp/nnvenv && /tmp/nnvenv/bin/pip install torch==2.13.0 &&
@@ -117,12 +118,15 @@ def train_nnunet(data: Path, work: Path, train_ids: list[str], test_ids: list[st
     train_s = time.perf_counter() - start
     fold = work / "results" / DATASET / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_0"
     checkpoint = "checkpoint_best.pth" if (fold / "checkpoint_best.pth").is_file() else "checkpoint_latest.pth"
-    if not (fold / checkpoint).is_file():
-        raise SystemExit(f"nnU-Net wrote no checkpoint in {minutes} min (it saves one per finished epoch); "
-                         f"see {work / 'nnunet_train.log'}")
     epochs = len(re.findall(r"Epoch time:", log))
     plans = json.loads((work / "preprocessed" / DATASET / "nnUNetPlans.json").read_text())
     batch = plans["configurations"]["3d_fullres"]["batch_size"]
+    info = {"epochs": epochs, "checkpoint": checkpoint, "train_s": round(train_s, 1), "preprocess_s": round(prep_s, 1),
+            "batch_size": batch, "patch_size": plans["configurations"]["3d_fullres"]["patch_size"]}
+    if not (fold / checkpoint).is_file():  # not one epoch (250 iterations) done: nothing to score
+        print(f"nnU-Net finished no epoch (250 iterations of batch {batch}) in {minutes:g} min, so it wrote no "
+              f"checkpoint to score (see {work / 'nnunet_train.log'})", file=sys.stderr)
+        return None, {**info, "checkpoint": None, "samples_per_s": round(250 * batch / train_s, 2)}
     inputs = work / "heldout_images"
     inputs.mkdir(exist_ok=True)
     for case in test_ids:
@@ -132,9 +136,7 @@ def train_nnunet(data: Path, work: Path, train_ids: list[str], test_ids: list[st
     nn(bin_dir, "nnUNetv2_predict", "-i", str(inputs), "-o", str(out), "-d", str(DATASET_ID), "-c", "3d_fullres",
        "-f", "0", "-chk", checkpoint, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar",
        *([] if tta else ["--disable_tta"]), env=env)
-    return out, {"epochs": epochs, "checkpoint": checkpoint, "samples_per_s": round(epochs * 250 * batch / train_s, 2),
-                 "train_s": round(train_s, 1), "preprocess_s": round(prep_s, 1), "batch_size": batch,
-                 "patch_size": plans["configurations"]["3d_fullres"]["patch_size"]}
+    return out, {**info, "samples_per_s": round(epochs * 250 * batch / train_s, 2)}
 
 
 def main() -> None:
@@ -175,8 +177,13 @@ def main() -> None:
         if args.only in (None, "nnunet"):
             pred, info = train_nnunet(data, work / "nnunet", train_ids, test_ids, args.minutes, args.threads, bin_dir,
                                       args.tta)
-            scored = evaluate(pred, labels, work / "nnunet" / "evaluation", classes)
-            results["nnU-Net v2 3d_fullres"] = {**info, "dice": _dice(scored), "cases": scored["cases"]}
+            if pred is None:  # samples/s is then an upper bound: fewer than 250 iterations were done
+                nan = float("nan")
+                results["nnU-Net v2 3d_fullres"] = {**info, "dice": {**{c.split("=")[1]: nan for c in classes},
+                                                                     "mean": nan}, "cases": 0}
+            else:
+                scored = evaluate(pred, labels, work / "nnunet" / "evaluation", classes)
+                results["nnU-Net v2 3d_fullres"] = {**info, "dice": _dice(scored), "cases": scored["cases"]}
     from seg.runtime import describe_machine
 
     print(f"machine: {describe_machine().line()}")
@@ -187,7 +194,9 @@ def main() -> None:
     for name, r in results.items():
         d = r["dice"]
         print(f"{name:24s} " + " ".join(f"{d[c]:9.4f}" for c in classes) + f" {d['mean']:7.4f} "
-              f"{r['samples_per_s']:10.2f} {r['epochs']:7d}" + (f"  ({r['checkpoint']})" if "checkpoint" in r else ""))
+              f"{r['samples_per_s']:10.2f} {r['epochs']:7d}" + (f"  ({r['checkpoint']})" if r.get("checkpoint") else "")
+              + ("  (no epoch finished: no checkpoint; samples/s is an upper bound)" if "checkpoint" in r
+                 and not r["checkpoint"] else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
