@@ -140,15 +140,26 @@ class RunsChartView:
                     break
                 self.page.evaluate(SCROLL_JS, True)
             self.page.wait_for_timeout(800)
-        card.scroll_into_view_if_needed()
         return card
 
-    def enlarge(self, key: str) -> list[dict]:
+    def enlarge(self, key: str, timeout_s: float = 90) -> list[dict]:
         """Open `key`'s card full-screen (its expand button, left of the card's menu); its images as a person sees
-        them there, one per run, once every one has loaded."""
-        self.card(key).locator('button[data-component-id="fullscreen_button_chartcard"]').click()
-        self.page.wait_for_selector(self.DIALOG, timeout=30_000)
-        return self._dialog_images(key)
+        them there, one per run, once every one has loaded. MLflow re-renders the cards while the page settles (a
+        card found a moment ago can be detached): the card is looked up and clicked again until it holds."""
+        from playwright.sync_api import Error
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                card = self.card(key, max(deadline - time.monotonic(), 1))
+                card.scroll_into_view_if_needed(timeout=10_000)
+                card.locator('button[data-component-id="fullscreen_button_chartcard"]').click(timeout=10_000)
+                self.page.wait_for_selector(self.DIALOG, timeout=30_000)
+                return self._dialog_images(key)
+            except Error:
+                if time.monotonic() > deadline:
+                    raise
+                self.page.wait_for_timeout(1000)
 
     def step_forward(self, key: str) -> list[dict]:
         """Move the enlarged card's slider one step on (keyboard, as a person would); its images then."""
