@@ -50,22 +50,22 @@ def _tag_dvc_lock(run_id: str | None, uri: str | None) -> None:
         print(f"seg infer: warning: could not tag the MLflow run with dvc.lock hashes ({e})", file=sys.stderr)
 
 
-def _fold(text: str) -> int | str:
-    if text == "all":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fold number or 'all', got {text!r}") from None
+def _int_or(word: str, what: str):
+    """An argparse type: a whole number, or `word` itself."""
+
+    def parse(text: str) -> int | str:
+        if text == word:
+            return text
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or '{word}', got {text!r}") from None
+
+    return parse
 
 
-def _int_or_auto(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of windows or 'auto', got {text!r}") from None
+_fold = _int_or("all", "a fold number")
+_int_or_auto = _int_or("auto", "a number of windows")
 
 
 def errors() -> tuple[type[Exception], ...]:
