@@ -284,6 +284,7 @@ class DataConfig:
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+SUPERVISIONS = ("full", "seam")  # full: voxel masks; seam: image-level presence labels (SEAM, see SeamConfig)
 AUTO = "auto"
 
 
@@ -381,9 +382,11 @@ class TrainConfig:
     run_name: str | None = None  # MLflow run name (None: MLflow picks one)
     registered_model: str | None = "auto"  # MLflow registry name; auto: seg-<dataset folder>; null: not registered
     champion_alias: str = "champion"  # alias moved to the version of that name with the best validation Dice
-    gate_images: bool = True  # log gate-map images for a fixed validation case every validation
+    gate_images: bool = True  # log gate-map (SEAM: CAM) images for a fixed validation case every validation
+    supervision: str = "full"  # full: masks; seam: only which classes a patch holds (the seam section)
 
     def __post_init__(self) -> None:
+        _one_of("train.supervision", self.supervision, SUPERVISIONS)
         _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
         _one_of("train.schedule", self.schedule, SCHEDULES)
         _one_of("train.precision", self.precision, PRECISIONS)
@@ -512,6 +515,53 @@ class CrossvalConfig:
             raise ConfigError(f"crossval.folds must be distinct fold numbers >= 0, got {list(self.folds)}.")
 
 
+# ------------------------------------------------------------------------------------------- SEAM
+
+
+@dataclass(frozen=True)
+class SeamConfig:
+    """SEAM (Wang et al., CVPR 2020) as a training method (`train.supervision: seam`): a classifier on the encoder
+    learns from presence labels; its CAMs, refined by the pixel correlation module (PCM), become pseudo masks."""
+
+    cam_level: int | None = None  # encoder level of the CAMs; null: the level at 1/4 of the input resolution
+    scale: float = 0.5  # second branch: the patch rescaled by this (SEAM: 0.3 of 448 px; small 3D patches need more)
+    patch_size: tuple[int, ...] | None = None  # training patch; null: half the network's default patch per axis
+    er_weight: float = 1.0  # equivariant regularisation (L1 between the two branches' CAMs); 0: plain CAM training
+    ecr_weight: float = 1.0  # equivariant cross regularisation (PCM output of one branch vs the other's CAM)
+    ecr_share: float = 0.2  # ECR averages the hardest share of voxels
+    min_weight: float = 1.0  # pushes the lowest `min_share` of PCM activations to 0
+    min_share: float = 0.25  # share of voxels the min-pooling term reads (SEAM: a quarter)
+    pcm_channels: int = 64  # projection of [image, features of cam_level - 1 and cam_level] for the affinities
+    pcm_window: int | None = None  # null: all voxels (SEAM) up to 16384 CAM cells, else 9; an odd int: that window
+    refine: bool = True  # pseudo masks and predictions from PCM-refined CAMs (false: the classifier's CAMs)
+    background: float | None = None  # background score; null: chosen on the validation cases after training
+    labels_file: str | None = None  # JSON {case id: [classes present]}: presence per whole case instead of per patch
+    model: str = "models/seam"  # the SEAM model (`dvc repro seam/dvc.yaml`)
+    pseudo_cache: str = "data/pseudo"  # the cache with the pseudo masks of the training cases
+    segmenter: str = "models/seam_segmenter"  # the segmentation network trained on the pseudo masks
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.scale < 1.0:
+            raise ConfigError(f"seam.scale must be in (0, 1) (the second branch's rescale factor), got {self.scale}.")
+        for name in ("ecr_share", "min_share"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ConfigError(f"seam.{name} must be in (0, 1], got {getattr(self, name)}.")
+        for name in ("er_weight", "ecr_weight", "min_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"seam.{name} must be >= 0 (0 turns the term off), got {getattr(self, name)}.")
+        if self.pcm_window is not None and (self.pcm_window < 1 or self.pcm_window % 2 == 0):
+            raise ConfigError(f"seam.pcm_window must be an odd number >= 1 or null (all voxels), got {self.pcm_window}.")
+        if self.background is not None and not 0.0 <= self.background <= 1.0:
+            raise ConfigError(f"seam.background must be in [0, 1] or null (chosen on validation cases), "
+                              f"got {self.background}.")
+        if self.patch_size is not None and any(p < 1 for p in self.patch_size):
+            raise ConfigError(f"seam.patch_size must be positive, got {list(self.patch_size)}.")
+        if self.cam_level is not None and self.cam_level < 1:
+            raise ConfigError(f"seam.cam_level must be >= 1 (PCM reads the level above it too), got {self.cam_level}.")
+        if self.pcm_channels < 1:
+            raise ConfigError(f"seam.pcm_channels must be >= 1, got {self.pcm_channels}.")
+
+
 # ------------------------------------------------------------------------------------------- loading
 
 
@@ -525,9 +575,16 @@ class Config:
     infer: InferConfig = field(default_factory=InferConfig)
     analyze: AnalyzeConfig = field(default_factory=AnalyzeConfig)
     crossval: CrossvalConfig = field(default_factory=CrossvalConfig)
+    seam: SeamConfig = field(default_factory=SeamConfig)
 
     def __post_init__(self) -> None:
         self.train.augment.mirrored_axes(self.model.spatial_dims)  # an axis the patches lack fails at load time
+        if self.seam.cam_level is not None and self.seam.cam_level >= len(self.model.channels):
+            raise ConfigError(f"seam.cam_level {self.seam.cam_level} is not an encoder level of model.channels "
+                              f"{list(self.model.channels)}; pick 1..{len(self.model.channels) - 1}.")
+        if self.seam.patch_size is not None and len(self.seam.patch_size) != self.model.spatial_dims:
+            raise ConfigError(f"seam.patch_size {list(self.seam.patch_size)} needs {self.model.spatial_dims} entries "
+                              f"for a {self.model.spatial_dims}D model.")
         bad = [k for k in self.crossval.folds if k >= self.data.folds]
         if bad:
             raise ConfigError(f"crossval.folds {bad} do not exist with data.folds={self.data.folds}; pick from "

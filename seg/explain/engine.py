@@ -132,7 +132,8 @@ class MapEngine:
             if " head" in acts:
                 f = acts[" head"].detach()  # (B, C_f, *padded win)
                 if self.plain_ok:
-                    out["plain"] = self._fit(plain_cam(f, self.head)[:, 1:], win)
+                    plain = plain_cam(f, self.head)  # a U-Net's head has a background channel, SEAM's classifier not
+                    out["plain"] = self._fit(plain[:, 1:] if plain.shape[1] == k_all else plain, win)
                 if want_features:
                     out["features"] = self._fit(f, win)
             return out

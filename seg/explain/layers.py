@@ -2,7 +2,7 @@
 
 `seg layers MODEL` prints them with their output shapes for a patch-sized input; `analyze.cam_layers` takes
 their names. The default target is what the 1x1 head reads: `full_res` (the full-resolution head of a network with
-a strided stem) or else the last decoder stage `decoder.0`.
+a strided stem) or else the last decoder stage `decoder.0`; for a SEAM network, what its classifier reads.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ DEFAULT_LAYER = "decoder.0"
 
 
 def default_layer(net: nn.Module) -> str:
-    """The input of the 1x1 head: `full_res` when the network has one (strided stem), else `decoder.0`."""
+    """The input of the 1x1 head: `full_res` when the network has one (strided stem), else `decoder.0`; a SEAM
+    network's classifier input (`cam_layer`)."""
+    if getattr(net, "cam_layer", None):
+        return net.cam_layer
     return "full_res" if getattr(net, "full_res", None) is not None else DEFAULT_LAYER
 
 

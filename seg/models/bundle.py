@@ -201,7 +201,7 @@ def _config(data: dict[str, Any], where: Path) -> Config:
 
 def _assemble(state: dict[str, torch.Tensor], config: Config, fingerprint: Fingerprint, meta: dict,
               source: str) -> ModelBundle:
-    from seg.models.build import build_model
+    from seg.models.build import build_for
 
     trained_with = meta.get("seg_version")
     if trained_with and trained_with.split(".")[:2] != seg.__version__.split(".")[:2]:
@@ -209,7 +209,7 @@ def _assemble(state: dict[str, torch.Tensor], config: Config, fingerprint: Finge
             f"{source}: trained with seg {trained_with}, this is seg {seg.__version__}. "
             f"Install seg=={trained_with} to use it, or retrain."
         )
-    net = build_model(config.model)
+    net = build_for(config)
     own = net.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in state]

@@ -40,6 +40,26 @@ class UNetOutput:
     deep_supervision: list[torch.Tensor] = field(default_factory=list)  # level 1, 2, ...: coarser logits
 
 
+def block_options(cfg: ModelConfig) -> dict:
+    return dict(kernel_size=cfg.kernel_size, norm=cfg.norm, act=cfg.act, dropout=cfg.dropout, residual=cfg.residual)
+
+
+def build_encoder(cfg: ModelConfig, stages: int) -> tuple[nn.ModuleList, nn.ModuleList]:
+    """The first `stages` encoder stages of the U that `cfg` describes and their attention modules (identity where
+    none); `AttentionUNet` and `SeamNet` share it, so their encoders have the same parameter names."""
+    dims, channels = cfg.spatial_dims, cfg.channels
+    strides, stem = cfg.strides_per_axis(), cfg.stem_stride_per_axis()
+    enc_att, _ = cfg.stage_attention()
+    encoder, attention = nn.ModuleList(), nn.ModuleList()
+    for i, c in enumerate(channels[:stages]):
+        n_convs = cfg.first_stage_convs if (i == 0 and cfg.first_stage_convs) else cfg.encoder_convs
+        c_in = cfg.in_channels if i == 0 else channels[i - 1]
+        stride = stem if i == 0 else strides[i - 1]
+        encoder.append(ConvBlock(dims, c_in, c, stride=stride, num_convs=n_convs, **block_options(cfg)))
+        attention.append(build_attention(enc_att[i], dims, c, cfg.attention_reduction))
+    return encoder, attention
+
+
 class AttentionUNet(nn.Module):
     """Attention U-Net for `spatial_dims` 2 or 3; depth = len(channels), len(strides) = len(channels) - 1.
 
@@ -79,19 +99,11 @@ class AttentionUNet(nn.Module):
         self.stem_stride = cfg.stem_stride_per_axis()
         self.pad_input = cfg.pad_input
         self.gate_levels = levels = list(cfg.gated_levels())
-        enc_att, dec_att = cfg.stage_attention()
-        block = dict(kernel_size=cfg.kernel_size, norm=cfg.norm, act=cfg.act, dropout=cfg.dropout,
-                     residual=cfg.residual)
+        _, dec_att = cfg.stage_attention()
+        block = block_options(cfg)
         first = cfg.first_stage_convs
 
-        self.encoder = nn.ModuleList()
-        self.encoder_attention = nn.ModuleList()
-        for i, c in enumerate(channels):
-            n_convs = first if (i == 0 and first) else cfg.encoder_convs
-            c_in = cfg.in_channels if i == 0 else channels[i - 1]
-            stride = self.stem_stride if i == 0 else self.strides[i - 1]
-            self.encoder.append(ConvBlock(dims, c_in, c, stride=stride, num_convs=n_convs, **block))
-            self.encoder_attention.append(build_attention(enc_att[i], dims, c, cfg.attention_reduction))
+        self.encoder, self.encoder_attention = build_encoder(cfg, len(channels))
 
         self.upsample = nn.ModuleList()
         self.gates = nn.ModuleDict()

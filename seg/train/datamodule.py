@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from seg.config import DataConfig, TrainConfig
+from seg.config import DataConfig, SeamConfig, TrainConfig
 from seg.data.cache import Cache, CachedCase
 from seg.train.augment import build_augmentation
+from seg.train.presence import PresenceDataset, read_labels_file
 from seg.train.sampling import sample_patch
 
 
@@ -61,7 +62,7 @@ class PatchDataset(Dataset):
         out = self.augment({"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.float32))})
         # plain tensors: a MONAI MetaTensor would route every op of the network through its __torch_function__
         image, label = (torch.as_tensor(out[k]).as_subclass(torch.Tensor) for k in ("image", "label"))
-        return {"image": image.float(), "label": label.round().long()}
+        return {"image": image.float(), "label": label.round().long(), "case_id": case.case_id}
 
 
 class VolumeDataset(Dataset):
@@ -77,9 +78,12 @@ class VolumeDataset(Dataset):
 
 
 class SegDataModule(L.LightningDataModule):
-    def __init__(self, data: DataConfig, train: TrainConfig, spatial_dims: int, size_multiple: Sequence[int]):
+    """With `seam` (SEAM training) the training items are {"image", "presence"}: see `seg.train.presence`."""
+
+    def __init__(self, data: DataConfig, train: TrainConfig, spatial_dims: int, size_multiple: Sequence[int],
+                 seam: SeamConfig | None = None):
         super().__init__()
-        self.data_cfg, self.cfg = data, train
+        self.data_cfg, self.cfg, self.seam = data, train, seam
         self.cache_dir = data.cache_dir
         self.cache = Cache(data.cache_dir)
         self.fingerprint = self.cache.fingerprint
@@ -90,15 +94,28 @@ class SegDataModule(L.LightningDataModule):
                 f"Use spatial_dims={data_dims} (or {data_dims - 1} to train on slices)."
             )
         self.slice_axis = train.slice_axis if spatial_dims == data_dims - 1 else None
+        if seam is not None and self.slice_axis is not None:
+            raise ValueError(f"train.supervision seam trains on whole {data_dims}D patches and labels; set "
+                             f"model.spatial_dims: {data_dims} (a {spatial_dims}D network on slices is not supported).")
         self.patch_size = tuple(train.patch_size or default_patch_size(
             self.fingerprint.median_shape_after_preprocessing, spatial_dims, size_multiple
         ))
+        if seam is not None and seam.patch_size:
+            self.patch_size = tuple(seam.patch_size)
+        elif seam is not None:  # half the network's patch: presence varies between patches
+            self.patch_size = tuple(max(m, int(round(p / 2 / m)) * m) for p, m in zip(self.patch_size, size_multiple))
         if len(self.patch_size) != spatial_dims:
             raise ValueError(f"train.patch_size {list(self.patch_size)} needs {spatial_dims} entries for a {spatial_dims}D model.")
         split = self.cache.split(data.fold)
         self.train_ids, self.val_ids = list(split.train), list(split.val)
         self.train_cases: list[CachedCase] = []
         self.val_cases: list[CachedCase] = []
+        if seam is not None and seam.labels_file:
+            if self.slice_axis is not None:
+                raise ValueError(f"seam.labels_file labels whole cases, which a {spatial_dims}D network on "
+                                 f"{data_dims}D data cannot take; set model.spatial_dims: {data_dims}.")
+            self.setup()
+            self.patch_size = self.whole_case_patch(size_multiple)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.train_cases:
@@ -107,6 +124,19 @@ class SegDataModule(L.LightningDataModule):
         self.train_set = PatchDataset(
             self.train_cases, self.patch_size, self.cfg.steps_per_epoch * self.cfg.batch_size, self.cfg, self.slice_axis
         )
+        if self.seam is not None:
+            self.train_set = PresenceDataset(self.train_set, len(self.fingerprint.class_names), self.case_labels())
+
+    def case_labels(self):
+        """Presence per training case from `seam.labels_file` (None: from each patch's mask)."""
+        if self.seam is None or not self.seam.labels_file:
+            return None
+        return read_labels_file(self.seam.labels_file, self.fingerprint.class_names, self.train_ids)
+
+    def whole_case_patch(self, size_multiple: Sequence[int]) -> tuple[int, ...]:
+        """With a labels file each sample is a whole case: the largest training case, rounded up to the multiple."""
+        shapes = np.array([c.image.shape[1:] for c in self.train_cases])
+        return tuple(int(math.ceil(s / m) * m) for s, m in zip(shapes.max(0), size_multiple))
 
     def train_dataloader(self) -> DataLoader:
         self.train_set.set_epoch(self.trainer.current_epoch if self.trainer else 0)

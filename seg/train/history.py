@@ -30,7 +30,8 @@ class HistoryCallback(L.Callback):
         """Validations recorded so far (rows with a validation Dice)."""
         return sum(not math.isnan(r["val_dice_mean"]) for r in self.rows)
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        """After the module's own epoch end (SEAM logs its Dice there), before the next training epoch."""
         if trainer.sanity_checking:
             return
         m = trainer.callback_metrics

@@ -1,4 +1,5 @@
-"""The LightningModule: it receives the network from outside, so the network never depends on Lightning."""
+"""The LightningModule: it receives the network from outside, so the network never depends on Lightning, and its
+objective (`seg.train.objectives`: full supervision, or SEAM on presence labels)."""
 
 from __future__ import annotations
 
@@ -12,29 +13,23 @@ from torch import nn
 from seg.config import TrainConfig
 from seg.models import layers
 from seg.models.predict import sliding_window_logits
-from seg.train.loss import DeepSupervisionLoss
-
-
-def per_class_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Foreground Dice per class (MONAI's compute_dice; 1 when both prediction and truth are empty)."""
-    from monai.metrics import compute_dice
-
-    onehot = lambda t: torch.zeros((1, num_classes, *t.shape[2:]), device=t.device).scatter_(1, t.long(), 1.0)  # noqa: E731
-    return compute_dice(onehot(pred), onehot(label), include_background=False, ignore_empty=False)[0]
+from seg.train.objectives import FullSupervision, SeamSupervision, choose_background
+from seg.train.objectives import dice_per_class as per_class_dice  # noqa: F401  (its old home)
 
 
 class SegmentationModule(L.LightningModule):
     nonfinite_limit = 20  # consecutive skipped steps before training stops with an error
 
     def __init__(self, net: nn.Module, cfg: TrainConfig, class_names: Sequence[str], patch_size: Sequence[int],
-                 slice_axis: int | None = None):
+                 slice_axis: int | None = None, objective: FullSupervision | SeamSupervision | None = None):
         super().__init__()
         self.net, self.cfg = net, cfg
         self.class_names = list(class_names)
         self.patch_size = tuple(patch_size)
         self.slice_axis = slice_axis
-        self.loss = DeepSupervisionLoss(cfg.dice_weight, cfg.ce_weight)
-        self.val_dice: list[torch.Tensor] = []
+        self.objective = objective or FullSupervision(cfg)
+        self.val_dice: list[torch.Tensor] = []  # per validation case: (K - 1,), or SEAM's (backgrounds, K - 1)
+        self.background: float | None = None  # SEAM: the background score the last validation chose
         self.val_callbacks: list = []  # called with (module, case batch, prediction) on the first val case
         self.export: dict | None = None  # config, fingerprint, meta: makes checkpoints loadable by `seg infer`
         self.skipped_steps = 0  # steps whose gradients were not finite (not applied)
@@ -63,11 +58,12 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         image = batch["image"].contiguous(memory_format=self._layout())
-        out = self.net.outputs(image, gates=False, deep_supervision=True)
-        loss = self.loss(out.logits, out.deep_supervision, batch["label"])
+        loss, terms = self.objective.loss(self.net, image, batch)
         if torch.isfinite(loss):  # a skipped step (see configure_gradient_clipping) would turn the epoch mean NaN
-            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
-                     batch_size=batch["image"].shape[0], sync_dist=True)
+            size = batch["image"].shape[0]
+            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
+            for key, value in terms.items():
+                self.log(key, value, on_step=False, on_epoch=True, batch_size=size, sync_dist=True)
         return loss
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
@@ -103,16 +99,33 @@ class SegmentationModule(L.LightningModule):
         )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self.predict_logits(batch["image"])
-        pred = logits.argmax(dim=1, keepdim=True)
-        dice = per_class_dice(pred, batch["label"], len(self.class_names))
+        dice = self.objective.validate(self.predict_logits, self.net, batch, len(self.class_names))
         self.val_dice.append(dice.detach().cpu())
-        for name, d in zip(self.class_names[1:], dice):
-            self.log(f"val/dice_{name}", d, on_epoch=True, batch_size=1, sync_dist=True)
-        self.log("val/dice_mean", dice.mean(), on_epoch=True, prog_bar=True, batch_size=1, sync_dist=True)
+        if self.objective.name == "full":
+            self._log_dice(dice, batch_size=1)
         if batch_idx == 0:
             for callback in self.val_callbacks:
                 callback(self, batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_dice = []
+
+    def on_validation_epoch_end(self) -> None:
+        """SEAM: the background score with the best mean Dice over this validation's cases, and the Dice there."""
+        if self.objective.name != "seam" or not self.val_dice:
+            return
+        dice = torch.stack(self.val_dice)  # (cases, backgrounds, K - 1)
+        if self.trainer.world_size > 1:
+            dice = self.all_gather(dice).flatten(0, 1)
+        self.background, best = choose_background(dice)
+        self._log_dice(best, batch_size=len(dice))
+        self.log("val/background", self.background)
+
+    def _log_dice(self, dice: torch.Tensor, batch_size: int) -> None:
+        sync = self.objective.name == "full"  # SEAM's values are already gathered over ranks
+        for name, d in zip(self.class_names[1:], dice):
+            self.log(f"val/dice_{name}", d, on_epoch=True, batch_size=batch_size, sync_dist=sync)
+        self.log("val/dice_mean", dice.mean(), on_epoch=True, prog_bar=True, batch_size=batch_size, sync_dist=sync)
 
     def configure_optimizers(self):
         c = self.cfg

@@ -60,12 +60,12 @@ def check_model_fits_data(model: ModelConfig, fingerprint: Fingerprint, cache_di
         )
 
 
-def _gate_image_logger(logger, slice_axis: int | None, max_size, history: HistoryCallback):
+def _gate_image_logger(logger, slice_axis: int | None, max_size, history: HistoryCallback, objective):
     """Gate-map images of the first validation case, one per gate level and validation. Their MLflow step is the
     validation's index (0, 1, ...), not the epoch: MLflow's image card starts its slider at step 0 and shows
     nothing for a run whose first images are at epoch 18 (validation by wall clock); the epoch is in the
     picture's title. A resumed run continues from the validations its (checkpointed) history holds."""
-    from seg.train.gate_images import gate_images
+    from seg.train.gate_images import cam_images, gate_images
 
     logged: list[int] = []  # steps used so far in this process
 
@@ -77,11 +77,18 @@ def _gate_image_logger(logger, slice_axis: int | None, max_size, history: Histor
             fg = np.argwhere(label[0, 0].cpu().numpy() > 0)
             idx = int(fg[:, slice_axis].mean()) if len(fg) else label.shape[2 + slice_axis] // 2
             image, label = image.select(2 + slice_axis, idx), label.select(2 + slice_axis, idx)
-        pictures = gate_images(module.net, image.to(module.device), label, max_size, f"{batch['case_id']} epoch {module.current_epoch}")
+        title = f"{batch['case_id']} epoch {module.current_epoch}"
+        if objective.name == "seam":  # SEAM: the classifier's CAM and its PCM refinement per class
+            presence = objective.presence({"label": label, "case_id": batch["case_id"]}, len(module.class_names))
+            pictures = cam_images(module.net, image.to(module.device), label, presence, max_size, title,
+                                  module.class_names[1:])
+        else:
+            pictures = gate_images(module.net, image.to(module.device), label, max_size, title)
         step = logged[-1] + 1 if logged else history.validations()  # two validations may share an epoch's row
         logged.append(step)
         for name, rgb in pictures.items():
-            logger.experiment.log_image(logger.run_id, card_shaped(rgb), key=f"gate_{name}", step=step)
+            key = name if objective.name == "seam" else f"gate_{name}"
+            logger.experiment.log_image(logger.run_id, card_shaped(rgb), key=key, step=step)
 
     return log
 
@@ -100,9 +107,10 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
-    from seg.models import build_model
+    from seg.models.build import build_for
     from seg.train.datamodule import SegDataModule
     from seg.train.module import SegmentationModule
+    from seg.train.objectives import FullSupervision, SeamSupervision
     from seg.train.progress import progress_callbacks
 
     tc = cfg.train
@@ -113,13 +121,15 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     fingerprint = Cache(cfg.data.cache_dir).fingerprint
     check_model_fits_data(cfg.model, fingerprint, cfg.data.cache_dir)
     names = class_names(fingerprint, cfg.model.out_channels)
-    net = build_model(cfg.model)
-    dm = SegDataModule(cfg.data, tc, cfg.model.spatial_dims, net.size_multiple)
+    seam = cfg.seam if tc.supervision == "seam" else None
+    net = build_for(cfg)
+    dm = SegDataModule(cfg.data, tc, cfg.model.spatial_dims, net.size_multiple, seam)
     settings = tune_training(net, dm.patch_size, cfg.model.in_channels, tc.batch_size, tc.precision,
                              tc.channels_last, resolve_device(tc.accelerator), model_key(cfg.model))
     resolved = dataclasses.replace(tc, precision=settings.precision, channels_last=settings.channels_last,
                                    num_threads=threads)
-    module = SegmentationModule(net, resolved, names, dm.patch_size, dm.slice_axis)
+    objective = SeamSupervision(seam, dm.case_labels()) if seam else FullSupervision(resolved)
+    module = SegmentationModule(net, resolved, names, dm.patch_size, dm.slice_axis, objective)
 
     out_dir = Path(tc.output_dir)
     ckpt_dir = out_dir / "checkpoints"
@@ -152,9 +162,9 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     history = HistoryCallback(Path(tc.metrics_dir), names[1:])
     progress, bar = progress_callbacks()
     callbacks = [checkpoint, history, *weight_average(tc), *progress]
-    if tc.gate_images and net.gate_names:
+    if tc.gate_images and (net.gate_names or seam):
         max_size = tuple(2 * p for p in dm.patch_size)
-        module.val_callbacks.append(_gate_image_logger(logger, dm.slice_axis, max_size, history))
+        module.val_callbacks.append(_gate_image_logger(logger, dm.slice_axis, max_size, history, objective))
     trainer = L.Trainer(
         max_epochs=tc.max_epochs,
         max_time=timedelta(minutes=tc.max_time_minutes) if tc.max_time_minutes else None,
@@ -186,6 +196,12 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     metrics = {**history.summary(elapsed, tc.batch_size * tc.steps_per_epoch * tc.devices), "runtime": runtime}
+    if seam:
+        from seg.train.seam_background import set_background
+
+        metrics["seam"] = set_background(net, objective, dm, names, seam.background)
+        print(f"seg train: SEAM background score {metrics['seam']['background']} ({metrics['seam']['chosen_by']})",
+              flush=True)
     meta = dataclasses.replace(meta, metrics=metrics)
     model_dir = save_bundle(tc.model_dir, net, cfg, fingerprint, meta)
     history.write_summary(metrics)

@@ -128,8 +128,8 @@ def measure_and_plan(tc: TrainConfig, module, dm, settings: TrainSettings, state
         batch = torch.utils.data.default_collate([dm.train_set[i] for i in range(tc.batch_size)])
         image = batch["image"].to(device).contiguous(memory_format=module._layout())
         with autocast(device, settings.precision):
-            out = module.net.outputs(image, gates=False, deep_supervision=True)
-            loss = module.loss(out.logits, out.deep_supervision, batch["label"].to(device))
+            loss, _ = module.objective.loss(module.net, image, {k: v.to(device) if torch.is_tensor(v) else v
+                                                                for k, v in batch.items()})
         loss.backward()
         module.net.zero_grad(set_to_none=True)
 

@@ -44,6 +44,7 @@ SECTION_STAGES: dict[str, set[str]] = {
     "infer": {"infer"},  # seg/stages/infer.py: config_with_flags(args, "infer"); the model comes from its folder
     "analyze": {"analyze"},  # seg/stages/analyze.py: config_with_flags(args, "analyze")
     "crossval": set(),  # read by crossval/dvc.yaml's stages (`dvc repro crossval/dvc.yaml`), not by these
+    "seam": {"train"},  # with train.supervision: seam (seg/train/run.py: build_for(cfg), SegDataModule(..., seam))
 }
 SPLIT_READERS = {"train", "infer", "analyze"}  # they read fold `data.fold` of <data.cache_dir>/splits.json
 KEY_STAGES: dict[str, set[str]] = {
@@ -491,3 +492,14 @@ def test_the_crossval_pipeline_has_a_train_and_predict_stage_per_listed_fold(scr
 def _stage_names(root: Path) -> list[str]:
     listing = _dvc(root, "stage", "list", "crossval/dvc.yaml").stdout
     return [line.split()[0].removeprefix("crossval/dvc.yaml:") for line in listing.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_the_seam_pipeline_goes_from_presence_labels_to_a_segmenter(scratch: Path) -> None:
+    """seam/dvc.yaml: the SEAM model, its pseudo masks, the segmenter trained on them, its predictions, in order."""
+    listing = _dvc(scratch, "stage", "list", "seam/dvc.yaml").stdout
+    names = [line.split()[0].removeprefix("seam/dvc.yaml:") for line in listing.splitlines() if line.strip()]
+    assert names == ["train", "pseudo", "segmenter", "infer"]
+    dag = _dvc(scratch, "dag", "--dot", "seam/dvc.yaml").stdout
+    for a, b in (("train", "pseudo"), ("pseudo", "segmenter"), ("segmenter", "infer")):
+        assert f'"seam/dvc.yaml:{a}" -> "seam/dvc.yaml:{b}"' in dag

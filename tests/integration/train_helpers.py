@@ -90,17 +90,18 @@ class MlflowServer:
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body
 
 
-def synthetic_project(tmp_path: Path, n_cases: int = 6, test_fraction: float = 0.0, **train) -> Path:
-    """The embedded synthetic 3D dataset preprocessed into tmp_path/cache (real original files and case
+def synthetic_project(tmp_path: Path, n_cases: int = 6, test_fraction: float = 0.0, spatial_dims: int = 3,
+                      **train) -> Path:
+    """The embedded synthetic dataset (3D, or 2D) preprocessed into tmp_path/cache (real original files and case
     properties, so inference and analysis can restore to them) + a tiny training config; returns its path."""
     from seg.config import DataConfig
     from seg.data.preprocess import preprocess_dataset
     from seg.data.synthetic import make_synthetic_dataset
 
-    dataset = make_synthetic_dataset(tmp_path / "synthetic", spatial_dims=3, n_cases=n_cases, seed=0)
+    dataset = make_synthetic_dataset(tmp_path / "synthetic", spatial_dims=spatial_dims, n_cases=n_cases, seed=0)
     preprocess_dataset(DataConfig(root=str(dataset), cache_dir=str(tmp_path / "cache"), num_workers=0, folds=2,
                                   test_fraction=test_fraction), progress=False)
-    path = tiny_project(tmp_path, write_cache=False, **train)
+    path = tiny_project(tmp_path, spatial_dims=spatial_dims, write_cache=False, **train)
     cfg = yaml.safe_load(path.read_text())
     cfg["data"].update({"root": str(dataset), "cache_dir": str(tmp_path / "cache"), "folds": 2,
                         "test_fraction": test_fraction})

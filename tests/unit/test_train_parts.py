@@ -235,7 +235,7 @@ def test_history_counts_epochs_with_and_without_validation(tmp_path):
     history = HistoryCallback(tmp_path, ["a"])
     trainer = SimpleNamespace(sanity_checking=False, global_rank=0, current_epoch=0, global_step=5, callback_metrics={})
     trainer.callback_metrics = {"val/dice_mean": torch.tensor(0.5), "val/dice_a": torch.tensor(0.5)}
-    history.on_validation_epoch_end(trainer, None)  # Lightning validates before the epoch's end hooks
+    history.on_validation_end(trainer, None)  # Lightning validates before the epoch's end hooks
     trainer.callback_metrics = {**trainer.callback_metrics, "train/loss": torch.tensor(1.5)}
     history.on_train_epoch_end(trainer, None)
     trainer.current_epoch, trainer.global_step, trainer.callback_metrics = 1, 10, {"train/loss": torch.tensor(0.9)}

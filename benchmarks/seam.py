@@ -1,0 +1,205 @@
+"""SEAM as a training method, measured: on Task04_Hippocampus (3D) and DSB2018 (2D), at the same CPU budget per
+training run, in one run. Masks are read only to score (and, as SEAM's image-level labels, to say which classes a
+patch holds).
+
+Split: `data.test_fraction` 0.2 of the cases is the held-out test part; fold 0 of 5 of the rest is split into
+training cases (SEAM learns from their patches' presence labels; their pseudo masks are written) and validation
+cases (they choose the background score, never the test part).
+
+Rows per dataset:
+  baseline CAM      train.supervision seam with er/ecr/min-pool weights 0 (a classifier on the encoder), CAMs
+  SEAM, no PCM      SEAM's loss (classification + ER + ECR + min pooling), the classifier's CAMs
+  SEAM + PCM        the same model, CAMs refined by its PCM (what the pseudo masks use)
+  pseudo masks      SEAM + PCM on the training cases (`seg pseudo`), scored against their masks
+  on pseudo masks   the normal segmentation network trained on the pseudo masks (`seg train` on the pseudo cache)
+  full supervision  the normal segmentation network trained on the masks
+CAM rows are scored on the test part with each case's presence labels and the background score chosen on the
+validation cases for that row; the two segmentation networks by `seg infer` on the test part (no TTA).
+
+Run:  python benchmarks/seam.py [--minutes 5] [--datasets hippocampus dsb2018] [--threads 2] [--keep DIR]
+      [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from train_hippocampus import run  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+# per dataset: the data, the model section (segmentation network), and what the SEAM network changes
+DATASETS = {
+    "hippocampus": {"root": SHARED / "Task04_Hippocampus", "model": {},
+                    # a full-resolution stem: the CAM level (1/4) then sees 6x8x6 cells of a 24x32x24 patch
+                    "seam_model": {"stem_stride": 1}, "seam": {"patch_size": [24, 32, 24]}},
+    "dsb2018": {"root": SHARED / "DSB2018_nuclei",
+                "model": yaml.safe_load((REPO / "configs" / "unet2d.yaml").read_text())["model"],
+                "seam_model": {}, "seam": {"patch_size": [64, 64]}},
+}
+
+
+def seg(*args) -> str:
+    return run([sys.executable, "-m", "seg.cli", *map(str, args)])
+
+
+def write_params(work: Path, spec: dict, minutes: float, threads: int) -> Path:
+    cfg = yaml.safe_load((REPO / "params.yaml").read_text())
+    cfg["data"].update({"root": str(spec["root"]), "cache_dir": str(work / "cache"), "folds": 5, "fold": 0,
+                        "seed": 0, "test_fraction": 0.2})
+    cfg["model"] = {**cfg["model"], **spec["model"]}
+    cfg["train"].update({"max_time_minutes": minutes, "max_epochs": 100000, "val_every": 100000,
+                         "num_threads": threads, "registered_model": None, "gate_images": False,
+                         "tracking_uri": f"sqlite:///{work / 'mlflow.db'}"})
+    cfg["infer"].update({"tta": False, "num_threads": threads})
+    cfg["seam"] = {**spec["seam"], "model": str(work / "seam"), "pseudo_cache": str(work / "pseudo"),
+                   "segmenter": str(work / "segmenter")}
+    path = work / "params.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def train(params: Path, work: Path, name: str, *sets: str) -> dict:
+    model = work / name
+    if not (model / "weights.pt").is_file():
+        seg("train", "--config", params, "--set", f"train.model_dir={model}", "--set", f"train.output_dir={work / 'out' / name}",
+            "--set", f"train.metrics_dir={work / 'metrics' / name}", *[a for s in sets for a in ("--set", s)])
+    return json.loads((work / "metrics" / name / "train.json").read_text())
+
+
+@torch.no_grad()
+def cam_dice(model_dir: Path, cache_dir: Path, refine: bool) -> dict:
+    """Background chosen on fold 0's validation cases, Dice on the test part, with each case's presence labels."""
+    from seg.data.cache import Cache
+    from seg.models.bundle import load_bundle
+    from seg.train.objectives import BACKGROUNDS, choose_background, sweep_backgrounds
+    from seg.train.presence import presence_of
+
+    bundle, cache = load_bundle(model_dir), Cache(cache_dir)
+    k = len(bundle.class_names)
+
+    def sweep(ids):
+        out = []
+        for case_id in ids:
+            case = cache.case(case_id)
+            x = torch.from_numpy(case.image)[None]
+            scores = bundle.net.scores(x, presence_of(case.label, k)[None], refine=refine)
+            out.append(sweep_backgrounds(scores[:, 1:], torch.from_numpy(case.label[None].astype(np.int64)), k))
+        return torch.stack(out)  # (cases, backgrounds, K - 1)
+
+    background, _ = choose_background(sweep(cache.split(0).val))
+    test = sweep(cache.split(0).test)
+    i = list(BACKGROUNDS).index(background)
+    dice = test[:, i].mean(0)
+    return {"dice": {n: float(d) for n, d in zip(bundle.class_names[1:], dice)}, "background": background,
+            "cases": len(test)}
+
+
+def infer_dice(params: Path, model: Path, out: Path) -> dict:
+    seg("infer", "--config", params, "--model", model, "--fold", "all", "--output", out,
+        "--metrics-file", out.parent / f"{out.name}.json")
+    summary = json.loads((out / "metrics.json").read_text())["summary"]
+    return {"dice": {k[5:]: v for k, v in summary.items() if k.startswith("dice_") and k != "dice_mean"},
+            "cases": summary["cases"]}
+
+
+def patch_presence(params: Path, n: int = 400) -> dict[str, int]:
+    """How varied the presence labels are: of n training patches, how many hold no class, one, several."""
+    from seg.config import load_config
+    from seg.models.build import build_for
+    from seg.train.datamodule import SegDataModule
+    from seg.train.presence import presence_counts
+
+    cfg = load_config(params, {"train.supervision": "seam"})
+    net = build_for(cfg)
+    dm = SegDataModule(cfg.data, cfg.train, cfg.model.spatial_dims, net.size_multiple, cfg.seam)
+    dm.setup("fit")
+    return presence_counts(dm.train_set, n)
+
+
+def bench(name: str, spec: dict, work: Path, minutes: float, threads: int) -> dict:
+    work.mkdir(parents=True, exist_ok=True)
+    params = write_params(work, spec, minutes, threads)
+    if not (work / "cache" / "fingerprint.json").is_file():
+        seg("preprocess", "--config", params)
+    seam_model = [f"model.{k}={v}" for k, v in spec["seam_model"].items()]
+    res: dict = {"presence": patch_presence_with(params, spec)}
+    start = time.perf_counter()
+    base = train(params, work, "baseline", "train.supervision=seam", "seam.er_weight=0", "seam.ecr_weight=0",
+                 "seam.min_weight=0", *seam_model)
+    full_seam = train(params, work, "seam", "train.supervision=seam", *seam_model)
+    rows = {"baseline CAM": cam_dice(work / "baseline", work / "cache", refine=False),
+            "SEAM, no PCM": cam_dice(work / "seam", work / "cache", refine=False),
+            "SEAM + PCM": cam_dice(work / "seam", work / "cache", refine=True)}
+    for row, t in (("baseline CAM", base), ("SEAM, no PCM", full_seam), ("SEAM + PCM", full_seam)):
+        rows[row]["epochs"] = t["epochs"]
+    if not (work / "pseudo" / "pseudo.json").is_file():
+        seg("pseudo", "--config", params, "--model", work / "seam")
+    pseudo = json.loads((work / "pseudo" / "pseudo.json").read_text())
+    rows["pseudo masks (train cases)"] = {"dice": pseudo["dice_mean"], "background": pseudo["background"],
+                                          "cases": len(pseudo["cases"])}
+    seg_pseudo = train(params, work, "segmenter", f"data.cache_dir={work / 'pseudo'}")
+    rows["on pseudo masks"] = {**infer_dice(params, work / "segmenter", work / "pred_segmenter"),
+                               "epochs": seg_pseudo["epochs"]}
+    full = train(params, work, "full")
+    rows["full supervision"] = {**infer_dice(params, work / "full", work / "pred_full"), "epochs": full["epochs"]}
+    res["rows"] = rows
+    res["seconds"] = round(time.perf_counter() - start, 1)
+    return res
+
+
+def patch_presence_with(params: Path, spec: dict) -> dict[str, int]:
+    """`patch_presence` for the SEAM network's model section (its size multiple rounds the patch)."""
+    cfg = yaml.safe_load(params.read_text())
+    cfg["model"].update(spec["seam_model"])
+    alt = params.with_name("params_seam.yaml")
+    alt.write_text(yaml.safe_dump(cfg))
+    return patch_presence(alt)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget of every training run")
+    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--keep", default=None, help="keep the work folders here (a rerun reuses finished models)")
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    for name in args.datasets:
+        if not DATASETS[name]["root"].is_dir():
+            raise SystemExit(f"{DATASETS[name]['root']}: dataset not found (../shared/data beside the repository).")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.keep or tmp).resolve()
+        for name in args.datasets:
+            results[name] = bench(name, DATASETS[name], root / name, args.minutes, args.threads)
+            print(json.dumps({name: results[name]}), flush=True)
+    from seg.runtime import describe_machine
+
+    print(f"machine: {describe_machine().line()}")
+    print(f"{args.minutes:g} min of training per run, {args.threads} threads; test part: data.test_fraction 0.2")
+    for name, res in results.items():
+        classes = list(res["rows"]["full supervision"]["dice"])
+        print(f"\n{name}: training patches' presence labels {res['presence']}")
+        print(f"{'':28s} " + " ".join(f"{c[:10]:>10s}" for c in classes) + f" {'mean':>7s} {'bg':>5s} {'epochs':>7s}")
+        for row, r in res["rows"].items():
+            d = [r["dice"][c] for c in classes]
+            bg = f"{r['background']:5.2f}" if "background" in r else f"{'':5s}"
+            print(f"{row:28s} " + " ".join(f"{v:10.4f}" for v in d) + f" {np.mean(d):7.4f} {bg} "
+                  f"{r.get('epochs', ''):>7}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""SEAM's network (Wang et al., CVPR 2020, "Self-supervised Equivariant Attention Mechanism for Weakly Supervised
+Semantic Segmentation"), dimension-generic: the encoder of our U-Net (with its attention modules) up to
+`cam_level`, a 1x1 classifier without bias on that level's features (its output is the CAM, one map per
+foreground class), and the pixel correlation module (PCM): affinities of a 1x1 projection of [image, detached
+features of levels cam_level - 1 and cam_level] refine the normalised CAMs.
+
+`net.branch(x)` gives what training needs (raw CAMs and PCM output). `net.scores(x, presence)` gives per-class
+scores in [0, 1] on the input grid: channel 0 the background score (`net.background`, chosen on validation cases),
+channel k the max-normalised (PCM-refined) CAM of class k, zero where class k is absent (`presence`; None: the
+classifier decides, sigmoid of the pooled CAM > 0.5). Their argmax is SEAM's pseudo mask. `net.outputs(x)` and
+`net(x)` return log-scores as logits, so `seg infer` and `seg analyze` apply a SEAM model like a segmentation
+network (softmax of the logits = the scores normalised to sum 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seg.models import layers
+from seg.models.layers import interp_mode
+from seg.models.pcm import pixel_correlation
+from seg.models.unet import AttentionUNet, UNetOutput, build_encoder
+
+if TYPE_CHECKING:
+    from seg.config import ModelConfig, SeamConfig
+
+EPS = 1e-5
+LOG_FLOOR = 1e-6  # log-scores are clamped here: softmax stays finite where every score is 0
+DENSE_CELLS = 16384  # with seam.pcm_window null, all-pairs affinities up to this many CAM cells (1 GiB in float32)
+LARGE_WINDOW = 9  # beyond it (a whole large image or volume at inference), a local window: memory O(cells)
+
+
+def default_cam_level(config: ModelConfig) -> int:
+    """The first encoder level at 1/4 of the input resolution or coarser on every axis (the last level if none)."""
+    stem, strides = config.stem_stride_per_axis(), config.strides_per_axis()
+    for level in range(1, len(config.channels)):
+        factor = [stem[a] * math.prod(s[a] for s in strides[:level]) for a in range(config.spatial_dims)]
+        if min(factor) >= 4:
+            return level
+    return len(config.channels) - 1
+
+
+def max_norm(p: torch.Tensor) -> torch.Tensor:
+    """SEAM's normalisation per sample and channel: (ReLU(p) - min) / (max - min), over space."""
+    p = F.relu(p)
+    flat = p.flatten(2)
+    lo = flat.min(-1).values.view(*p.shape[:2], *[1] * (p.ndim - 2))
+    hi = flat.max(-1).values.view(*p.shape[:2], *[1] * (p.ndim - 2))
+    return F.relu(p - lo - EPS) / (hi - lo + EPS)
+
+
+@dataclass
+class SeamBranch:
+    cam: torch.Tensor  # (B, K - 1, *s) the classifier's maps at the CAM level, before any normalisation
+    refined: torch.Tensor  # (B, K, *s) PCM output of [background, winner-take-all normalised CAMs]
+
+
+class SeamNet(nn.Module):
+    """Encoder + CAM classifier + PCM for `spatial_dims` 2 or 3, built from a `ModelConfig` and a `SeamConfig`."""
+
+    def __init__(self, config: ModelConfig, seam: SeamConfig):
+        super().__init__()
+        self.config, self.seam = config, seam
+        dims, channels = config.spatial_dims, config.channels
+        self.spatial_dims = dims
+        self.cam_level = level = seam.cam_level if seam.cam_level is not None else default_cam_level(config)
+        self.encoder, self.encoder_attention = build_encoder(config, level + 1)
+        conv = layers.conv(dims)
+        self.head = conv(channels[level], config.out_channels - 1, 1, bias=False)  # SEAM's fc8: no bias
+        self.pcm_projection = conv(config.in_channels + channels[level - 1] + channels[level], seam.pcm_channels, 1,
+                                   bias=False)
+        self.register_buffer("background", torch.tensor(0.5 if seam.background is None else float(seam.background)))
+        # AttentionUNet's size rules up to this level: pad to its multiple, crop back
+        self.strides = list(config.strides_per_axis())
+        self.stem_stride = config.stem_stride_per_axis()
+        self.pad_input = True
+        self.gate_levels: list[int] = []
+
+    # the parts of AttentionUNet's interface that inference and analysis read
+    gate_names: list[str] = []
+    full_res = None
+    level_factor = AttentionUNet.level_factor
+    _pad = AttentionUNet._pad
+    _crop = staticmethod(AttentionUNet._crop)
+
+    @property
+    def size_multiple(self) -> tuple[int, ...]:
+        return self.level_factor(self.cam_level)
+
+    @property
+    def cam_layer(self) -> str:
+        """The module whose output the classifier reads: the default target of `seg analyze`'s Grad-CAM."""
+        return f"encoder_attention.{self.cam_level}"
+
+    def branch(self, x: torch.Tensor) -> SeamBranch:
+        """One SEAM branch on a padded input (B, C, *S) whose sizes are multiples of `size_multiple`."""
+        feats = []
+        y = x
+        for stage, att in zip(self.encoder, self.encoder_attention):
+            y = att(stage(y))
+            feats.append(y)
+        cam = self.head(feats[-1])  # (B, K - 1, *s)
+        grid = tuple(cam.shape[2:])
+        with torch.no_grad():  # SEAM: the PCM refines detached, winner-take-all normalised CAMs
+            norm = F.relu(cam.detach().float())
+            norm = F.relu(norm - EPS) / (norm.flatten(2).max(-1).values[(..., *[None] * len(grid))] + EPS)
+            top = norm.max(1, keepdim=True).values  # (B, 1, *s)
+            seeds = torch.cat([1 - top, torch.where(norm < top, torch.zeros_like(norm), norm)], dim=1)  # (B, K, *s)
+        mode = interp_mode(len(grid))
+        features = torch.cat([
+            F.interpolate(x.float(), size=grid, mode=mode, align_corners=False),
+            F.interpolate(feats[-2].detach().float(), size=grid, mode=mode, align_corners=False),
+            feats[-1].detach().float(),
+        ], dim=1)
+        window = self.seam.pcm_window
+        if window is None and math.prod(grid) > DENSE_CELLS:
+            window = LARGE_WINDOW
+        refined = pixel_correlation(seeds, self.pcm_projection(features.to(feats[-1].dtype)).float(), window)
+        return SeamBranch(cam=cam, refined=refined)
+
+    def class_scores(self, cam: torch.Tensor) -> torch.Tensor:
+        """(B, K - 1) image-level logits: global average pooling of the CAMs (SEAM's classification)."""
+        return cam.float().flatten(2).mean(-1)
+
+    def scores(self, x: torch.Tensor, presence: torch.Tensor | None = None, refine: bool | None = None) -> torch.Tensor:
+        """(B, K, *S) scores in [0, 1] on the input grid: [background, per-class normalised maps]; see the module."""
+        x, size = self._pad(x)
+        out = self.branch(x)
+        refine = self.seam.refine if refine is None else refine
+        maps = max_norm(out.refined[:, 1:] if refine else out.cam.float())  # (B, K - 1, *s)
+        if presence is None:
+            presence = torch.sigmoid(self.class_scores(out.cam)) > 0.5
+        maps = maps * presence.to(maps.dtype)[(..., *[None] * (maps.ndim - 2))]
+        maps = F.interpolate(maps, size=tuple(x.shape[2:]), mode=interp_mode(maps.ndim - 2), align_corners=False)
+        background = self.background.to(maps.dtype).expand(maps.shape[0], 1, *maps.shape[2:])
+        return self._crop(torch.cat([background, maps.clamp(0, 1)], dim=1), size)
+
+    def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:
+        """Log-scores as logits (no gates, no deep supervision: SEAM's network has neither)."""
+        return UNetOutput(logits=self.scores(x).clamp_min(LOG_FLOOR).log())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs(x).logits

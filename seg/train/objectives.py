@@ -1,0 +1,86 @@
+"""What a training step minimises and what a validation scores, for each `train.supervision`; the one
+LightningModule (`seg.train.module.SegmentationModule`) delegates to its objective.
+
+- `FullSupervision`: Dice + CE with deep supervision on masks; validation: sliding-window Dice per class.
+- `SeamSupervision`: SEAM's loss on presence labels; validation: Dice of the pseudo masks (scores with the case's
+  own presence labels) at each background score of `BACKGROUNDS`, the best one chosen on these validation cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from seg.config import SeamConfig, TrainConfig
+from seg.train.loss import DeepSupervisionLoss
+from seg.train.presence import presence_of
+from seg.train.seam_loss import SeamLoss
+
+BACKGROUNDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))  # the background scores validation tries
+
+
+def dice_per_class(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Foreground Dice per class (MONAI's compute_dice; 1 when both prediction and truth are empty)."""
+    from monai.metrics import compute_dice
+
+    onehot = lambda t: torch.zeros((1, num_classes, *t.shape[2:]), device=t.device).scatter_(1, t.long(), 1.0)  # noqa: E731
+    return compute_dice(onehot(pred), onehot(label), include_background=False, ignore_empty=False)[0]
+
+
+class FullSupervision:
+    name = "full"
+
+    def __init__(self, cfg: TrainConfig):
+        self.loss_fn = DeepSupervisionLoss(cfg.dice_weight, cfg.ce_weight)
+
+    def loss(self, net, image: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = net.outputs(image, gates=False, deep_supervision=True)
+        return self.loss_fn(out.logits, out.deep_supervision, batch["label"]), {}
+
+    def validate(self, predict_logits: Callable, net, batch: dict, num_classes: int) -> torch.Tensor:
+        """(K - 1,) Dice of this case."""
+        pred = predict_logits(batch["image"]).argmax(dim=1, keepdim=True)
+        return dice_per_class(pred, batch["label"], num_classes)
+
+
+class SeamSupervision:
+    name = "seam"
+
+    def __init__(self, seam: SeamConfig, case_labels: dict[str, torch.Tensor] | None = None):
+        self.loss_fn = SeamLoss(seam)
+        self.seam, self.case_labels = seam, case_labels
+
+    def loss(self, net, image: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = self.loss_fn(net, image, batch["presence"])
+        return terms.total, terms.logged()
+
+    def presence(self, batch: dict, num_classes: int) -> torch.Tensor:
+        """(1, K - 1) image-level labels of a validation case: its labels-file entry, else the classes in its mask."""
+        if self.case_labels is not None and batch["case_id"] in self.case_labels:
+            return self.case_labels[batch["case_id"]][None]
+        return presence_of(batch["label"], num_classes)[None]
+
+    def validate(self, predict_logits: Callable, net, batch: dict, num_classes: int) -> torch.Tensor:
+        """(len(BACKGROUNDS), K - 1) Dice of this case's pseudo mask at each background score."""
+        scores = net.scores(batch["image"], self.presence(batch, num_classes).to(batch["image"].device))
+        return sweep_backgrounds(scores[:, 1:], batch["label"], num_classes)
+
+
+def sweep_backgrounds(maps: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """maps (1, K - 1, *S) class scores in [0, 1] -> (len(BACKGROUNDS), K - 1) Dice of argmax([t, maps]) per t."""
+    best, cls = maps.max(1, keepdim=True)  # (1, 1, *S)
+    out = []
+    for t in BACKGROUNDS:
+        pred = torch.where(best > t, cls + 1, torch.zeros_like(cls))
+        out.append(dice_per_class(pred, label, num_classes))
+    return torch.stack(out)
+
+
+def choose_background(dice: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """From (cases, len(BACKGROUNDS), K - 1) Dice: the background score with the best mean Dice, and the per-class
+    mean Dice there."""
+    mean = dice.float().mean(0)  # (T, K - 1)
+    i = int(mean.mean(1).argmax())
+    return float(BACKGROUNDS[i]), mean[i]

@@ -1,0 +1,83 @@
+"""SEAM as a training method, end to end with seg's commands on the embedded synthetic data (2D and 3D), as
+seam/dvc.yaml runs them: a SEAM model trained on presence labels (the background score chosen on validation
+cases), its CAM images in MLflow, pseudo masks of the training cases, a segmentation network trained on them,
+and `seg analyze` on the SEAM model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from train_helpers import run_seg, synthetic_project
+
+pytestmark = pytest.mark.slow
+
+
+def _ok(*args: str) -> str:
+    res = run_seg(*args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def _project(tmp_path, spatial_dims: int):
+    cfg_path = synthetic_project(tmp_path, n_cases=12, spatial_dims=spatial_dims, max_epochs=40, steps_per_epoch=10,
+                                 registered_model=None, val_every=40)
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["seam"] = {"patch_size": [16] * spatial_dims, "model": str(tmp_path / "seam"),
+                   "pseudo_cache": str(tmp_path / "pseudo"), "segmenter": str(tmp_path / "segmenter")}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    return cfg_path, cfg
+
+
+@pytest.mark.parametrize("spatial_dims", [3, 2])
+def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
+    cfg_path, cfg = _project(tmp_path, spatial_dims)
+    splits = json.loads((tmp_path / "cache" / "splits.json").read_text())
+    out = _ok("train", "--config", str(cfg_path), "--set", "train.supervision=seam",
+              "--set", f"train.model_dir={tmp_path / 'seam'}")
+    assert "SEAM background score" in out
+    summary = json.loads((tmp_path / "metrics" / "train.json").read_text())
+    chosen = summary["seam"]
+    assert chosen["cases"] == sorted(splits[0]["val"]) or sorted(chosen["cases"]) == sorted(splits[0]["val"])
+    assert not set(chosen["cases"]) & set(splits[0]["train"])  # chosen on validation cases only
+    history = (tmp_path / "metrics" / "train_history.csv").read_text()
+    assert "val_dice_mean" in history
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs(client.get_experiment_by_name("seg").experiment_id)[0]
+    assert {"train/cls", "train/er", "train/ecr", "train/min_pool"} <= set(run.data.metrics)
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert any("cam_head" in p for p in images) and any("cam_body" in p for p in images), images
+
+    out = _ok("pseudo", "--config", str(cfg_path), "--metrics-file", str(tmp_path / "pseudo.json"))
+    pseudo = json.loads((tmp_path / "pseudo.json").read_text())
+    record = json.loads((tmp_path / "pseudo" / "pseudo.json").read_text())
+    assert sorted(record["cases"]) == sorted(splits[0]["train"]) and pseudo["background"] == chosen["background"]
+    # a classifier that learnt nothing leaves all-background (Dice 0) or all-foreground masks (Dice ~0.1 here)
+    assert pseudo["dice_mean"] > 0.3, pseudo
+    import numpy as np
+
+    val_case = splits[0]["val"][0]
+    with np.load(tmp_path / "pseudo" / "cases" / f"{val_case}.npz") as z, \
+            np.load(tmp_path / "cache" / "cases" / f"{val_case}.npz") as ref:
+        assert (z["label"] == ref["label"]).all()  # validation cases keep their masks (scoring only)
+
+    _ok("train", "--config", str(cfg_path), "--set", f"data.cache_dir={tmp_path / 'pseudo'}",
+        "--set", f"train.model_dir={tmp_path / 'segmenter'}", "--set", f"train.metrics_dir={tmp_path / 'm2'}",
+        "--set", f"train.output_dir={tmp_path / 'out2'}")
+    _ok("infer", "--config", str(cfg_path), "--model", str(tmp_path / "segmenter"), "--output", str(tmp_path / "pred"),
+        "--metrics-file", str(tmp_path / "infer.json"))
+    scored = json.loads((tmp_path / "infer.json").read_text())
+    assert scored["dice_mean"] > 0.3, scored  # learnt from pseudo masks alone
+
+    if spatial_dims == 3:  # the analysis of a SEAM model, like any other model
+        cfg = yaml.safe_load(cfg_path.read_text())
+        cfg["analyze"] = {"metrics_file": str(tmp_path / "analysis.json"), "max_cases": 2, "threshold_cases": 2}
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        _ok("analyze", "--config", str(cfg_path), "--model", str(tmp_path / "seam"), "--output", str(tmp_path / "an"))
+        metrics = json.loads((tmp_path / "analysis.json").read_text())
+        assert any(k.startswith("equivariance") or "equivariance" in k for k in metrics), sorted(metrics)[:20]

@@ -1,0 +1,166 @@
+"""SEAM as a training method: the network, the PCM, the loss terms, presence labels and the background choice, on
+tiny tensors in 2D and 3D."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from seg.config import ConfigError, ModelConfig, SeamConfig, from_dict, Config
+from seg.models.bundle import ModelMeta, load_bundle, save_bundle
+from seg.models.pcm import pixel_correlation
+from seg.models.seam import SeamNet, default_cam_level, max_norm
+from seg.train.objectives import BACKGROUNDS, choose_background, sweep_backgrounds
+from seg.train.presence import PresenceDataset, presence_of, read_labels_file
+from seg.train.seam_loss import SeamLoss, rescale
+
+
+def small(dims: int, **kw) -> ModelConfig:
+    return ModelConfig(spatial_dims=dims, out_channels=3, channels=(4, 8, 16), strides=(2, 2), deep_supervision=0, **kw)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_network_shapes_and_scores(dims):
+    torch.manual_seed(0)
+    net = SeamNet(small(dims), SeamConfig())
+    assert net.cam_level == 1 and net.size_multiple == (4,) * dims  # stem 2 x stride 2 = 1/4
+    x = torch.randn(2, 1, *([13] * dims))  # not a multiple: padded and cropped back
+    branch = net.branch(net._pad(x)[0])
+    assert branch.cam.shape == (2, 2, *([4] * dims)) and branch.refined.shape == (2, 3, *([4] * dims))
+    scores = net.scores(x, torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    assert scores.shape == (2, 3, *([13] * dims))
+    assert float(scores[0, 1].max()) > 0.5 and float(scores[0, 2].abs().max()) == 0  # absent class: zero
+    assert float(scores[1, 1:].abs().max()) == 0  # nothing present: background everywhere
+    assert torch.allclose(scores[:, 0], torch.full_like(scores[:, 0], 0.5))
+    assert net(x).shape == (2, 3, *([13] * dims)) and torch.isfinite(net(x)).all()
+
+
+def test_default_cam_level_is_the_quarter_resolution_level():
+    assert default_cam_level(small(3)) == 1  # stem stride 2: level 1 is 1/4
+    assert default_cam_level(small(3, stem_stride=1)) == 2  # full-resolution stem: level 2 is 1/4
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_loss_terms_and_gradients(dims):
+    """Classification reaches the encoder's first layer; ECR (PCM) trains only the projection, never the encoder
+    (SEAM detaches the features it refines); ER is zero for identical branches."""
+    torch.manual_seed(0)
+    net = SeamNet(small(dims), SeamConfig())
+    x = torch.randn(2, 1, *([16] * dims))
+    terms = SeamLoss(SeamConfig())(net, x, torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+    assert all(torch.isfinite(t) for t in (terms.total, terms.classification, terms.er, terms.ecr, terms.min_pool))
+    first = next(net.encoder.parameters())
+    grad = torch.autograd.grad(terms.ecr, [first, net.pcm_projection.weight], allow_unused=True)
+    assert grad[0] is None and float(grad[1].abs().sum()) > 0
+    (grad_cls,) = torch.autograd.grad(terms.classification, [first])
+    assert float(grad_cls.abs().sum()) > 0
+    only_er = SeamLoss(SeamConfig(ecr_weight=0, min_weight=0))
+    net.zero_grad()
+    assert float(only_er(net, x, torch.tensor([[0.0, 0.0], [0.0, 0.0]])).er) == 0  # no class present: maps masked
+
+
+def test_classification_learns_presence():
+    """A few steps of SEAM's loss on blobs: the pooled CAM separates patches that hold the class from those that do not."""
+    torch.manual_seed(0)
+    net = SeamNet(small(2), SeamConfig())
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x = torch.zeros(8, 1, 16, 16)
+    x[:4, :, 4:10, 4:10] = 3.0  # class 1 present in the first four
+    presence = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 0.0]] * 4)
+    loss = SeamLoss(SeamConfig())
+    for _ in range(40):
+        opt.zero_grad()
+        loss(net, x + 0.1 * torch.randn_like(x), presence).total.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        logits = net.class_scores(net.branch(x).cam)[:, 0]
+    assert float(logits[:4].min()) > float(logits[4:].max())
+
+
+def test_pcm_dense_equals_a_window_covering_everything_and_keeps_gradients():
+    torch.manual_seed(0)
+    cams, features = torch.rand(2, 3, 5, 6, 4), torch.randn(2, 4, 5, 6, 4, requires_grad=True)
+    dense, windowed = pixel_correlation(cams, features, None), pixel_correlation(cams, features, 13)
+    assert torch.allclose(dense, windowed, atol=1e-5)
+    (g,) = torch.autograd.grad(windowed.sum() + dense.square().sum(), [features])
+    assert torch.isfinite(g).all() and float(g.abs().sum()) > 0
+    with pytest.raises(ValueError, match="odd number"):
+        pixel_correlation(cams, features, 4)
+
+
+def test_max_norm_per_sample_and_channel():
+    p = torch.tensor([[[0.0, 2.0, 4.0]], [[-1.0, 1.0, 3.0]]])
+    n = max_norm(p)
+    assert torch.allclose(n.amax(-1), torch.ones(2, 1), atol=1e-4) and float(n.min()) == 0
+
+
+def test_rescale_rounds_to_the_network_multiple():
+    assert rescale(torch.zeros(1, 1, 24, 32, 16), 0.5, (4, 4, 4)).shape[2:] == (12, 16, 8)
+    assert rescale(torch.zeros(1, 1, 12, 12), 0.3, (8, 8)).shape[2:] == (8, 8)  # at least one multiple
+
+
+def test_presence_from_masks_and_a_labels_file(tmp_path):
+    assert presence_of(np.array([[0, 2, 2]]), 3).tolist() == [0.0, 1.0]
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"a": ["anterior"], "b": [], "c": [1, 2]}))
+    got = read_labels_file(path, ["background", "anterior", "posterior"], ["a", "b", "c"])
+    assert got["a"].tolist() == [1.0, 0.0] and got["b"].tolist() == [0.0, 0.0] and got["c"].tolist() == [1.0, 1.0]
+    with pytest.raises(ConfigError, match="no entry for training case 'd'"):
+        read_labels_file(path, ["background", "anterior", "posterior"], ["a", "d"])
+    path.write_text(json.dumps({"a": ["hippocampus"]}))
+    with pytest.raises(ConfigError, match="lists 'hippocampus', not a foreground class"):
+        read_labels_file(path, ["background", "anterior", "posterior"], ["a"])
+
+
+def test_presence_dataset_drops_the_mask():
+    class Patches(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"image": torch.zeros(1, 4, 4), "label": torch.full((1, 4, 4), i * 2), "case_id": "x"}
+
+    ds = PresenceDataset(Patches(), 3)
+    assert set(ds[1]) == {"image", "presence"} and ds[1]["presence"].tolist() == [0.0, 1.0]
+
+
+def test_background_sweep_and_choice():
+    maps = torch.zeros(1, 2, 8, 8)
+    maps[0, 0, :4] = 0.6  # class 1 in the top half at 0.6, noise of 0.2 at the bottom
+    maps[0, 0, 4:] = 0.2
+    label = torch.zeros(1, 1, 8, 8, dtype=torch.long)
+    label[0, 0, :4] = 1
+    dice = sweep_backgrounds(maps, label, 3)  # (T, 2)
+    t, best = choose_background(dice[None])
+    assert 0.2 <= t < 0.6 and float(best[0]) == pytest.approx(1.0)
+    assert float(dice[list(BACKGROUNDS).index(0.1), 0]) < 1.0  # a low background lets the noise in
+
+
+def test_config_checks():
+    with pytest.raises(ConfigError, match="seam.scale must be in"):
+        SeamConfig(scale=1.5)
+    with pytest.raises(ConfigError, match="seam.pcm_window must be an odd number"):
+        SeamConfig(pcm_window=4)
+    with pytest.raises(ConfigError, match="train.supervision must be one of full, seam"):
+        from_dict(Config, {"train": {"supervision": "seem"}})
+    with pytest.raises(ConfigError, match="seam.cam_level 4 is not an encoder level"):
+        from_dict(Config, {"seam": {"cam_level": 4}})
+
+
+def test_bundle_round_trip_keeps_the_background(tmp_path):
+    """A SEAM model folder loads as a SeamNet with its chosen background score (a buffer in the weights)."""
+    from cache_fixture import tiny_fingerprint
+
+    cfg = from_dict(Config, {"model": {"spatial_dims": 2, "out_channels": 3, "channels": [4, 8, 16],
+                                       "strides": [2, 2], "deep_supervision": 0},
+                             "train": {"supervision": "seam"}})
+    net = SeamNet(cfg.model, cfg.seam)
+    net.background.fill_(0.35)
+    meta = ModelMeta.for_training(cfg, ["background", "a", "b"], (16, 16), None)
+    save_bundle(tmp_path / "m", net, cfg, tiny_fingerprint(2), meta)
+    loaded = load_bundle(tmp_path / "m")
+    assert isinstance(loaded.net, SeamNet) and float(loaded.net.background) == pytest.approx(0.35)
