@@ -80,7 +80,7 @@ def main() -> None:
         folds, start = {}, time.perf_counter()
         for k in args.folds:
             model = work / "models" / f"fold_{k}"
-            if not (model / "model.pt").is_file():
+            if not (model / "weights.pt").is_file():
                 seg("train", "--config", params, "--set", f"data.fold={k}", "--set", f"train.model_dir={model}",
                     "--set", f"train.output_dir={work / 'train' / f'fold_{k}'}",
                     "--set", f"train.metrics_dir={work / 'metrics' / f'fold_{k}'}")

@@ -534,6 +534,7 @@ class SeamConfig:
     pcm_channels: int = 64  # projection of [image, features of cam_level - 1 and cam_level] for the affinities
     pcm_window: int | None = None  # null: all voxels (SEAM) up to 16384 CAM cells, else 9; an odd int: that window
     refine: bool = True  # pseudo masks and predictions from PCM-refined CAMs (false: the classifier's CAMs)
+    infer_scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # maps summed over these input scales (SEAM's inference)
     background: float | None = None  # background score; null: chosen on the validation cases after training
     labels_file: str | None = None  # JSON {case id: [classes present]}: presence per whole case instead of per patch
     model: str = "models/seam"  # the SEAM model (`dvc repro seam/dvc.yaml`)
@@ -558,6 +559,9 @@ class SeamConfig:
             raise ConfigError(f"seam.patch_size must be positive, got {list(self.patch_size)}.")
         if self.cam_level is not None and self.cam_level < 1:
             raise ConfigError(f"seam.cam_level must be >= 1 (PCM reads the level above it too), got {self.cam_level}.")
+        if not self.infer_scales or any(f <= 0 for f in self.infer_scales):
+            raise ConfigError(f"seam.infer_scales must be positive factors, e.g. [0.5, 1.0, 1.5, 2.0], "
+                              f"got {list(self.infer_scales)}.")
         if self.pcm_channels < 1:
             raise ConfigError(f"seam.pcm_channels must be >= 1, got {self.pcm_channels}.")
 

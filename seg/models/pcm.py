@@ -25,10 +25,10 @@ def pixel_correlation(cams: torch.Tensor, features: torch.Tensor, window: int | 
                          f"in batch or space; pass both on the same grid.")
     if window is not None and (window < 1 or window % 2 == 0):
         raise ValueError(f"pixel_correlation: window must be an odd number >= 1 or None (all voxels), got {window}.")
-    f = features / features.norm(dim=1, keepdim=True).clamp_min(EPS)  # unit vectors; zero vectors stay zero
-    if window is None:
-        return _dense(cams, f)
-    return _windowed(cams, f, window)
+    with torch.autocast(cams.device.type, enabled=False):  # cosines and sums in float32 under mixed precision
+        cams, features = cams.float(), features.float()
+        f = features / features.norm(dim=1, keepdim=True).clamp_min(EPS)  # unit vectors; zero vectors stay zero
+        return _dense(cams, f) if window is None else _windowed(cams, f, window)
 
 
 def _dense(cams: torch.Tensor, f: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,9 @@ features of levels cam_level - 1 and cam_level] refine the normalised CAMs.
 
 `net.branch(x)` gives what training needs (raw CAMs and PCM output). `net.scores(x, presence)` gives per-class
 scores in [0, 1] on the input grid: channel 0 the background score (`net.background`, chosen on validation cases),
-channel k the max-normalised (PCM-refined) CAM of class k, zero where class k is absent (`presence`; None: the
-classifier decides, sigmoid of the pooled CAM > 0.5). Their argmax is SEAM's pseudo mask. `net.outputs(x)` and
+channel k the max-normalised (PCM-refined) CAM of class k summed over `seam.infer_scales` (SEAM's multi-scale
+inference), zero where class k is absent (`presence`; None: the classifier decides, sigmoid of the pooled CAM
+> 0.5, averaged over the scales). Their argmax is SEAM's pseudo mask. `net.outputs(x)` and
 `net(x)` return log-scores as logits, so `seg infer` and `seg analyze` apply a SEAM model like a segmentation
 network (softmax of the logits = the scores normalised to sum 1).
 """
@@ -128,18 +129,30 @@ class SeamNet(nn.Module):
         """(B, K - 1) image-level logits: global average pooling of the CAMs (SEAM's classification)."""
         return cam.float().flatten(2).mean(-1)
 
-    def scores(self, x: torch.Tensor, presence: torch.Tensor | None = None, refine: bool | None = None) -> torch.Tensor:
-        """(B, K, *S) scores in [0, 1] on the input grid: [background, per-class normalised maps]; see the module."""
-        x, size = self._pad(x)
-        out = self.branch(x)
+    def scores(self, x: torch.Tensor, presence: torch.Tensor | None = None, refine: bool | None = None,
+               scales=None) -> torch.Tensor:
+        """(B, K, *S) scores in [0, 1] on the input grid: [background, per-class maps], the maps summed over the
+        input rescaled by each of `scales` (default seam.infer_scales, SEAM's multi-scale inference), then
+        max-normalised; see the module docstring."""
         refine = self.seam.refine if refine is None else refine
-        maps = max_norm(out.refined[:, 1:] if refine else out.cam.float())  # (B, K - 1, *s)
+        size = tuple(x.shape[2:])
+        mode = interp_mode(len(size))
+        total, logits = 0.0, []
+        for factor in scales or self.seam.infer_scales:
+            xs = x if factor == 1 else F.interpolate(x, size=[max(1, round(n * factor)) for n in size], mode=mode,
+                                                     align_corners=False)
+            padded, own = self._pad(xs)
+            out = self.branch(padded)
+            maps = F.relu(out.refined[:, 1:] if refine else out.cam.float())  # (B, K - 1, *grid)
+            maps = self._crop(F.interpolate(maps, size=tuple(padded.shape[2:]), mode=mode, align_corners=False), own)
+            total = total + (maps if factor == 1 and own == size else
+                             F.interpolate(maps, size=size, mode=mode, align_corners=False))
+            logits.append(self.class_scores(out.cam))
         if presence is None:
-            presence = torch.sigmoid(self.class_scores(out.cam)) > 0.5
-        maps = maps * presence.to(maps.dtype)[(..., *[None] * (maps.ndim - 2))]
-        maps = F.interpolate(maps, size=tuple(x.shape[2:]), mode=interp_mode(maps.ndim - 2), align_corners=False)
-        background = self.background.to(maps.dtype).expand(maps.shape[0], 1, *maps.shape[2:])
-        return self._crop(torch.cat([background, maps.clamp(0, 1)], dim=1), size)
+            presence = torch.sigmoid(torch.stack(logits).mean(0)) > 0.5
+        maps = max_norm(total) * presence.to(total.dtype)[(..., *[None] * len(size))]
+        background = self.background.to(maps.dtype).expand(maps.shape[0], 1, *size)
+        return torch.cat([background, maps.clamp(0, 1)], dim=1)
 
     def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:
         """Log-scores as logits (no gates, no deep supervision: SEAM's network has neither)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -121,8 +122,10 @@ class SegDataModule(L.LightningDataModule):
         if not self.train_cases:
             self.train_cases = [self.cache.case(i, seed=self.cfg.seed) for i in self.train_ids]
             self.val_cases = [self.cache.case(i, seed=self.cfg.seed) for i in self.val_ids]
+        # SEAM: patches anywhere (foreground oversampling would place them by the masks, which SEAM does not have)
+        sampling = self.cfg if self.seam is None else dataclasses.replace(self.cfg, foreground_fraction=0.0)
         self.train_set = PatchDataset(
-            self.train_cases, self.patch_size, self.cfg.steps_per_epoch * self.cfg.batch_size, self.cfg, self.slice_axis
+            self.train_cases, self.patch_size, self.cfg.steps_per_epoch * self.cfg.batch_size, sampling, self.slice_axis
         )
         if self.seam is not None:
             self.train_set = PresenceDataset(self.train_set, len(self.fingerprint.class_names), self.case_labels())

@@ -125,7 +125,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     net = build_for(cfg)
     dm = SegDataModule(cfg.data, tc, cfg.model.spatial_dims, net.size_multiple, seam)
     settings = tune_training(net, dm.patch_size, cfg.model.in_channels, tc.batch_size, tc.precision,
-                             tc.channels_last, resolve_device(tc.accelerator), model_key(cfg.model))
+                             tc.channels_last, resolve_device(tc.accelerator),
+                             model_key(cfg.model) + (" seam" if seam else ""))  # another network: its own timing
     resolved = dataclasses.replace(tc, precision=settings.precision, channels_last=settings.channels_last,
                                    num_threads=threads)
     objective = SeamSupervision(seam, dm.case_labels()) if seam else FullSupervision(resolved)

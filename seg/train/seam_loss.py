@@ -4,7 +4,7 @@
     ER              L1 between the rescaled CAM of the patch and the CAM of the rescaled patch
     ECR             L1 between each branch's PCM output and the other branch's (one-hot of the) CAM, averaged over
                     the hardest `ecr_share` of voxels
-    min pooling     the lowest `min_share` of each branch's PCM activations pushed to 0
+    min pooling     the lowest `min_share` of each branch's PCM activations (of the classes present) pushed to 0
 
 Both branches' maps are compared on the rescaled patch's grid, up-sampled from the CAM level (SEAM compares them
 at image resolution). Presence labels (B, K - 1) are all the loss reads of the annotation.
@@ -83,7 +83,7 @@ class SeamLoss:
         label_bg = torch.cat([torch.ones_like(label[:, :1]), label], dim=1)  # (B, K)
         spread = (..., *[None] * (image.ndim - 2))
         cls = sum(F.multilabel_soft_margin_loss(net.class_scores(b.cam), label) for b in (b1, b2)) / 2
-        min_pool = sum(_min_pool(b.refined[:, 1:], c.min_share) for b in (b1, b2)) / 2
+        min_pool = sum(_min_pool(b.refined[:, 1:] * label[spread], c.min_share) for b in (b1, b2)) / 2
         grid = small.shape[2:]  # both branches' maps on the rescaled patch's grid
 
         def normalised(b: SeamBranch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -81,3 +81,26 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
         _ok("analyze", "--config", str(cfg_path), "--model", str(tmp_path / "seam"), "--output", str(tmp_path / "an"))
         metrics = json.loads((tmp_path / "analysis.json").read_text())
         assert any(k.startswith("equivariance") or "equivariance" in k for k in metrics), sorted(metrics)[:20]
+
+
+def test_a_labels_file_gives_presence_per_whole_case(tmp_path):
+    """Users with presence labels only: each sample is a whole case labelled by the file; a case missing from the
+    file is a one-line error naming the file and the case."""
+    cfg_path, cfg = _project(tmp_path, 3)
+    splits = json.loads((tmp_path / "cache" / "splits.json").read_text())
+    labels = tmp_path / "presence.json"
+    entries = {case: ["head", "body"] for case in splits[0]["train"] + splits[0]["val"]}
+    labels.write_text(json.dumps({k: v for k, v in entries.items() if k != splits[0]["train"][0]}))
+    args = ("train", "--config", str(cfg_path), "--set", "train.supervision=seam", "--set", "train.max_epochs=2",
+            "--set", f"seam.labels_file={labels}", "--set", f"train.model_dir={tmp_path / 'seam'}")
+    res = run_seg(*args)
+    assert res.returncode == 2 and f"no entry for training case '{splits[0]['train'][0]}'" in res.stderr
+    assert str(labels) in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    labels.write_text(json.dumps(entries))
+    _ok(*args)
+    cfg["seam"]["labels_file"] = str(labels)
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    _ok("pseudo", "--config", str(cfg_path))
+    record = json.loads((tmp_path / "pseudo" / "pseudo.json").read_text())
+    assert record["presence_from"] == str(labels)
+    assert all(c["presence"] == ["head", "body"] for c in record["cases"].values())

@@ -28,6 +28,7 @@ def test_network_shapes_and_scores(dims):
     net = SeamNet(small(dims), SeamConfig())
     assert net.cam_level == 1 and net.size_multiple == (4,) * dims  # stem 2 x stride 2 = 1/4
     x = torch.randn(2, 1, *([13] * dims))  # not a multiple: padded and cropped back
+    torch.set_grad_enabled(False)
     branch = net.branch(net._pad(x)[0])
     assert branch.cam.shape == (2, 2, *([4] * dims)) and branch.refined.shape == (2, 3, *([4] * dims))
     scores = net.scores(x, torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
@@ -36,6 +37,9 @@ def test_network_shapes_and_scores(dims):
     assert float(scores[1, 1:].abs().max()) == 0  # nothing present: background everywhere
     assert torch.allclose(scores[:, 0], torch.full_like(scores[:, 0], 0.5))
     assert net(x).shape == (2, 3, *([13] * dims)) and torch.isfinite(net(x)).all()
+    torch.set_grad_enabled(True)
+    single = net.scores(x, torch.ones(2, 2), scales=(1.0,))
+    assert single.shape == scores.shape and not torch.allclose(single, net.scores(x, torch.ones(2, 2)))
 
 
 def test_default_cam_level_is_the_quarter_resolution_level():
