@@ -531,6 +531,7 @@ class SeamConfig:
     ecr_share: float = 0.2  # ECR averages the hardest share of voxels
     min_weight: float = 1.0  # pushes the lowest `min_share` of PCM activations to 0
     min_share: float = 0.25  # share of voxels the min-pooling term reads (SEAM: a quarter)
+    norm: str = "batch"  # the SEAM encoder's normalisation: instance norm makes the pooled class score ~constant
     pcm_channels: int = 64  # projection of [image, features of cam_level - 1 and cam_level] for the affinities
     pcm_window: int | None = None  # null: all voxels (SEAM) up to 16384 CAM cells, else 9; an odd int: that window
     refine: bool = True  # pseudo masks and predictions from PCM-refined CAMs (false: the classifier's CAMs)
@@ -562,6 +563,7 @@ class SeamConfig:
         if not self.infer_scales or any(f <= 0 for f in self.infer_scales):
             raise ConfigError(f"seam.infer_scales must be positive factors, e.g. [0.5, 1.0, 1.5, 2.0], "
                               f"got {list(self.infer_scales)}.")
+        _one_of("seam.norm", self.norm, NORMS)
         if self.pcm_channels < 1:
             raise ConfigError(f"seam.pcm_channels must be >= 1, got {self.pcm_channels}.")
 

@@ -15,6 +15,7 @@ network (softmax of the logits = the scores normalised to sum 1).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -71,7 +72,9 @@ class SeamNet(nn.Module):
         dims, channels = config.spatial_dims, config.channels
         self.spatial_dims = dims
         self.cam_level = level = seam.cam_level if seam.cam_level is not None else default_cam_level(config)
-        self.encoder, self.encoder_attention = build_encoder(config, level + 1)
+        # GAP of a linear map of instance-normalised features is nearly the same for every patch (each channel has
+        # zero mean over the patch before its activation), so a classifier there stays at the prior: seam.norm
+        self.encoder, self.encoder_attention = build_encoder(dataclasses.replace(config, norm=seam.norm), level + 1)
         conv = layers.conv(dims)
         self.head = conv(channels[level], config.out_channels - 1, 1, bias=False)  # SEAM's fc8: no bias
         self.pcm_projection = conv(config.in_channels + channels[level - 1] + channels[level], seam.pcm_channels, 1,

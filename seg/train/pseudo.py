@@ -69,7 +69,7 @@ def write_pseudo_cache(model: ModelBundle, source: str | Path, out: str | Path, 
                 f"{n} {v:.3f}" for n, v in records[case_id]["dice"].items()))
         mean = torch.stack(dice).mean(0) if dice else torch.zeros(len(names) - 1)
         summary = {n: round(float(v), 4) for n, v in zip(names[1:], mean)}
-        background = float(model.net.background)
+        background = round(float(model.net.background), 4)  # a float32 buffer: 0.05 reads 0.0500000007
         write_json(tmp / RECORD, {"model": model.source, "source_cache": str(cache.root), "fold": fold,
                                   "background": background, "presence_from": labels_file or "the masks",
                                   "dice_mean": summary, "cases": records})
