@@ -40,12 +40,13 @@ from train_hippocampus import run  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 # per dataset: the data, the model section (segmentation network), and what the SEAM network changes
 DATASETS = {
+    # 16^3 patches (24x32x24 ones hold both classes 299 times in 300); a full-resolution stem and the CAM level at
+    # 1/2: 8^3 cells per patch
     "hippocampus": {"root": SHARED / "Task04_Hippocampus", "model": {},
-                    # a full-resolution stem: the CAM level (1/4) then sees 6x8x6 cells of a 24x32x24 patch
-                    "seam_model": {"stem_stride": 1}, "seam": {"patch_size": [24, 32, 24]}},
+                    "seam_model": {"stem_stride": 1}, "seam": {"patch_size": [16, 16, 16], "cam_level": 1}},
     "dsb2018": {"root": SHARED / "DSB2018_nuclei",
                 "model": yaml.safe_load((REPO / "configs" / "unet2d.yaml").read_text())["model"],
-                "seam_model": {}, "seam": {"patch_size": [64, 64]}},
+                "seam_model": {}, "seam": {"patch_size": [32, 32]}},
 }
 
 

@@ -85,3 +85,19 @@ def presence_counts(dataset: PresenceDataset, samples: int) -> dict[str, int]:
         n = int(dataset[i]["presence"].sum())
         counts["none" if n == 0 else "one" if n == 1 else "several"] += 1
     return counts
+
+
+def describe_presence(dm, seed: int, samples: int = 200) -> str:
+    """One line on how varied the presence labels are (they teach nothing when nearly every patch holds every
+    class), with the fix when they are not; the draws are seeded and leave training's own patches unchanged."""
+    dm.setup("fit")
+    dataset = dm.train_set
+    dataset.set_epoch(10**9 + seed)  # its own stream; training starts afresh from set_epoch(0)
+    counts = presence_counts(dataset, samples)
+    dataset.set_epoch(0)
+    line = (f"SEAM presence labels of {samples} drawn {'cases' if dataset.case_labels else 'patches'} "
+            f"{list(dm.patch_size)}: {counts['none']} with no class, {counts['one']} with one, "
+            f"{counts['several']} with several")
+    if counts["several"] > 0.9 * samples and dataset.case_labels is None:
+        line += ("; nearly every patch holds every class, so presence says little: set a smaller seam.patch_size")
+    return line

@@ -131,6 +131,10 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
                                    num_threads=threads)
     objective = SeamSupervision(seam, dm.case_labels()) if seam else FullSupervision(resolved)
     module = SegmentationModule(net, resolved, names, dm.patch_size, dm.slice_axis, objective)
+    if seam and int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        from seg.train.presence import describe_presence
+
+        print(f"seg train: {describe_presence(dm, tc.seed)}", flush=True)
 
     out_dir = Path(tc.output_dir)
     ckpt_dir = out_dir / "checkpoints"
