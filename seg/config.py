@@ -531,9 +531,13 @@ class SeamConfig:
     ecr_share: float = 0.2  # ECR averages the hardest share of voxels
     min_weight: float = 1.0  # pushes the lowest `min_share` of PCM activations to 0
     min_share: float = 0.25  # share of voxels the min-pooling term reads (SEAM: a quarter)
+    # SEAM starts from an ImageNet backbone whose CAMs already localise; from scratch, ER's trivial solution (a class's
+    # maps all zero in both branches) wins before the classifier has learnt where a class is (Task04: the anterior
+    # classifier collapsed to "absent" on every patch without a warm-up)
+    warmup: float = 0.2  # share of the run on the classification loss alone, then ER/ECR/min pooling ramp in as long
     norm: str = "batch"  # the SEAM encoder's normalisation: instance norm makes the pooled class score ~constant
     pcm_channels: int = 64  # projection of [image, features of cam_level - 1 and cam_level] for the affinities
-    pcm_window: int | None = None  # null: all voxels (SEAM) up to 16384 CAM cells, else 9; an odd int: that window
+    pcm_window: int | None = None  # null: all voxels (SEAM) up to 4096 CAM cells, else 9; an odd int: that window
     refine: bool = True  # pseudo masks and predictions from PCM-refined CAMs (false: the classifier's CAMs)
     infer_scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # maps summed over these input scales (SEAM's inference)
     background: float | None = None  # background score; null: chosen on the validation cases after training
@@ -545,6 +549,9 @@ class SeamConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.scale < 1.0:
             raise ConfigError(f"seam.scale must be in (0, 1) (the second branch's rescale factor), got {self.scale}.")
+        if not 0.0 <= self.warmup < 0.5:
+            raise ConfigError(f"seam.warmup must be in [0, 0.5) (a share of the run: classification alone, then as "
+                              f"long a ramp), got {self.warmup}.")
         for name in ("ecr_share", "min_share"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ConfigError(f"seam.{name} must be in (0, 1], got {getattr(self, name)}.")

@@ -58,7 +58,7 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         image = batch["image"].contiguous(memory_format=self._layout())
-        loss, terms = self.objective.loss(self.net, image, batch)
+        loss, terms = self.objective.loss(self.net, image, batch, self.progress(self.global_step, self.total_steps))
         if torch.isfinite(loss):  # a skipped step (see configure_gradient_clipping) would turn the epoch mean NaN
             size = batch["image"].shape[0]
             self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size, sync_dist=True)
@@ -136,7 +136,7 @@ class SegmentationModule(L.LightningModule):
             # fused: one kernel for all parameters, 4x faster than foreach on CPU (3.3 -> 0.8 ms a step here)
             fused = all(p.device.type in ("cpu", "cuda") for p in self.net.parameters())
             opt = torch.optim.AdamW(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay, fused=fused)
-        total_steps = max(c.max_epochs * c.steps_per_epoch, 1)
+        total_steps = self.total_steps
         warmup = c.warmup_epochs * c.steps_per_epoch
 
         def factor(step: int) -> float:
@@ -151,6 +151,10 @@ class SegmentationModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    @property
+    def total_steps(self) -> int:
+        return max(self.cfg.max_epochs * self.cfg.steps_per_epoch, 1)
 
     def progress(self, step: int, total_steps: int) -> float:
         """Share of the run done: by steps, or by the wall-clock budget when that comes first, so the schedule

@@ -35,7 +35,8 @@ class FullSupervision:
     def __init__(self, cfg: TrainConfig):
         self.loss_fn = DeepSupervisionLoss(cfg.dice_weight, cfg.ce_weight)
 
-    def loss(self, net, image: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(self, net, image: torch.Tensor, batch: dict, progress: float = 1.0
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = net.outputs(image, gates=False, deep_supervision=True)
         return self.loss_fn(out.logits, out.deep_supervision, batch["label"]), {}
 
@@ -52,8 +53,9 @@ class SeamSupervision:
         self.loss_fn = SeamLoss(seam)
         self.seam, self.case_labels = seam, case_labels
 
-    def loss(self, net, image: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        terms = self.loss_fn(net, image, batch["presence"])
+    def loss(self, net, image: torch.Tensor, batch: dict, progress: float = 1.0
+             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = self.loss_fn(net, image, batch["presence"], progress)
         return terms.total, terms.logged()
 
     def presence(self, batch: dict, num_classes: int) -> torch.Tensor:

@@ -74,8 +74,15 @@ class SeamLoss:
     def __init__(self, cfg: SeamConfig):
         self.cfg = cfg
 
-    def __call__(self, net: SeamNet, image: torch.Tensor, presence: torch.Tensor) -> SeamTerms:
-        """image (B, C, *patch) with sizes multiples of `net.size_multiple`; presence (B, K - 1) in {0, 1}."""
+    def ramp(self, progress: float) -> float:
+        """Weight of the self-supervised terms at `progress` (share of the run done): 0 during `seam.warmup`, then
+        linear up to 1 over as long again."""
+        w = self.cfg.warmup
+        return 1.0 if w <= 0 else min(max((progress - w) / w, 0.0), 1.0)
+
+    def __call__(self, net: SeamNet, image: torch.Tensor, presence: torch.Tensor, progress: float = 1.0) -> SeamTerms:
+        """image (B, C, *patch) with sizes multiples of `net.size_multiple`; presence (B, K - 1) in {0, 1};
+        progress: share of the run done (for `seam.warmup`)."""
         c = self.cfg
         small = rescale(image, c.scale, net.size_multiple)
         b1, b2 = net.branch(image), net.branch(small)
@@ -96,5 +103,6 @@ class SeamLoss:
         er = (cam1 - cam2).abs().mean()
         target1, target2 = (_one_hot_max(_with_background(t).detach()) for t in (cam1, cam2))
         ecr = _hardest_mean((target2 - rv1).abs(), c.ecr_share) + _hardest_mean((target1 - rv2).abs(), c.ecr_share)
-        total = cls + c.min_weight * min_pool + c.er_weight * er + c.ecr_weight * ecr
+        ramp = self.ramp(progress)
+        total = cls + ramp * (c.min_weight * min_pool + c.er_weight * er + c.ecr_weight * ecr)
         return SeamTerms(total, cls, er, ecr, min_pool)

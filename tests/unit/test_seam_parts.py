@@ -66,6 +66,21 @@ def test_loss_terms_and_gradients(dims):
     assert float(only_er(net, x, torch.tensor([[0.0, 0.0], [0.0, 0.0]])).er) == 0  # no class present: maps masked
 
 
+def test_warmup_trains_classification_alone_then_ramps_in_the_rest():
+    torch.manual_seed(0)
+    net = SeamNet(small(2), SeamConfig())
+    x, presence = torch.randn(2, 1, 16, 16), torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    loss = SeamLoss(SeamConfig(warmup=0.2))
+    assert [loss.ramp(p) for p in (0.0, 0.2, 0.3, 0.4, 1.0)] == pytest.approx([0, 0, 0.5, 1, 1])
+    early, late = loss(net, x, presence, progress=0.1), loss(net, x, presence, progress=1.0)
+    assert float(early.total) == pytest.approx(float(early.classification))
+    rest = late.er + late.ecr + late.min_pool
+    assert float(rest) > 0 and float(late.total) == pytest.approx(float(late.classification + rest), rel=1e-5)
+    assert SeamLoss(SeamConfig(warmup=0)).ramp(0.0) == 1.0
+    with pytest.raises(ConfigError, match="seam.warmup"):
+        SeamConfig(warmup=0.6)
+
+
 def test_classification_learns_presence():
     """A few steps of SEAM's loss on blobs: the pooled CAM separates patches that hold the class from those that do not."""
     torch.manual_seed(0)
