@@ -17,9 +17,11 @@ Training samples/s: ours from metrics/train.json; nnU-Net's = finished epochs x 
 training seconds (the iterations of the epoch it was stopped in are not counted); when it finished no epoch, it
 wrote no checkpoint and its row says so, with 250 x batch / seconds as an upper bound of its samples/s.
 
-nnU-Net is not a dependency of seg. Install it in its own environment, torch first (pip would otherwise pull a CUDA
-torch): python3.11 -m venv /tmp/nnvenv && /tmp/nnvenv/bin/pip install torch==2.13.0 &&
-/tmp/nnvenv/bin/pip install nnunetv2==2.8.1 torch==2.13.0 "torchvision==0.28.*"; pass --nnunet-bin /tmp/nnvenv/bin.
+nnU-Net is not a dependency of seg: it is the optional extra `nnunet` (`.venv/bin/pip install -e ".[nnunet]"` after the
+set-up, which installed torch first; the extra pins torchvision below 0.29 so pip keeps the CPU torch), found next to
+this interpreter; or install it in its own environment, torch first: python3.11 -m venv /tmp/nnvenv &&
+/tmp/nnvenv/bin/pip install torch==2.13.0 && /tmp/nnvenv/bin/pip install nnunetv2==2.8.1 torch==2.13.0
+"torchvision==0.28.*"; pass --nnunet-bin /tmp/nnvenv/bin.
 
 Run:  python benchmarks/vs_nnunet.py [--data ../shared/data/Task04_Hippocampus] [--minutes 10] [--threads 2]
       [--nnunet-bin /tmp/nnvenv/bin] [--keep DIR] [--json out.json]
@@ -144,7 +146,9 @@ def main() -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--nnunet-bin", default=str(Path(shutil.which("nnUNetv2_train") or "/tmp/nnvenv/bin/x").parent))
+    beside = Path(sys.executable).parent / "nnUNetv2_train"  # the `nnunet` extra in this environment
+    found = beside if beside.is_file() else Path(shutil.which("nnUNetv2_train") or "/tmp/nnvenv/bin/x")
+    p.add_argument("--nnunet-bin", default=str(found.parent))
     p.add_argument("--tta", action="store_true", help="score both with mirroring TTA")
     p.add_argument("--only", choices=("seg", "nnunet"), default=None)
     p.add_argument("--keep", default=None, help="keep the work folder here")

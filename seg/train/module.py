@@ -14,7 +14,6 @@ from seg.config import TrainConfig
 from seg.models import layers
 from seg.models.predict import sliding_window_logits
 from seg.train.objectives import FullSupervision, SeamSupervision, choose_background
-from seg.train.objectives import dice_per_class as per_class_dice  # noqa: F401  (its old home)
 
 
 class SegmentationModule(L.LightningModule):
@@ -29,7 +28,6 @@ class SegmentationModule(L.LightningModule):
         self.slice_axis = slice_axis
         self.objective = objective or FullSupervision(cfg)
         self.val_dice: list[torch.Tensor] = []  # per validation case: (K - 1,), or SEAM's (backgrounds, K - 1)
-        self.background: float | None = None  # SEAM: the background score the last validation chose
         self.val_callbacks: list = []  # called with (module, case batch, prediction) on the first val case
         self.export: dict | None = None  # config, fingerprint, meta: makes checkpoints loadable by `seg infer`
         self.skipped_steps = 0  # steps whose gradients were not finite (not applied)
@@ -117,9 +115,9 @@ class SegmentationModule(L.LightningModule):
         dice = torch.stack(self.val_dice)  # (cases, backgrounds, K - 1)
         if self.trainer.world_size > 1:
             dice = self.all_gather(dice).flatten(0, 1)
-        self.background, best = choose_background(dice)
+        background, best = choose_background(dice)
         self._log_dice(best, batch_size=len(dice))
-        self.log("val/background", self.background)
+        self.log("val/background", background)
 
     def _log_dice(self, dice: torch.Tensor, batch_size: int) -> None:
         sync = self.objective.name == "full"  # SEAM's values are already gathered over ranks
