@@ -37,8 +37,9 @@ LOG_FLOOR = 1e-6  # log-scores are clamped here: softmax stays finite where ever
 # With seam.pcm_window null, all-pairs affinities (SEAM) up to this many CAM cells (a training patch's grid, a small
 # image); beyond it (a whole volume or large image at inference), a local window. The PCM learns its projection on
 # training patches, where every pair lies within one patch: all pairs of a grid many times larger mix regions it never
-# had to tell apart, and the refined maps flatten (Task04, whole cases at 1/2: validation Dice of the refined CAMs
-# 0.19 / 0.08 all pairs, 0.23 / 0.21 with the window; the window is O(cells) in memory too).
+# had to tell apart, and the refined maps flatten (Task04 whole cases at 1/2, a classifier's refined CAMs: validation
+# Dice 0.19 / 0.08 with all pairs, 0.23 / 0.21 with the window; DSB2018 images lose 0.02 with it). The window is
+# O(cells) in memory; all pairs of 16384 cells take 1 GiB.
 DENSE_CELLS = 4096
 LARGE_WINDOW = 9
 

@@ -11,7 +11,7 @@ from seg.config import ModelConfig
 from seg.data.cache import CachedCase as Case
 from seg.train.datamodule import default_patch_size
 from seg.train.loss import DeepSupervisionLoss, soft_dice_loss
-from seg.train.module import per_class_dice
+from seg.train.objectives import dice_per_class
 from seg.train.run import check_model_fits_data, class_names
 from seg.train.sampling import crop_patch, sample_patch
 
@@ -198,12 +198,12 @@ def test_slices_of_3d_volume_for_2d_training():
     assert image.shape == (1, 8, 8) and lab.sum() == 1
 
 
-def test_per_class_dice():
+def test_dice_per_class():
     label = torch.zeros(1, 1, 4, 4, dtype=torch.long)
     label[..., :2, :] = 1
     pred = label.clone()
     pred[..., 0, :] = 2
-    d = per_class_dice(pred, label, 3)
+    d = dice_per_class(pred, label, 3)
     assert d[0].item() == pytest.approx(2 * 4 / (4 + 8))
     assert d[1].item() == 0.0
 
