@@ -37,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from train_hippocampus import run  # noqa: E402
 
+from seg.config import SeamConfig  # noqa: E402
+
 SHARED = REPO.parent / "shared" / "data"
 # per dataset: the data, the model section (segmentation network), and what the SEAM network changes
 DATASETS = {
@@ -144,7 +146,7 @@ def bench(name: str, spec: dict, work: Path, minutes: float, threads: int) -> di
     base = train(params, work, "baseline", "train.supervision=seam", "seam.er_weight=0", "seam.ecr_weight=0",
                  "seam.min_weight=0", *seam_model)
     full_seam = train(params, work, "seam", "train.supervision=seam", *seam_model)
-    scales = spec["seam"].get("infer_scales", [0.5, 1.0, 1.5, 2.0])
+    scales = spec["seam"].get("infer_scales", SeamConfig().infer_scales)
     rows = {"baseline CAM": cam_dice(work / "baseline", work / "cache", False, scales),
             "SEAM, no PCM": cam_dice(work / "seam", work / "cache", False, scales),
             "SEAM + PCM": cam_dice(work / "seam", work / "cache", True, scales)}
