@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast bench clean nnunet-env
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ test: setup
 # The edit loop: unit tests only, under 5 minutes.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# nnU-Net v2 for benchmarks/vs_nnunet.py, in its own environment (not part of setup or CI): its dependency timm pulls
+# PyPI's torchvision, which fails to import beside the CPU torch ("operator torchvision::nms does not exist") and
+# with it monai.networks.nets; nnU-Net's own train and predict paths never import torchvision, so it runs there.
+nnunet-env:
+	test -x .venv-nnunet/bin/python || $(PYTHON) -m venv .venv-nnunet
+	.venv-nnunet/bin/pip install -q torch==2.13.0
+	.venv-nnunet/bin/pip install -q nnunetv2==2.8.1 torch==2.13.0
 
 bench: setup
 	$(BIN)/python benchmarks/models.py

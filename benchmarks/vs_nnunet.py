@@ -17,14 +17,13 @@ Training samples/s: ours from metrics/train.json; nnU-Net's = finished epochs x 
 training seconds (the iterations of the epoch it was stopped in are not counted); when it finished no epoch, it
 wrote no checkpoint and its row says so, with 250 x batch / seconds as an upper bound of its samples/s.
 
-nnU-Net is not a dependency of seg: it is the optional extra `nnunet` (`.venv/bin/pip install -e ".[nnunet]"` after the
-set-up, which installed torch first; the extra pins torchvision below 0.29 so pip keeps the CPU torch), found next to
-this interpreter; or install it in its own environment, torch first: python3.11 -m venv /tmp/nnvenv &&
-/tmp/nnvenv/bin/pip install torch==2.13.0 && /tmp/nnvenv/bin/pip install nnunetv2==2.8.1 torch==2.13.0
-"torchvision==0.28.*"; pass --nnunet-bin /tmp/nnvenv/bin.
+nnU-Net is not a dependency of seg: `make nnunet-env` installs nnunetv2 2.8.1 into its own environment, .venv-nnunet
+(torch 2.13.0 CPU first, then `pip install nnunetv2==2.8.1 torch==2.13.0`), the default --nnunet-bin. Not in seg's
+environment: nnU-Net's dependency timm pulls PyPI's torchvision, which fails to import beside the CPU torch and breaks
+`import monai.networks.nets` with it (nnU-Net's own train and predict paths never import torchvision).
 
 Run:  python benchmarks/vs_nnunet.py [--data ../shared/data/Task04_Hippocampus] [--minutes 10] [--threads 2]
-      [--nnunet-bin /tmp/nnvenv/bin] [--keep DIR] [--json out.json]
+      [--nnunet-bin .venv-nnunet/bin] [--keep DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -146,9 +145,7 @@ def main() -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
-    beside = Path(sys.executable).parent / "nnUNetv2_train"  # the `nnunet` extra in this environment
-    found = beside if beside.is_file() else Path(shutil.which("nnUNetv2_train") or "/tmp/nnvenv/bin/x")
-    p.add_argument("--nnunet-bin", default=str(found.parent))
+    p.add_argument("--nnunet-bin", default=str(REPO / ".venv-nnunet" / "bin"))
     p.add_argument("--tta", action="store_true", help="score both with mirroring TTA")
     p.add_argument("--only", choices=("seg", "nnunet"), default=None)
     p.add_argument("--keep", default=None, help="keep the work folder here")
@@ -158,7 +155,7 @@ def main() -> None:
     if not data.is_dir():
         raise SystemExit(f"{data}: dataset not found. Pass --data /path/to/Task04_Hippocampus.")
     if args.only != "seg" and not (bin_dir / "nnUNetv2_train").is_file():
-        raise SystemExit(f"{bin_dir}: no nnUNetv2_train. Install nnunetv2 (see this file's docstring), --nnunet-bin.")
+        raise SystemExit(f"{bin_dir}: no nnUNetv2_train. Run `make nnunet-env` or pass --nnunet-bin.")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
