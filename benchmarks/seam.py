@@ -17,7 +17,10 @@ CAM rows are scored on the test part with each case's presence labels and the ba
 validation cases for that row; the two segmentation networks by `seg infer` on the test part (no TTA).
 
 Run:  python benchmarks/seam.py [--minutes 5] [--datasets hippocampus dsb2018] [--threads 2] [--keep DIR]
-      [--json out.json]
+      [--json out.json] [--seed 0] [--cam-only] [--validate]
+  --cam-only: the three CAM rows, no pseudo masks or segmentation networks
+  --validate: the SEAM networks validate as `seg train` does by default (train.val_every auto) and keep the weights
+              with the best validation Dice; otherwise every network trains without validation, last weights
 """
 
 from __future__ import annotations
@@ -60,13 +63,13 @@ def seg(*args) -> str:
     return run([sys.executable, "-m", "seg.cli", *map(str, args)])
 
 
-def write_params(work: Path, spec: dict, minutes: float, threads: int) -> Path:
+def write_params(work: Path, spec: dict, minutes: float, threads: int, seed: int = 0) -> Path:
     cfg = yaml.safe_load((REPO / "params.yaml").read_text())
     cfg["data"].update({"root": str(spec["root"]), "cache_dir": str(work / "cache"), "folds": 5, "fold": 0,
                         "seed": 0, "test_fraction": 0.2})
     cfg["model"] = {**cfg["model"], **spec["model"]}
     cfg["train"].update({"max_time_minutes": minutes, "max_epochs": 100000, "val_every": 100000,
-                         "num_threads": threads, "registered_model": None, "gate_images": False,
+                         "num_threads": threads, "registered_model": None, "gate_images": False, "seed": seed,
                          "tracking_uri": f"sqlite:///{work / 'mlflow.db'}"})
     cfg["infer"].update({"tta": False, "num_threads": threads})
     cfg["seam"] = {**spec["seam"], "model": str(work / "seam"), "pseudo_cache": str(work / "pseudo"),
@@ -86,8 +89,8 @@ def train(params: Path, work: Path, name: str, *sets: str) -> dict:
 
 @torch.no_grad()
 def cam_dice(model_dir: Path, cache_dir: Path, refine: bool, scales) -> dict:
-    """Background chosen on fold 0's validation cases, Dice on the test part, with each case's presence labels,
-    the maps summed over `scales`."""
+    """Background scores (per class) chosen on fold 0's validation cases, Dice on the test part, with each case's
+    presence labels, the maps summed over `scales`."""
     from seg.data.cache import Cache
     from seg.models.bundle import load_bundle
     from seg.train.objectives import BACKGROUNDS, choose_background, sweep_backgrounds
@@ -106,10 +109,10 @@ def cam_dice(model_dir: Path, cache_dir: Path, refine: bool, scales) -> dict:
         return torch.stack(out)  # (cases, backgrounds, K - 1)
 
     background, _ = choose_background(sweep(cache.split(0).val))
-    test = sweep(cache.split(0).test)
-    i = list(BACKGROUNDS).index(background)
-    dice = test[:, i].mean(0)
-    return {"dice": {n: float(d) for n, d in zip(bundle.class_names[1:], dice)}, "background": background,
+    test = sweep(cache.split(0).test)  # (cases, backgrounds, K - 1); class k's Dice depends on its own score only
+    dice = [test[:, list(BACKGROUNDS).index(t), c].mean() for c, t in enumerate(background)]
+    names = bundle.class_names[1:]
+    return {"dice": {n: float(d) for n, d in zip(names, dice)}, "background": dict(zip(names, background)),
             "cases": len(test)}
 
 
@@ -135,23 +138,27 @@ def patch_presence(params: Path, n: int = 400) -> dict[str, int]:
     return presence_counts(dm.train_set, n)
 
 
-def bench(name: str, spec: dict, work: Path, minutes: float, threads: int) -> dict:
+def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_only: bool = False,
+          seed: int = 0, validate: bool = False) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    params = write_params(work, spec, minutes, threads)
+    params = write_params(work, spec, minutes, threads, seed)
     if not (work / "cache" / "fingerprint.json").is_file():
         seg("preprocess", "--config", params)
-    seam_model = [f"model.{k}={v}" for k, v in spec["seam_model"].items()]
+    seam_sets = [f"model.{k}={v}" for k, v in spec["seam_model"].items()]
+    seam_sets += ["train.val_every=auto"] if validate else []
     res: dict = {"presence": patch_presence_with(params, spec)}
     start = time.perf_counter()
     base = train(params, work, "baseline", "train.supervision=seam", "seam.er_weight=0", "seam.ecr_weight=0",
-                 "seam.min_weight=0", *seam_model)
-    full_seam = train(params, work, "seam", "train.supervision=seam", *seam_model)
+                 "seam.min_weight=0", *seam_sets)
+    full_seam = train(params, work, "seam", "train.supervision=seam", *seam_sets)
     scales = spec["seam"].get("infer_scales", SeamConfig().infer_scales)
     rows = {"baseline CAM": cam_dice(work / "baseline", work / "cache", False, scales),
             "SEAM, no PCM": cam_dice(work / "seam", work / "cache", False, scales),
             "SEAM + PCM": cam_dice(work / "seam", work / "cache", True, scales)}
     for row, t in (("baseline CAM", base), ("SEAM, no PCM", full_seam), ("SEAM + PCM", full_seam)):
         rows[row]["epochs"] = t["epochs"]
+    if cam_only:
+        return {**res, "rows": rows, "seconds": round(time.perf_counter() - start, 1)}
     if not (work / "pseudo" / "pseudo.json").is_file():
         seg("pseudo", "--config", params, "--model", work / "seam")
     pseudo = json.loads((work / "pseudo" / "pseudo.json").read_text())
@@ -183,6 +190,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--keep", default=None, help="keep the work folders here (a rerun reuses finished models)")
     p.add_argument("--json", default=None)
+    p.add_argument("--seed", type=int, default=0, help="train.seed of every training run (the split stays)")
+    p.add_argument("--validate", action="store_true",
+                   help="SEAM networks validate by the defaults' plan and keep their best weights")
+    p.add_argument("--cam-only", action="store_true", help="only the CAM rows (baseline, SEAM without and with PCM)")
     args = p.parse_args()
     for name in args.datasets:
         if not DATASETS[name]["root"].is_dir():
@@ -191,20 +202,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp).resolve()
         for name in args.datasets:
-            results[name] = bench(name, DATASETS[name], root / name, args.minutes, args.threads)
+            results[name] = bench(name, DATASETS[name], root / name, args.minutes, args.threads, args.cam_only,
+                                  args.seed, args.validate)
             print(json.dumps({name: results[name]}), flush=True)
     from seg.runtime import describe_machine
 
     print(f"machine: {describe_machine().line()}")
     print(f"{args.minutes:g} min of training per run, {args.threads} threads; test part: data.test_fraction 0.2")
     for name, res in results.items():
-        classes = list(res["rows"]["full supervision"]["dice"])
+        classes = list(res["rows"]["baseline CAM"]["dice"])
         print(f"\n{name}: training patches' presence labels {res['presence']}")
-        print(f"{'':28s} " + " ".join(f"{c[:10]:>10s}" for c in classes) + f" {'mean':>7s} {'bg':>5s} {'epochs':>7s}")
+        print(f"{'':28s} " + " ".join(f"{c[:10]:>10s}" for c in classes) + f" {'mean':>7s} {'bg':>11s} {'epochs':>7s}")
         for row, r in res["rows"].items():
             d = [r["dice"][c] for c in classes]
-            bg = f"{r['background']:5.2f}" if "background" in r else f"{'':5s}"
-            print(f"{row:28s} " + " ".join(f"{v:10.4f}" for v in d) + f" {np.mean(d):7.4f} {bg} "
+            bg = "/".join(f"{r['background'][c]:.2f}" for c in classes) if "background" in r else ""
+            print(f"{row:28s} " + " ".join(f"{v:10.4f}" for v in d) + f" {np.mean(d):7.4f} {bg:>11s} "
                   f"{r.get('epochs', ''):>7}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -540,7 +540,8 @@ class SeamConfig:
     pcm_window: int | None = None  # null: all voxels (SEAM) up to 4096 CAM cells, else 9; an odd int: that window
     refine: bool = True  # pseudo masks and predictions from PCM-refined CAMs (false: the classifier's CAMs)
     infer_scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # maps summed over these input scales (SEAM's inference)
-    background: float | None = None  # background score; null: chosen on the validation cases after training
+    # a voxel is class k where k's map is the largest and above k's background score
+    background: float | tuple[float, ...] | None = None  # per class (one value: all); null: chosen on validation cases
     labels_file: str | None = None  # JSON {case id: [classes present]}: presence per whole case instead of per patch
     model: str = "models/seam"  # the SEAM model (`dvc repro seam/dvc.yaml`)
     pseudo_cache: str = "data/pseudo"  # the cache with the pseudo masks of the training cases
@@ -560,9 +561,10 @@ class SeamConfig:
                 raise ConfigError(f"seam.{name} must be >= 0 (0 turns the term off), got {getattr(self, name)}.")
         if self.pcm_window is not None and (self.pcm_window < 1 or self.pcm_window % 2 == 0):
             raise ConfigError(f"seam.pcm_window must be an odd number >= 1 or null (all voxels), got {self.pcm_window}.")
-        if self.background is not None and not 0.0 <= self.background <= 1.0:
-            raise ConfigError(f"seam.background must be in [0, 1] or null (chosen on validation cases), "
-                              f"got {self.background}.")
+        values = self.background if isinstance(self.background, tuple) else (self.background,)
+        if self.background is not None and not all(0.0 <= v <= 1.0 for v in values):
+            raise ConfigError(f"seam.background must be a score in [0, 1], one per foreground class, or null (chosen "
+                              f"on validation cases), got {self.background}.")
         if self.patch_size is not None and any(p < 1 for p in self.patch_size):
             raise ConfigError(f"seam.patch_size must be positive, got {list(self.patch_size)}.")
         if self.cam_level is not None and self.cam_level < 1:

@@ -210,6 +210,8 @@ def _assemble(state: dict[str, torch.Tensor], config: Config, fingerprint: Finge
             f"Install seg=={trained_with} to use it, or retrain."
         )
     net = build_for(config)
+    if hasattr(net, "upgrade_state"):
+        state = net.upgrade_state(state)
     own = net.state_dict()
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in state]

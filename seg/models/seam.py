@@ -5,10 +5,11 @@ foreground class), and the pixel correlation module (PCM): affinities of a 1x1 p
 features of levels cam_level - 1 and cam_level] refine the normalised CAMs.
 
 `net.branch(x)` gives what training needs (raw CAMs and PCM output). `net.scores(x, presence)` gives per-class
-scores in [0, 1] on the input grid: channel 0 the background score (`net.background`, chosen on validation cases),
-channel k the max-normalised (PCM-refined) CAM of class k summed over `seam.infer_scales` (SEAM's multi-scale
-inference), zero where class k is absent (`presence`; None: the classifier decides, sigmoid of the pooled CAM
-> 0.5, averaged over the scales). Their argmax is SEAM's pseudo mask. `net.outputs(x)` and
+scores in [0, 1] on the input grid: channel k the max-normalised (PCM-refined) CAM of class k summed over
+`seam.infer_scales` (SEAM's multi-scale inference), zero where class k is absent (`presence`; None: the classifier
+decides, sigmoid of the pooled CAM > 0.5, averaged over the scales); channel 0 the background score of the class
+whose map is the largest there (`net.background`, one per class, chosen on validation cases). Their argmax is SEAM's
+pseudo mask: class k where k's map is the largest and above k's background score. `net.outputs(x)` and
 `net(x)` return log-scores as logits, so `seg infer` and `seg analyze` apply a SEAM model like a segmentation
 network (softmax of the logits = the scores normalised to sum 1).
 """
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from seg.config import ConfigError
 from seg.models import layers
 from seg.models.layers import interp_mode
 from seg.models.pcm import pixel_correlation
@@ -63,6 +65,15 @@ def max_norm(p: torch.Tensor) -> torch.Tensor:
     return F.relu(p - lo - EPS) / (hi - lo + EPS)
 
 
+def background_scores(value: float | tuple[float, ...] | None, classes: int) -> torch.Tensor:
+    """(K - 1,) per-class background scores from `seam.background` (null: 0.5 until validation chooses)."""
+    values = (0.5,) if value is None else value if isinstance(value, tuple) else (value,)
+    if len(values) not in (1, classes):
+        raise ConfigError(f"seam.background has {len(values)} scores for {classes} foreground classes; give one per "
+                          f"class, a single score for all, or null to choose them on validation cases.")
+    return torch.tensor([float(v) for v in values] * (classes if len(values) == 1 else 1))
+
+
 @dataclass
 class SeamBranch:
     cam: torch.Tensor  # (B, K - 1, *s) the classifier's maps at the CAM level, before any normalisation
@@ -85,7 +96,7 @@ class SeamNet(nn.Module):
         self.head = conv(channels[level], config.out_channels - 1, 1, bias=False)  # SEAM's fc8: no bias
         self.pcm_projection = conv(config.in_channels + channels[level - 1] + channels[level], seam.pcm_channels, 1,
                                    bias=False)
-        self.register_buffer("background", torch.tensor(0.5 if seam.background is None else float(seam.background)))
+        self.register_buffer("background", background_scores(seam.background, config.out_channels - 1))
         # AttentionUNet's size rules up to this level: pad to its multiple, crop back
         self.strides = list(config.strides_per_axis())
         self.stem_stride = config.stem_stride_per_axis()
@@ -159,9 +170,17 @@ class SeamNet(nn.Module):
             logits.append(self.class_scores(out.cam))
         if presence is None:
             presence = torch.sigmoid(torch.stack(logits).mean(0)) > 0.5
-        maps = max_norm(total) * presence.to(total.dtype)[(..., *[None] * len(size))]
-        background = self.background.to(maps.dtype).expand(maps.shape[0], 1, *size)
-        return torch.cat([background, maps.clamp(0, 1)], dim=1)
+        maps = (max_norm(total) * presence.to(total.dtype)[(..., *[None] * len(size))]).clamp(0, 1)
+        winner = maps.argmax(1, keepdim=True)  # (B, 1, *S): the class whose background score applies
+        background = self.background.to(maps.dtype)[winner]
+        return torch.cat([background, maps], dim=1)
+
+    def upgrade_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Saved weights in this network's current layout: model folders from before per-class background scores hold
+        one score, which applies to every class."""
+        if "background" in state and state["background"].ndim == 0:
+            state = {**state, "background": state["background"].expand_as(self.background).clone()}
+        return state
 
     def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:
         """Log-scores as logits (no gates, no deep supervision: SEAM's network has neither)."""

@@ -50,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
                                        **{f"dice_{n}": v for n, v in result.dice.items()},
                                        "dice_mean": sum(result.dice.values()) / max(len(result.dice), 1)})
     dice = ", ".join(f"{n} {v:.3f}" for n, v in result.dice.items())
-    print(f"{result.cases} pseudo masks (background score {result.background:g}) -> {result.cache}; Dice against the "
+    scores = ", ".join(f"{n} {v:g}" for n, v in result.background.items())
+    print(f"{result.cases} pseudo masks (background scores {scores}) -> {result.cache}; Dice against the "
           f"training masks (scoring only): {dice} ({result.seconds:.1f} s)")
     return 0
 

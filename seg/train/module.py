@@ -109,7 +109,8 @@ class SegmentationModule(L.LightningModule):
         self.val_dice = []
 
     def on_validation_epoch_end(self) -> None:
-        """SEAM: the background score with the best mean Dice over this validation's cases, and the Dice there."""
+        """SEAM: per class, the background score with the best mean Dice over this validation's cases, and the Dice
+        there."""
         if self.objective.name != "seam" or not self.val_dice:
             return
         dice = torch.stack(self.val_dice)  # (cases, backgrounds, K - 1)
@@ -117,7 +118,8 @@ class SegmentationModule(L.LightningModule):
             dice = self.all_gather(dice).flatten(0, 1)
         background, best = choose_background(dice)
         self._log_dice(best, batch_size=len(dice))
-        self.log("val/background", background)
+        for name, value in zip(self.class_names[1:], background):
+            self.log(f"val/background_{name}", value)
 
     def _log_dice(self, dice: torch.Tensor, batch_size: int) -> None:
         sync = self.objective.name == "full"  # SEAM's values are already gathered over ranks

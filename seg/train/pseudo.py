@@ -1,7 +1,7 @@
 """SEAM's pseudo masks for the training cases of a fold, written as a cache the normal segmentation training reads.
 
 For each training case: the SEAM model's scores with the case's image-level labels (its labels-file entry, else the
-classes its mask holds) and the background score chosen on validation cases; the argmax is the pseudo mask. The
+classes its mask holds) and the background scores chosen on validation cases; the argmax is the pseudo mask. The
 new cache is the source cache with those labels in place of the training cases' masks; validation and test cases
 keep their masks, which the second stage reads only to validate and score. The masks of the training cases are
 read for presence (unless a labels file gives it) and to score the pseudo masks, never copied into the new cache.
@@ -22,6 +22,7 @@ from seg.files import atomic_folder, read_json, write_json, write_npz
 from seg.models.bundle import ModelBundle
 from seg.train.objectives import dice_per_class
 from seg.train.presence import presence_of, read_labels_file
+from seg.train.seam_background import per_class
 
 RECORD = "pseudo.json"  # <pseudo cache>/pseudo.json: the model, the background, per-case presence and Dice
 
@@ -31,7 +32,7 @@ class PseudoResult:
     cache: Path
     cases: int
     dice: dict[str, float]  # per class mean Dice of the pseudo masks against the training masks (scoring only)
-    background: float
+    background: dict[str, float]  # {class: background score}
     seconds: float
 
 
@@ -69,7 +70,7 @@ def write_pseudo_cache(model: ModelBundle, source: str | Path, out: str | Path, 
                 f"{n} {v:.3f}" for n, v in records[case_id]["dice"].items()))
         mean = torch.stack(dice).mean(0) if dice else torch.zeros(len(names) - 1)
         summary = {n: round(float(v), 4) for n, v in zip(names[1:], mean)}
-        background = round(float(model.net.background), 4)  # a float32 buffer: 0.05 reads 0.0500000007
+        background = per_class(model.net.background, names)
         write_json(tmp / RECORD, {"model": model.source, "source_cache": str(cache.root), "fold": fold,
                                   "background": background, "presence_from": labels_file or "the masks",
                                   "dice_mean": summary, "cases": records})

@@ -205,8 +205,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         from seg.train.seam_background import set_background
 
         metrics["seam"] = set_background(net, objective, dm, names, seam.background)
-        print(f"seg train: SEAM background score {metrics['seam']['background']} ({metrics['seam']['chosen_by']})",
-              flush=True)
+        scores = ", ".join(f"{n} {v:g}" for n, v in metrics["seam"]["background"].items())
+        print(f"seg train: SEAM background scores {scores} ({metrics['seam']['chosen_by']})", flush=True)
     meta = dataclasses.replace(meta, metrics=metrics)
     model_dir = save_bundle(tc.model_dir, net, cfg, fingerprint, meta)
     history.write_summary(metrics)

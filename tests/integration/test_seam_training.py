@@ -61,9 +61,10 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     splits = json.loads((tmp_path / "cache" / "splits.json").read_text())
     out = _ok("train", "--config", str(cfg_path), "--set", "train.supervision=seam",
               "--set", f"train.model_dir={tmp_path / 'seam'}")
-    assert "SEAM background score" in out
+    assert "SEAM background scores" in out
     summary = json.loads((tmp_path / "metrics" / "train.json").read_text())
     chosen = summary["seam"]
+    assert set(chosen["background"]) == {"head", "body"} and set(chosen["curve"]) == {"head", "body"}
     assert chosen["cases"] == sorted(splits[0]["val"]) or sorted(chosen["cases"]) == sorted(splits[0]["val"])
     assert not set(chosen["cases"]) & set(splits[0]["train"])  # chosen on validation cases only
     history = (tmp_path / "metrics" / "train_history.csv").read_text()

@@ -155,8 +155,29 @@ def test_background_sweep_and_choice():
     label[0, 0, :4] = 1
     dice = sweep_backgrounds(maps, label, 3)  # (T, 2)
     t, best = choose_background(dice[None])
-    assert 0.2 <= t < 0.6 and float(best[0]) == pytest.approx(1.0)
+    assert 0.2 <= t[0] < 0.6 and float(best[0]) == pytest.approx(1.0)
     assert float(dice[list(BACKGROUNDS).index(0.1), 0]) < 1.0  # a low background lets the noise in
+
+
+def test_each_class_gets_its_own_background_score():
+    """Class 1 is found at 0.9 over noise of 0.5, class 2 at 0.3 over nothing: no one score serves both (0.5 to 0.9
+    loses class 2, below 0.5 lets class 1's noise in); one per class scores both perfectly, and the network applies
+    them as the background channel of the winning class."""
+    maps = torch.zeros(1, 2, 8, 8)
+    maps[0, 0, :2], maps[0, 0, 2:4] = 0.9, 0.5
+    maps[0, 1, 4:6] = 0.3
+    label = torch.zeros(1, 1, 8, 8, dtype=torch.long)
+    label[0, 0, :2], label[0, 0, 4:6] = 1, 2
+    dice = sweep_backgrounds(maps, label, 3)
+    shared = dice.mean(1).max()
+    t, best = choose_background(dice[None])
+    assert 0.5 <= t[0] < 0.9 and t[1] < 0.3 and best.tolist() == pytest.approx([1.0, 1.0]) and shared < 0.9
+    net = SeamNet(small(2), SeamConfig(background=t)).eval()
+    assert net.background.tolist() == pytest.approx(list(t))
+    with torch.no_grad():
+        scores = net.scores(torch.randn(1, 1, 16, 16), torch.ones(1, 2))
+    winner = scores[:, 1:].argmax(1)
+    assert torch.equal(scores[:, 0], torch.tensor(t)[winner].float())
 
 
 def test_config_checks():
@@ -178,8 +199,19 @@ def test_bundle_round_trip_keeps_the_background(tmp_path):
                                        "strides": [2, 2], "deep_supervision": 0},
                              "train": {"supervision": "seam"}})
     net = SeamNet(cfg.model, cfg.seam)
-    net.background.fill_(0.35)
+    net.background.copy_(torch.tensor([0.35, 0.6]))
     meta = ModelMeta.for_training(cfg, ["background", "a", "b"], (16, 16), None)
     save_bundle(tmp_path / "m", net, cfg, tiny_fingerprint(2), meta)
     loaded = load_bundle(tmp_path / "m")
-    assert isinstance(loaded.net, SeamNet) and float(loaded.net.background) == pytest.approx(0.35)
+    assert isinstance(loaded.net, SeamNet) and loaded.net.background.tolist() == pytest.approx([0.35, 0.6])
+    old = {**net.state_dict(), "background": torch.tensor(0.4)}  # from before per-class scores: one for all
+    torch.save(old, tmp_path / "m" / "weights.pt")
+    assert load_bundle(tmp_path / "m").net.background.tolist() == pytest.approx([0.4, 0.4])
+
+
+def test_background_config_checks():
+    with pytest.raises(ConfigError, match="seam.background must be a score in"):
+        SeamConfig(background=(0.3, 1.2))
+    with pytest.raises(ConfigError, match="seam.background has 3 scores for 2 foreground classes"):
+        SeamNet(small(2), SeamConfig(background=(0.3, 0.4, 0.5)))
+    assert SeamNet(small(2), SeamConfig(background=0.3)).background.tolist() == pytest.approx([0.3, 0.3])
