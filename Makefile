@@ -54,4 +54,4 @@ bench: setup
 	$(BIN)/python benchmarks/models.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-nnunet .pytest_cache
