@@ -30,7 +30,7 @@ def set_background(net, objective: SeamSupervision, dm, class_names, fixed: floa
                  "case_id": case.case_id}
         dice.append(objective.validate(None, net, batch, len(class_names)))
     background, best = choose_background(torch.stack(dice))
-    net.background.copy_(torch.tensor(background))
+    net.background.copy_(torch.tensor(background, dtype=net.background.dtype, device=net.background.device))
     curve = torch.stack(dice).float().mean(0)  # (backgrounds, K - 1) mean Dice
     return {"background": per_class(net.background, class_names),
             "chosen_by": f"per class, the best mean Dice over the {len(dm.val_cases)} validation cases",
