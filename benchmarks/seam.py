@@ -17,8 +17,9 @@ CAM rows are scored on the test part with each case's presence labels and the ba
 validation cases for that row; the two segmentation networks by `seg infer` on the test part (no TTA).
 
 Run:  python benchmarks/seam.py [--minutes 5] [--datasets hippocampus dsb2018] [--threads 2] [--keep DIR]
-      [--json out.json] [--seed 0] [--cam-only] [--validate]
+      [--json out.json] [--seed 0] [--cam-only] [--validate] [--orientation-augment]
   --cam-only: the three CAM rows, no pseudo masks or segmentation networks
+  --orientation-augment: the SEAM networks also mirrored and rotated by 90 degrees (seam.orientation_augment true)
   --validate: the SEAM networks validate as `seg train` does by default (train.val_every auto) and keep the weights
               with the best validation Dice; otherwise every network trains without validation, last weights
 """
@@ -139,12 +140,13 @@ def patch_presence(params: Path, n: int = 400) -> dict[str, int]:
 
 
 def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_only: bool = False,
-          seed: int = 0, validate: bool = False) -> dict:
+          seed: int = 0, validate: bool = False, orientation_augment: bool = False) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     params = write_params(work, spec, minutes, threads, seed)
     if not (work / "cache" / "fingerprint.json").is_file():
         seg("preprocess", "--config", params)
     seam_sets = [f"model.{k}={v}" for k, v in spec["seam_model"].items()]
+    seam_sets += ["seam.orientation_augment=true"] if orientation_augment else []
     seam_sets += ["train.val_every=auto"] if validate else []
     res: dict = {"presence": patch_presence_with(params, spec)}
     start = time.perf_counter()
@@ -193,6 +195,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="train.seed of every training run (the split stays)")
     p.add_argument("--validate", action="store_true",
                    help="SEAM networks validate by the defaults' plan and keep their best weights")
+    p.add_argument("--orientation-augment", action="store_true",
+                   help="SEAM networks with train.augment's mirroring and rot90 (seam.orientation_augment true)")
     p.add_argument("--cam-only", action="store_true", help="only the CAM rows (baseline, SEAM without and with PCM)")
     args = p.parse_args()
     for name in args.datasets:
@@ -203,7 +207,7 @@ def main() -> None:
         root = Path(args.keep or tmp).resolve()
         for name in args.datasets:
             results[name] = bench(name, DATASETS[name], root / name, args.minutes, args.threads, args.cam_only,
-                                  args.seed, args.validate)
+                                  args.seed, args.validate, args.orientation_augment)
             print(json.dumps({name: results[name]}), flush=True)
     from seg.runtime import describe_machine
 

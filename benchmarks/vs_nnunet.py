@@ -1,5 +1,6 @@
 """seg and nnU-Net v2 side by side on Task04_Hippocampus: the same split, threads and wall-clock budget, both
-scored by `seg evaluate` on the same held-out cases, in one run.
+scored by `seg evaluate` on the same held-out cases, in one run; and `seg evaluate` checked against nnU-Net's own
+`nnUNetv2_evaluate_folder` on both prediction folders (benchmarks/evaluate_vs_nnunet.py: per case Dice to 1e-4).
 
 Split: fold 0 of seg's 5-fold split (seed 0) of the labelled cases; nnU-Net gets the same cases as its fold 0
 (splits_final.json written before it trains), so both train on the same 80% and are scored on the same 20%.
@@ -42,6 +43,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+from evaluate_vs_nnunet import agreement, print_agreement  # noqa: E402
 from train_hippocampus import DEFAULT_DATA, preprocess, run, train_ours  # noqa: E402
 
 DATASET_ID = 4
@@ -170,7 +172,7 @@ def main() -> None:
                 (labels / f"{case}.nii.gz").symlink_to((data / "labelsTr" / f"{case}.nii.gz").resolve())
         names = json.loads((data / "dataset.json").read_text())["labels"]
         classes = [f"{k}={v}" for k, v in sorted(names.items(), key=lambda kv: int(kv[0])) if int(k) > 0]
-        results = {}
+        results, agree = {}, {}
         if args.only in (None, "seg"):
             ours = train_ours(cache, work / "seg", args.minutes, args.threads, "auto", None, args.tta)
             scored = evaluate(work / "seg" / "pred", labels, work / "seg" / "evaluation", classes)
@@ -185,6 +187,12 @@ def main() -> None:
             else:
                 scored = evaluate(pred, labels, work / "nnunet" / "evaluation", classes)
                 results["nnU-Net v2 3d_fullres"] = {**info, "dice": _dice(scored), "cases": scored["cases"]}
+            # the scorer itself: seg evaluate against nnUNetv2_evaluate_folder on every prediction folder made here
+            prep = work / "nnunet" / "preprocessed" / DATASET
+            folders = {"seg": work / "seg" / "pred", "nnU-Net v2 3d_fullres": pred}
+            agree = {name: agreement(folder, labels, classes, bin_dir, work / "agreement" / name.split()[0],
+                                     args.threads, prep / "dataset.json", prep / "nnUNetPlans.json")
+                     for name, folder in folders.items() if folder is not None and folder.is_dir()}
     from seg.runtime import describe_machine
 
     print(f"machine: {describe_machine().line()}")
@@ -198,8 +206,10 @@ def main() -> None:
               f"{r['samples_per_s']:10.2f} {r['epochs']:7d}" + (f"  ({r['checkpoint']})" if r.get("checkpoint") else "")
               + ("  (no epoch finished: no checkpoint; samples/s is an upper bound)" if "checkpoint" in r
                  and not r["checkpoint"] else ""))
+    for name, res in agree.items():
+        print_agreement(name, res)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        Path(args.json).write_text(json.dumps({**results, "evaluator_agreement": agree}, indent=1))
 
 
 if __name__ == "__main__":

@@ -113,6 +113,9 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     from seg.train.objectives import FullSupervision, SeamSupervision
     from seg.train.progress import progress_callbacks
 
+    if cfg.train.supervision == "seam":  # what SEAM trains with is what the model folder and MLflow record
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, augment=cfg.seam.training_augment(cfg.train.augment)))
     tc = cfg.train
     quiet_lightning()
     threads = threads_per_process(tc.num_threads, tc.devices if resolve_device(tc.accelerator).type == "cpu" else 1)

@@ -62,6 +62,8 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     out = _ok("train", "--config", str(cfg_path), "--set", "train.supervision=seam",
               "--set", f"train.model_dir={tmp_path / 'seam'}")
     assert "SEAM background scores" in out
+    meta = json.loads((tmp_path / "seam" / "model.json").read_text())
+    assert meta["mirrored_axes"] == []  # trained without mirroring (seam.orientation_augment), so never mirrored by TTA
     summary = json.loads((tmp_path / "metrics" / "train.json").read_text())
     chosen = summary["seam"]
     assert set(chosen["background"]) == {"head", "body"} and set(chosen["curve"]) == {"head", "body"}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from seg.config import ConfigError, ModelConfig, SeamConfig, from_dict, Config
+from seg.config import AugmentConfig, ConfigError, ModelConfig, SeamConfig, from_dict, Config
 from seg.models.bundle import ModelMeta, load_bundle, save_bundle
 from seg.models.pcm import pixel_correlation
 from seg.models.seam import SeamNet, default_cam_level, max_norm
@@ -189,6 +189,16 @@ def test_config_checks():
         from_dict(Config, {"train": {"supervision": "seem"}})
     with pytest.raises(ConfigError, match="seam.cam_level 4 is not an encoder level"):
         from_dict(Config, {"seam": {"cam_level": 4}})
+
+
+def test_seam_trains_without_mirroring_or_rot90_unless_asked():
+    """Presence survives mirroring and rot90, but where a structure lies is a class's cue in canonical volumes: SEAM's
+    patches keep their orientation by default; the other augmentations stay as train.augment has them."""
+    augment = AugmentConfig(flip_prob=0.5, rot90_prob=0.5, affine_prob=0.3, noise_prob=0.2)
+    kept = SeamConfig().training_augment(augment)
+    assert (kept.flip_prob, kept.rot90_prob) == (0.0, 0.0) and kept.mirrored_axes(3) == ()
+    assert (kept.affine_prob, kept.noise_prob, kept.scale_range) == (0.3, 0.2, augment.scale_range)
+    assert SeamConfig(orientation_augment=True).training_augment(augment) == augment
 
 
 def test_bundle_round_trip_keeps_the_background(tmp_path):
