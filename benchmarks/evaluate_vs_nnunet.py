@@ -79,12 +79,16 @@ def agreement(pred: Path, labels: Path, classes: list[str], bin_dir: Path, work:
         value = int(c.split("=", 1)[0])
         keys = [k for k in ours if k[1] == value]
         diffs = [0.0 if math.isnan(ours[k]) and math.isnan(theirs[k]) else abs(ours[k] - theirs[k]) for k in keys]
-        mean = lambda d: sum(v for v in d if not math.isnan(v)) / max(1, sum(not math.isnan(v) for v in d))  # noqa: E731
-        out[c.split("=", 1)[1]] = {"cases": len(keys), "seg": mean([ours[k] for k in keys]),
-                                   "nnunet": mean([theirs[k] for k in keys]), "max_abs_diff": max(diffs)}
+        out[c.split("=", 1)[1]] = {"cases": len(keys), "seg": _nanmean([ours[k] for k in keys]),
+                                   "nnunet": _nanmean([theirs[k] for k in keys]), "max_abs_diff": max(diffs)}
     out["agree"] = all(not math.isnan(r["max_abs_diff"]) and r["max_abs_diff"] <= TOLERANCE
                        for r in out.values() if isinstance(r, dict))
     return out
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
 
 
 def print_agreement(title: str, res: dict) -> None:
