@@ -30,8 +30,10 @@ SUFFIX = ".nii.gz"
 
 def seg_dice(pred: Path, labels: Path, out: Path, classes: list[str]) -> dict[tuple[str, int], float]:
     """{(case, class value): Dice} from `seg evaluate`."""
-    subprocess.run([sys.executable, "-m", "seg.cli", "evaluate", str(pred), str(labels), "--output", str(out),
-                    "--classes", *classes], check=True, capture_output=True, text=True)
+    res = subprocess.run([sys.executable, "-m", "seg.cli", "evaluate", str(pred), str(labels), "--output", str(out),
+                          "--classes", *classes], capture_output=True, text=True)
+    if res.returncode != 0:  # seg evaluate names each failed case in one line: pass those on, not a traceback
+        raise SystemExit(f"seg evaluate {pred} {labels} failed (exit {res.returncode}):\n{res.stderr[-3000:]}")
     with open(out / "evaluation.csv") as f:
         return {(r["case"], int(r["value"])): float(r["dice"]) for r in csv.DictReader(f)}
 
