@@ -13,11 +13,12 @@ Rows per dataset:
   pseudo masks      SEAM + PCM on the training cases (`seg pseudo`), scored against their masks
   on pseudo masks   the normal segmentation network trained on the pseudo masks (`seg train` on the pseudo cache)
   full supervision  the normal segmentation network trained on the masks
-CAM rows are scored on the test part with each case's presence labels and the background score chosen on the
-validation cases for that row; the two segmentation networks by `seg infer` on the test part (no TTA).
+CAM rows are scored on the test part with each case's presence labels and the maps' shift and background scores
+chosen on the validation cases for that row (as `seg train` chooses them for the model); the two segmentation
+networks by `seg infer` on the test part (no TTA).
 
 Run:  python benchmarks/seam.py [--minutes 5] [--datasets hippocampus dsb2018] [--threads 2] [--keep DIR]
-      [--json out.json] [--seed 0] [--cam-only] [--validate] [--orientation-augment]
+      [--json out.json] [--seed 0] [--cam-only] [--validate] [--orientation-augment] [--seam-set KEY=VALUE ...]
   --cam-only: the three CAM rows, no pseudo masks or segmentation networks
   --orientation-augment: the SEAM networks also mirrored and rotated by 90 degrees (seam.orientation_augment true)
   --validate: the SEAM networks validate as `seg train` does by default (train.val_every auto) and keep the weights
@@ -89,32 +90,44 @@ def train(params: Path, work: Path, name: str, *sets: str) -> dict:
 
 
 @torch.no_grad()
-def cam_dice(model_dir: Path, cache_dir: Path, refine: bool, scales) -> dict:
-    """Background scores (per class) chosen on fold 0's validation cases, Dice on the test part, with each case's
-    presence labels, the maps summed over `scales`."""
+def cam_dice(model_dir: Path, cache_dir: Path, refine: bool, scales, max_shift: int) -> dict:
+    """The maps' shift and background scores (per class) chosen on fold 0's validation cases as `seg train` chooses
+    them (`seg.train.seam_background`), Dice on the test part, with each case's presence labels, the maps summed over
+    `scales`."""
     from seg.data.cache import Cache
     from seg.models.bundle import load_bundle
+    from seg.models.seam import translate
     from seg.train.objectives import BACKGROUNDS, choose_background, sweep_backgrounds
     from seg.train.presence import presence_of
+    from seg.train.seam_background import search_shift
 
     bundle, cache = load_bundle(model_dir), Cache(cache_dir)
     k = len(bundle.class_names)
+    bundle.net.shift.zero_()
 
-    def sweep(ids):
+    def maps(ids):
         out = []
         for case_id in ids:
             case = cache.case(case_id)
             x = torch.from_numpy(case.image)[None]
             scores = bundle.net.scores(x, presence_of(case.label, k)[None], refine=refine, scales=scales)
-            out.append(sweep_backgrounds(scores[:, 1:], torch.from_numpy(case.label[None].astype(np.int64)), k))
-        return torch.stack(out)  # (cases, backgrounds, K - 1)
+            out.append((scores[:, 1:], torch.from_numpy(case.label[None].astype(np.int64))))
+        return out
 
-    background, _ = choose_background(sweep(cache.split(0).val))
-    test = sweep(cache.split(0).test)  # (cases, backgrounds, K - 1); class k's Dice depends on its own score only
+    val = maps(cache.split(0).val)
+    shift, dice = search_shift([m for m, _ in val], [y for _, y in val], k, max_shift)
+    background, _ = choose_background(dice)
+    test = torch.stack([sweep_backgrounds(translate(m, shift), y, k) for m, y in maps(cache.split(0).test)])
     dice = [test[:, list(BACKGROUNDS).index(t), c].mean() for c, t in enumerate(background)]
     names = bundle.class_names[1:]
     return {"dice": {n: float(d) for n, d in zip(names, dice)}, "background": dict(zip(names, background)),
-            "cases": len(test)}
+            "shift": list(shift), "cases": len(test)}
+
+
+def max_shift(seam_set) -> int:
+    """seam.max_shift as the SEAM networks train with it (`--seam-set seam.max_shift=0`: never shifted)."""
+    given = [int(a.split("=", 1)[1]) for a in seam_set if a.startswith("seam.max_shift=")]
+    return given[-1] if given else SeamConfig().max_shift
 
 
 def infer_dice(params: Path, model: Path, out: Path) -> dict:
@@ -140,7 +153,8 @@ def patch_presence(params: Path, n: int = 400) -> dict[str, int]:
 
 
 def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_only: bool = False,
-          seed: int = 0, validate: bool = False, orientation_augment: bool = False) -> dict:
+          seed: int = 0, validate: bool = False, orientation_augment: bool = False,
+          seam_set: tuple[str, ...] = ()) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     params = write_params(work, spec, minutes, threads, seed)
     if not (work / "cache" / "fingerprint.json").is_file():
@@ -148,15 +162,17 @@ def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_o
     seam_sets = [f"model.{k}={v}" for k, v in spec["seam_model"].items()]
     seam_sets += ["seam.orientation_augment=true"] if orientation_augment else []
     seam_sets += ["train.val_every=auto"] if validate else []
+    seam_sets += list(seam_set)
     res: dict = {"presence": patch_presence_with(params, spec)}
     start = time.perf_counter()
     base = train(params, work, "baseline", "train.supervision=seam", "seam.er_weight=0", "seam.ecr_weight=0",
                  "seam.min_weight=0", *seam_sets)
     full_seam = train(params, work, "seam", "train.supervision=seam", *seam_sets)
     scales = spec["seam"].get("infer_scales", SeamConfig().infer_scales)
-    rows = {"baseline CAM": cam_dice(work / "baseline", work / "cache", False, scales),
-            "SEAM, no PCM": cam_dice(work / "seam", work / "cache", False, scales),
-            "SEAM + PCM": cam_dice(work / "seam", work / "cache", True, scales)}
+    reach = max_shift(seam_set)
+    rows = {"baseline CAM": cam_dice(work / "baseline", work / "cache", False, scales, reach),
+            "SEAM, no PCM": cam_dice(work / "seam", work / "cache", False, scales, reach),
+            "SEAM + PCM": cam_dice(work / "seam", work / "cache", True, scales, reach)}
     for row, t in (("baseline CAM", base), ("SEAM, no PCM", full_seam), ("SEAM + PCM", full_seam)):
         rows[row]["epochs"] = t["epochs"]
     if cam_only:
@@ -165,7 +181,7 @@ def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_o
         seg("pseudo", "--config", params, "--model", work / "seam")
     pseudo = json.loads((work / "pseudo" / "pseudo.json").read_text())
     rows["pseudo masks (train cases)"] = {"dice": pseudo["dice_mean"], "background": pseudo["background"],
-                                          "cases": len(pseudo["cases"])}
+                                          "shift": pseudo.get("shift"), "cases": len(pseudo["cases"])}
     seg_pseudo = train(params, work, "segmenter", f"data.cache_dir={work / 'pseudo'}")
     rows["on pseudo masks"] = {**infer_dice(params, work / "segmenter", work / "pred_segmenter"),
                                "epochs": seg_pseudo["epochs"]}
@@ -197,6 +213,8 @@ def main() -> None:
                    help="SEAM networks validate by the defaults' plan and keep their best weights")
     p.add_argument("--orientation-augment", action="store_true",
                    help="SEAM networks with train.augment's mirroring and rot90 (seam.orientation_augment true)")
+    p.add_argument("--seam-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for both SEAM networks (baseline and SEAM), e.g. seam.cam_level=1")
     p.add_argument("--cam-only", action="store_true", help="only the CAM rows (baseline, SEAM without and with PCM)")
     args = p.parse_args()
     for name in args.datasets:
@@ -207,7 +225,7 @@ def main() -> None:
         root = Path(args.keep or tmp).resolve()
         for name in args.datasets:
             results[name] = bench(name, DATASETS[name], root / name, args.minutes, args.threads, args.cam_only,
-                                  args.seed, args.validate, args.orientation_augment)
+                                  args.seed, args.validate, args.orientation_augment, tuple(args.seam_set))
             print(json.dumps({name: results[name]}), flush=True)
     from seg.runtime import describe_machine
 
@@ -216,12 +234,14 @@ def main() -> None:
     for name, res in results.items():
         classes = list(res["rows"]["baseline CAM"]["dice"])
         print(f"\n{name}: training patches' presence labels {res['presence']}")
-        print(f"{'':28s} " + " ".join(f"{c[:10]:>10s}" for c in classes) + f" {'mean':>7s} {'bg':>11s} {'epochs':>7s}")
+        print(f"{'':28s} " + " ".join(f"{c[:10]:>10s}" for c in classes) + f" {'mean':>7s} {'bg':>11s} {'epochs':>7s} "
+              f"{'shift':>8s}")
         for row, r in res["rows"].items():
             d = [r["dice"][c] for c in classes]
             bg = "/".join(f"{r['background'][c]:.2f}" for c in classes) if "background" in r else ""
+            shift = ",".join(map(str, r["shift"])) if r.get("shift") is not None else ""
             print(f"{row:28s} " + " ".join(f"{v:10.4f}" for v in d) + f" {np.mean(d):7.4f} {bg:>11s} "
-                  f"{r.get('epochs', ''):>7}")
+                  f"{r.get('epochs', ''):>7} {shift:>8s}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

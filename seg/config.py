@@ -546,6 +546,11 @@ class SeamConfig:
     infer_scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # maps summed over these input scales (SEAM's inference)
     # a voxel is class k where k's map is the largest and above k's background score
     background: float | tuple[float, ...] | None = None  # per class (one value: all); null: chosen on validation cases
+    # a classifier learns *that* a class is in a patch, not exactly where: its CAMs may sit a few voxels off the
+    # structure (one DSB2018 model's nuclei maps 3 px up and 2 left; Task04's 3 voxels along the last axis), a shift
+    # that, like the background score, is chosen on the validation cases (with the background scores at each shift)
+    shift: tuple[int, ...] | None = None  # voxels per axis the maps move by; null: chosen on validation cases
+    max_shift: int = 6  # the choice tries -max_shift..max_shift per axis (0: never shift)
     labels_file: str | None = None  # JSON {case id: [classes present]}: presence per whole case instead of per patch
     model: str = "models/seam"  # the SEAM model (`dvc repro seam/dvc.yaml`)
     pseudo_cache: str = "data/pseudo"  # the cache with the pseudo masks of the training cases
@@ -583,6 +588,8 @@ class SeamConfig:
         _one_of("seam.norm", self.norm, NORMS)
         if self.pcm_channels < 1:
             raise ConfigError(f"seam.pcm_channels must be >= 1, got {self.pcm_channels}.")
+        if self.max_shift < 0:
+            raise ConfigError(f"seam.max_shift must be >= 0 (0: the maps are never shifted), got {self.max_shift}.")
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -608,6 +615,10 @@ class Config:
         if self.seam.patch_size is not None and len(self.seam.patch_size) != self.model.spatial_dims:
             raise ConfigError(f"seam.patch_size {list(self.seam.patch_size)} needs {self.model.spatial_dims} entries "
                               f"for a {self.model.spatial_dims}D model.")
+        if self.seam.shift is not None and len(self.seam.shift) != self.model.spatial_dims:
+            raise ConfigError(f"seam.shift {list(self.seam.shift)} needs one number of voxels per axis "
+                              f"({self.model.spatial_dims} for a {self.model.spatial_dims}D model), or null to choose "
+                              f"it on validation cases.")
         bad = [k for k in self.crossval.folds if k >= self.data.folds]
         if bad:
             raise ConfigError(f"crossval.folds {bad} do not exist with data.folds={self.data.folds}; pick from "

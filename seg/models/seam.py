@@ -7,11 +7,12 @@ features of levels cam_level - 1 and cam_level] refine the normalised CAMs.
 `net.branch(x)` gives what training needs (raw CAMs and PCM output). `net.scores(x, presence)` gives per-class
 scores in [0, 1] on the input grid: channel k the max-normalised (PCM-refined) CAM of class k summed over
 `seam.infer_scales` (SEAM's multi-scale inference), zero where class k is absent (`presence`; None: the classifier
-decides, sigmoid of the pooled CAM > 0.5, averaged over the scales); channel 0 the background score of the class
-whose map is the largest there (`net.background`, one per class, chosen on validation cases). Their argmax is SEAM's
-pseudo mask: class k where k's map is the largest and above k's background score. `net.outputs(x)` and
-`net(x)` return log-scores as logits, so `seg infer` and `seg analyze` apply a SEAM model like a segmentation
-network (softmax of the logits = the scores normalised to sum 1).
+decides, sigmoid of the pooled CAM > 0.5, averaged over the scales), moved by `net.shift` voxels per axis; channel
+0 the background score of the class whose map is the largest there (`net.background`, one per class). Shift and
+background scores are chosen on validation cases. Their argmax is SEAM's pseudo mask: class k where k's map is the
+largest and above k's background score. `net.outputs(x)` and `net(x)` return log-scores as logits, so `seg infer`
+and `seg analyze` apply a SEAM model like a segmentation network (softmax of the logits = the scores normalised to
+sum 1).
 """
 
 from __future__ import annotations
@@ -65,6 +66,20 @@ def max_norm(p: torch.Tensor) -> torch.Tensor:
     return F.relu(p - lo - EPS) / (hi - lo + EPS)
 
 
+def translate(maps: torch.Tensor, shift) -> torch.Tensor:
+    """(B, C, *S) maps moved by `shift[a]` voxels along spatial axis a (positive: towards higher indices), the
+    voxels moved in from outside zero."""
+    for axis, step in enumerate(int(v) for v in shift):
+        dim, n = 2 + axis, maps.shape[2 + axis]
+        step = max(-n, min(n, step))
+        if step == 0:
+            continue
+        pad = maps.new_zeros((*maps.shape[:dim], abs(step), *maps.shape[dim + 1:]))
+        kept = maps.narrow(dim, 0, n - step) if step > 0 else maps.narrow(dim, -step, n + step)
+        maps = torch.cat([pad, kept] if step > 0 else [kept, pad], dim=dim)
+    return maps
+
+
 def background_scores(value: float | tuple[float, ...] | None, classes: int) -> torch.Tensor:
     """(K - 1,) per-class background scores from `seam.background` (null: 0.5 until validation chooses)."""
     values = (0.5,) if value is None else value if isinstance(value, tuple) else (value,)
@@ -97,6 +112,8 @@ class SeamNet(nn.Module):
         self.pcm_projection = conv(config.in_channels + channels[level - 1] + channels[level], seam.pcm_channels, 1,
                                    bias=False)
         self.register_buffer("background", background_scores(seam.background, config.out_channels - 1))
+        # voxels per axis the maps move by before the argmax (`seam.shift`; null: 0 until validation chooses)
+        self.register_buffer("shift", torch.tensor(list(seam.shift or (0,) * dims), dtype=torch.long))
         # AttentionUNet's size rules up to this level: pad to its multiple, crop back
         self.strides = list(config.strides_per_axis())
         self.stem_stride = config.stem_stride_per_axis()
@@ -170,6 +187,8 @@ class SeamNet(nn.Module):
             logits.append(self.class_scores(out.cam))
         if presence is None:
             presence = torch.sigmoid(torch.stack(logits).mean(0)) > 0.5
+        if bool(self.shift.any()):
+            total = translate(total, self.shift.tolist())
         maps = (max_norm(total) * presence.to(total.dtype)[(..., *[None] * len(size))]).clamp(0, 1)
         winner = maps.argmax(1, keepdim=True)  # (B, 1, *S): the class whose background score applies
         background = self.background.to(maps.dtype)[winner]
@@ -177,9 +196,11 @@ class SeamNet(nn.Module):
 
     def upgrade_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Saved weights in this network's current layout: model folders from before per-class background scores hold
-        one score, which applies to every class."""
+        one score, which applies to every class; those from before `shift` were never shifted."""
         if "background" in state and state["background"].ndim == 0:
             state = {**state, "background": state["background"].expand_as(self.background).clone()}
+        if "shift" not in state:  # from before the shift: its maps were never shifted
+            state = {**state, "shift": torch.zeros_like(self.shift)}
         return state
 
     def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:

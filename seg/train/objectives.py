@@ -71,14 +71,15 @@ class SeamSupervision:
         return sweep_backgrounds(scores[:, 1:], batch["label"], num_classes)
 
 
-def sweep_backgrounds(maps: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """maps (1, K - 1, *S) class scores in [0, 1] -> (len(BACKGROUNDS), K - 1) Dice of argmax([t, maps]) per t.
+def sweep_backgrounds(maps: torch.Tensor, label: torch.Tensor, num_classes: int, backgrounds=BACKGROUNDS
+                      ) -> torch.Tensor:
+    """maps (1, K - 1, *S) class scores in [0, 1] -> (len(backgrounds), K - 1) Dice of argmax([t, maps]) per t.
 
     Class k's mask, {voxels where k's map is the largest and above t}, depends on k's score t alone, so column k is
     also the Dice of class k under per-class scores, whatever the other classes' are."""
     best, cls = maps.max(1, keepdim=True)  # (1, 1, *S)
     out = []
-    for t in BACKGROUNDS:
+    for t in backgrounds:
         pred = torch.where(best > t, cls + 1, torch.zeros_like(cls))
         out.append(dice_per_class(pred, label, num_classes))
     return torch.stack(out)

@@ -72,7 +72,8 @@ def write_pseudo_cache(model: ModelBundle, source: str | Path, out: str | Path, 
         summary = {n: round(float(v), 4) for n, v in zip(names[1:], mean)}
         background = per_class(model.net.background, names)
         write_json(tmp / RECORD, {"model": model.source, "source_cache": str(cache.root), "fold": fold,
-                                  "background": background, "presence_from": labels_file or "the masks",
+                                  "background": background, "shift": model.net.shift.tolist(),
+                                  "presence_from": labels_file or "the masks",
                                   "dice_mean": summary, "cases": records})
     return PseudoResult(Path(out), len(train_ids), summary, background, time.perf_counter() - start)
 

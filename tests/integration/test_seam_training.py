@@ -10,6 +10,7 @@ import json
 import pytest
 import yaml
 
+from seg.models.bundle import load_bundle
 from train_helpers import run_seg, synthetic_project
 
 pytestmark = pytest.mark.slow
@@ -69,6 +70,8 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     assert set(chosen["background"]) == {"head", "body"} and set(chosen["curve"]) == {"head", "body"}
     assert chosen["cases"] == sorted(splits[0]["val"]) or sorted(chosen["cases"]) == sorted(splits[0]["val"])
     assert not set(chosen["cases"]) & set(splits[0]["train"])  # chosen on validation cases only
+    assert len(chosen["shift"]) == spatial_dims and all(abs(v) <= 6 for v in chosen["shift"])  # seam.max_shift
+    assert load_bundle(tmp_path / "seam").net.shift.tolist() == chosen["shift"]  # what seg pseudo / infer apply
     history = (tmp_path / "metrics" / "train_history.csv").read_text()
     assert "val_dice_mean" in history
 
@@ -84,6 +87,7 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     pseudo = json.loads((tmp_path / "pseudo.json").read_text())
     record = json.loads((tmp_path / "pseudo" / "pseudo.json").read_text())
     assert sorted(record["cases"]) == sorted(splits[0]["train"]) and pseudo["background"] == chosen["background"]
+    assert record["shift"] == chosen["shift"]
     assert 0 < pseudo["dice_mean"] == pytest.approx(sum(record["dice_mean"].values()) / 2, abs=1e-3), pseudo
     _localises(tmp_path, splits[0]["val"])
     import numpy as np

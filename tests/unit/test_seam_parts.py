@@ -189,6 +189,11 @@ def test_config_checks():
         from_dict(Config, {"train": {"supervision": "seem"}})
     with pytest.raises(ConfigError, match="seam.cam_level 4 is not an encoder level"):
         from_dict(Config, {"seam": {"cam_level": 4}})
+    with pytest.raises(ConfigError, match="seam.shift \\[1, 2\\] needs one number of voxels per axis"):
+        from_dict(Config, {"seam": {"shift": [1, 2]}})  # the default model is 3D
+    with pytest.raises(ConfigError, match="seam.max_shift must be >= 0"):
+        SeamConfig(max_shift=-1)
+    assert SeamNet(small(2), SeamConfig(shift=(1, -2))).shift.tolist() == [1, -2]
 
 
 def test_seam_trains_without_mirroring_or_rot90_unless_asked():
@@ -202,7 +207,7 @@ def test_seam_trains_without_mirroring_or_rot90_unless_asked():
 
 
 def test_bundle_round_trip_keeps_the_background(tmp_path):
-    """A SEAM model folder loads as a SeamNet with its chosen background score (a buffer in the weights)."""
+    """A SEAM model folder loads as a SeamNet with its chosen background scores and shift (buffers in the weights)."""
     from cache_fixture import tiny_fingerprint
 
     cfg = from_dict(Config, {"model": {"spatial_dims": 2, "out_channels": 3, "channels": [4, 8, 16],
@@ -210,13 +215,17 @@ def test_bundle_round_trip_keeps_the_background(tmp_path):
                              "train": {"supervision": "seam"}})
     net = SeamNet(cfg.model, cfg.seam)
     net.background.copy_(torch.tensor([0.35, 0.6]))
+    net.shift.copy_(torch.tensor([1, -2]))
     meta = ModelMeta.for_training(cfg, ["background", "a", "b"], (16, 16), None)
     save_bundle(tmp_path / "m", net, cfg, tiny_fingerprint(2), meta)
     loaded = load_bundle(tmp_path / "m")
     assert isinstance(loaded.net, SeamNet) and loaded.net.background.tolist() == pytest.approx([0.35, 0.6])
+    assert loaded.net.shift.tolist() == [1, -2]
     old = {**net.state_dict(), "background": torch.tensor(0.4)}  # from before per-class scores: one for all
+    del old["shift"]  # and from before the shift: never shifted
     torch.save(old, tmp_path / "m" / "weights.pt")
     assert load_bundle(tmp_path / "m").net.background.tolist() == pytest.approx([0.4, 0.4])
+    assert load_bundle(tmp_path / "m").net.shift.tolist() == [0, 0]
 
 
 def test_background_config_checks():
@@ -225,3 +234,38 @@ def test_background_config_checks():
     with pytest.raises(ConfigError, match="seam.background has 3 scores for 2 foreground classes"):
         SeamNet(small(2), SeamConfig(background=(0.3, 0.4, 0.5)))
     assert SeamNet(small(2), SeamConfig(background=0.3)).background.tolist() == pytest.approx([0.3, 0.3])
+
+
+def test_translate_moves_maps_and_fills_zeros() -> None:
+    from seg.models.seam import translate
+
+    x = torch.arange(1, 13, dtype=torch.float32).view(1, 1, 3, 4)
+    moved = translate(x, (1, -2))
+    assert moved[0, 0].tolist() == [[0, 0, 0, 0], [3, 4, 0, 0], [7, 8, 0, 0]]
+    assert torch.equal(translate(x, (0, 0)), x)
+    assert translate(x, (5, 0)).abs().sum() == 0  # beyond the map: nothing left
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_the_shift_search_finds_maps_that_sit_off_their_structures(spatial_dims) -> None:
+    """Maps that are each case's masks moved by a fixed offset: the search undoes the offset; maps that sit right
+    stay (ties go to the smaller shift)."""
+    from seg.models.seam import translate
+    from seg.train.seam_background import search_shift
+
+    gen = torch.Generator().manual_seed(0)
+    offset = (2, -3, 1)[:spatial_dims]
+    labels, maps = [], []
+    for _ in range(4):
+        label = torch.zeros((1, 1) + (24,) * spatial_dims, dtype=torch.long)
+        for k in (1, 2):
+            corner = torch.randint(4, 14, (spatial_dims,), generator=gen).tolist()
+            label[(0, 0, *[slice(c, c + 5) for c in corner])] = k
+        onehot = torch.cat([(label == k).float() for k in (1, 2)], dim=1)
+        labels.append(label)
+        maps.append(translate(onehot * 0.8, offset))
+    shift, dice = search_shift(maps, labels, 3, max_shift=4)
+    assert shift == tuple(-o for o in offset)
+    assert dice.float().mean(0).max(0).values.min() > 0.99  # both classes exact once moved back
+    assert search_shift([translate(m, shift) for m in maps], labels, 3, max_shift=4)[0] == (0,) * spatial_dims
+    assert search_shift(maps, labels, 3, max_shift=0)[0] == (0,) * spatial_dims
