@@ -54,10 +54,11 @@ def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamC
     k = len(class_names)
     if seam.background is not None:
         net.background.copy_(background_scores(seam.background, k - 1))
-    record = {"chosen_by": "seam.background and seam.shift (fixed in the config)"}
+    if seam.shift is not None:
+        net.shift.copy_(torch.tensor(seam.shift, dtype=net.shift.dtype))
     if seam.background is not None and seam.shift is not None:
         return {"background": per_class(net.background, class_names), "shift": net.shift.tolist(), "cases": [],
-                **record}
+                "chosen_by": "seam.background and seam.shift (fixed in the config)"}
     dm.setup("fit")
     if not dm.val_cases:
         return {"background": per_class(net.background, class_names), "shift": net.shift.tolist(), "cases": [],

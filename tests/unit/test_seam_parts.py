@@ -269,3 +269,28 @@ def test_the_shift_search_finds_maps_that_sit_off_their_structures(spatial_dims)
     assert dice.float().mean(0).max(0).values.min() > 0.99  # both classes exact once moved back
     assert search_shift([translate(m, shift) for m in maps], labels, 3, max_shift=4)[0] == (0,) * spatial_dims
     assert search_shift(maps, labels, 3, max_shift=0)[0] == (0,) * spatial_dims
+
+
+def test_set_background_keeps_what_the_config_fixes_and_chooses_the_rest() -> None:
+    from types import SimpleNamespace
+
+    from seg.train.objectives import SeamSupervision
+    from seg.train.seam_background import set_background
+
+    rng = np.random.default_rng(0)
+    cases = [SimpleNamespace(case_id=f"c{i}", image=rng.random((1, 16, 16), dtype=np.float32),
+                             label=((rng.random((1, 16, 16)) > 0.7) * (i % 2 + 1)).astype(np.uint8)) for i in range(3)]
+    dm = SimpleNamespace(setup=lambda stage: None, val_cases=cases)
+    names = ["background", "a", "b"]
+
+    def run(seam: SeamConfig) -> dict:
+        return set_background(SeamNet(small(2), SeamConfig()), SeamSupervision(seam), dm, names, seam)
+
+    both = run(SeamConfig(background=0.3, shift=(1, 2)))
+    assert (both["shift"], both["background"], both["cases"]) == ([1, 2], {"a": 0.3, "b": 0.3}, [])
+    shift_fixed = run(SeamConfig(shift=(1, 2)))
+    assert shift_fixed["shift"] == [1, 2] and shift_fixed["cases"] == ["c0", "c1", "c2"]
+    assert set(shift_fixed["curve"]) == {"a", "b"}
+    background_fixed = run(SeamConfig(background=(0.3, 0.4), max_shift=0))
+    assert background_fixed["shift"] == [0, 0] and background_fixed["background"] == {"a": 0.3, "b": 0.4}
+    assert set(background_fixed["validation_dice"]) == {"a", "b"} and "curve" not in background_fixed
