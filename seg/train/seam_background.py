@@ -65,7 +65,6 @@ def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamC
                 "chosen_by": "the defaults (no validation cases to choose on: data.fold all); set seam.background "
                              "and seam.shift"}
     net.eval()
-    given = net.shift.clone()
     net.shift.zero_()  # the maps as the network makes them
     maps, labels = [], []
     for case in dm.val_cases:
@@ -80,8 +79,8 @@ def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamC
     if seam.shift is None:
         shift, dice = search_shift(maps, labels, k, seam.max_shift, backgrounds, own)
     else:
-        shift, dice = tuple(given.tolist()), torch.stack([
-            sweep_backgrounds(translate(m, given.tolist()), y, k, backgrounds) for m, y in zip(maps, labels)])
+        shift, dice = tuple(seam.shift), torch.stack([
+            sweep_backgrounds(translate(m, seam.shift), y, k, backgrounds) for m, y in zip(maps, labels)])
     net.shift.copy_(torch.tensor(shift, dtype=net.shift.dtype))
     if fixed:  # each class at its own fixed score
         best = dice.float().mean(0)[own, range(k - 1)]
