@@ -4,7 +4,7 @@ patch holds).
 
 Split: `data.test_fraction` 0.2 of the cases is the held-out test part; fold 0 of 5 of the rest is split into
 training cases (SEAM learns from their patches' presence labels; their pseudo masks are written) and validation
-cases (they choose the background score, never the test part).
+cases (they choose the maps' scales, shift and background score per class, never the test part).
 
 Rows per dataset:
   baseline CAM      train.supervision seam with er/ecr/min-pool weights 0 (a classifier on the encoder), CAMs
@@ -13,9 +13,9 @@ Rows per dataset:
   pseudo masks      SEAM + PCM on the training cases (`seg pseudo`), scored against their masks
   on pseudo masks   the normal segmentation network trained on the pseudo masks (`seg train` on the pseudo cache)
   full supervision  the normal segmentation network trained on the masks
-CAM rows are scored on the test part with each case's presence labels and the maps' shift and background scores
-chosen on the validation cases for that row (as `seg train` chooses them for the model); the two segmentation
-networks by `seg infer` on the test part (no TTA).
+CAM rows are scored on the test part with each case's presence labels and the maps' scales, shift and background
+score per class chosen on the validation cases for that row (as `seg train` chooses them for the model); the two
+segmentation networks by `seg infer` on the test part (no TTA).
 
 Run:  python benchmarks/seam.py [--minutes 5] [--datasets hippocampus dsb2018] [--threads 2] [--keep DIR]
       [--json out.json] [--seed 0] [--cam-only] [--validate] [--orientation-augment] [--seam-set KEY=VALUE ...]
@@ -42,7 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 from train_hippocampus import run  # noqa: E402
 
-from seg.config import SeamConfig  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 # per dataset: the data, the model section (segmentation network), and what the SEAM network changes
@@ -50,9 +49,8 @@ DATASETS = {
     # 16^3 patches (24x32x24 ones hold both classes 299 times in 300); a full-resolution stem and the CAM level at
     # 1/2: 8^3 cells per patch
     "hippocampus": {"root": SHARED / "Task04_Hippocampus", "model": {},
-                    # two scales: SEAM's 4 (up to 2x, 8x the voxels in 3D) take minutes per pass over the cases here
                     "seam_model": {"stem_stride": 1},
-                    "seam": {"patch_size": [16, 16, 16], "cam_level": 1, "infer_scales": [0.5, 1.0]}},
+                    "seam": {"patch_size": [16, 16, 16], "cam_level": 1}},
     "dsb2018": {"root": SHARED / "DSB2018_nuclei",
                 "model": yaml.safe_load((REPO / "configs" / "unet2d.yaml").read_text())["model"],
                 # no warm-up: the nuclei classifier did not collapse without one, and the warm-up cost Dice here
@@ -90,44 +88,40 @@ def train(params: Path, work: Path, name: str, *sets: str) -> dict:
 
 
 @torch.no_grad()
-def cam_dice(model_dir: Path, cache_dir: Path, refine: bool, scales, max_shift: int) -> dict:
-    """The maps' shift and background scores (per class) chosen on fold 0's validation cases as `seg train` chooses
-    them (`seg.train.seam_background`), Dice on the test part, with each case's presence labels, the maps summed over
-    `scales`."""
+def cam_dice(model_dir: Path, cache_dir: Path, refine: bool) -> dict:
+    """Per class, the scales, shift and background score of the maps chosen on fold 0's validation cases as
+    `seg train` chooses them (`seg.train.seam_background.calibrate`, with the model's seam.max_shift and
+    seam.choose_scales), Dice on the test part, with each case's presence labels."""
     from seg.data.cache import Cache
     from seg.models.bundle import load_bundle
-    from seg.models.seam import translate
+    from seg.models.seam import combine
     from seg.train.objectives import BACKGROUNDS, choose_background, sweep_backgrounds
     from seg.train.presence import presence_of
-    from seg.train.seam_background import search_shift
+    from seg.train.seam_background import calibrate
 
     bundle, cache = load_bundle(model_dir), Cache(cache_dir)
-    k = len(bundle.class_names)
-    bundle.net.shift.zero_()
+    net, k = bundle.net.eval(), len(bundle.class_names)
 
     def maps(ids):
-        out = []
+        raw, presence, labels = [], [], []
         for case_id in ids:
             case = cache.case(case_id)
-            x = torch.from_numpy(case.image)[None]
-            scores = bundle.net.scores(x, presence_of(case.label, k)[None], refine=refine, scales=scales)
-            out.append((scores[:, 1:], torch.from_numpy(case.label[None].astype(np.int64))))
-        return out
+            raw.append(net.scale_maps(torch.from_numpy(case.image)[None], refine=refine)[0])
+            presence.append(presence_of(case.label, k)[None])
+            labels.append(torch.from_numpy(case.label[None].astype(np.int64)))
+        return raw, presence, labels
 
-    val = maps(cache.split(0).val)
-    shift, dice = search_shift([m for m, _ in val], [y for _, y in val], k, max_shift)
-    background, _ = choose_background(dice)
-    test = torch.stack([sweep_backgrounds(translate(m, shift), y, k) for m, y in maps(cache.split(0).test)])
+    found = calibrate(*maps(cache.split(0).val), k, net.seam.max_shift, choose_scales=net.seam.choose_scales)
+    background, _ = choose_background(found.dice)
+    test = torch.stack([sweep_backgrounds(combine(r, found.scale_mask, found.shift, p), y, k)
+                        for r, p, y in zip(*maps(cache.split(0).test))])
     dice = [test[:, list(BACKGROUNDS).index(t), c].mean() for c, t in enumerate(background)]
     names = bundle.class_names[1:]
+    scales = net.seam.infer_scales
     return {"dice": {n: float(d) for n, d in zip(names, dice)}, "background": dict(zip(names, background)),
-            "shift": list(shift), "cases": len(test)}
-
-
-def max_shift(seam_set) -> int:
-    """seam.max_shift as the SEAM networks train with it (`--seam-set seam.max_shift=0`: never shifted)."""
-    given = [int(a.split("=", 1)[1]) for a in seam_set if a.startswith("seam.max_shift=")]
-    return given[-1] if given else SeamConfig().max_shift
+            "shift": dict(zip(names, found.shift)),
+            "scales": {n: [f for f, on in zip(scales, row) if on] for n, row in zip(names, found.scale_mask.tolist())},
+            "cases": len(test)}
 
 
 def infer_dice(params: Path, model: Path, out: Path) -> dict:
@@ -168,11 +162,9 @@ def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_o
     base = train(params, work, "baseline", "train.supervision=seam", "seam.er_weight=0", "seam.ecr_weight=0",
                  "seam.min_weight=0", *seam_sets)
     full_seam = train(params, work, "seam", "train.supervision=seam", *seam_sets)
-    scales = spec["seam"].get("infer_scales", SeamConfig().infer_scales)
-    reach = max_shift(seam_set)
-    rows = {"baseline CAM": cam_dice(work / "baseline", work / "cache", False, scales, reach),
-            "SEAM, no PCM": cam_dice(work / "seam", work / "cache", False, scales, reach),
-            "SEAM + PCM": cam_dice(work / "seam", work / "cache", True, scales, reach)}
+    rows = {"baseline CAM": cam_dice(work / "baseline", work / "cache", False),
+            "SEAM, no PCM": cam_dice(work / "seam", work / "cache", False),
+            "SEAM + PCM": cam_dice(work / "seam", work / "cache", True)}
     for row, t in (("baseline CAM", base), ("SEAM, no PCM", full_seam), ("SEAM + PCM", full_seam)):
         rows[row]["epochs"] = t["epochs"]
     if cam_only:
@@ -181,7 +173,8 @@ def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_o
         seg("pseudo", "--config", params, "--model", work / "seam")
     pseudo = json.loads((work / "pseudo" / "pseudo.json").read_text())
     rows["pseudo masks (train cases)"] = {"dice": pseudo["dice_mean"], "background": pseudo["background"],
-                                          "shift": pseudo.get("shift"), "cases": len(pseudo["cases"])}
+                                          "shift": pseudo.get("shift"), "scales": pseudo.get("scales"),
+                                          "cases": len(pseudo["cases"])}
     seg_pseudo = train(params, work, "segmenter", f"data.cache_dir={work / 'pseudo'}")
     rows["on pseudo masks"] = {**infer_dice(params, work / "segmenter", work / "pred_segmenter"),
                                "epochs": seg_pseudo["epochs"]}
@@ -190,6 +183,15 @@ def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_o
     res["rows"] = rows
     res["seconds"] = round(time.perf_counter() - start, 1)
     return res
+
+
+def placement(row: dict, classes: list[str]) -> str:
+    """A CAM row's per-class shift and scales, e.g. '0,1,-3 / 1,3,2; 0.5+1 / 0.5+1+1.5' (empty for the others)."""
+    shift, scales = row.get("shift"), row.get("scales")
+    if not isinstance(shift, dict) or not isinstance(scales, dict):
+        return ""
+    return (" / ".join(",".join(map(str, shift[c])) for c in classes) + "; "
+            + " / ".join("+".join(f"{f:g}" for f in scales[c]) for c in classes))
 
 
 def patch_presence_with(params: Path, spec: dict) -> dict[str, int]:
@@ -235,13 +237,12 @@ def main() -> None:
         classes = list(res["rows"]["baseline CAM"]["dice"])
         print(f"\n{name}: training patches' presence labels {res['presence']}")
         print(f"{'':28s} " + " ".join(f"{c[:10]:>10s}" for c in classes) + f" {'mean':>7s} {'bg':>11s} {'epochs':>7s} "
-              f"{'shift':>8s}")
+              f" shift; scales (per class)")
         for row, r in res["rows"].items():
             d = [r["dice"][c] for c in classes]
             bg = "/".join(f"{r['background'][c]:.2f}" for c in classes) if "background" in r else ""
-            shift = ",".join(map(str, r["shift"])) if r.get("shift") is not None else ""
             print(f"{row:28s} " + " ".join(f"{v:10.4f}" for v in d) + f" {np.mean(d):7.4f} {bg:>11s} "
-                  f"{r.get('epochs', ''):>7} {shift:>8s}")
+                  f"{r.get('epochs', ''):>7}  {placement(r, classes)}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

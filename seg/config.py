@@ -518,6 +518,9 @@ class CrossvalConfig:
 # ------------------------------------------------------------------------------------------- SEAM
 
 
+MAX_CHOSEN_SCALES = 6  # seam.choose_scales tries every subset: 63 per class for 6
+
+
 @dataclass(frozen=True)
 class SeamConfig:
     """SEAM (Wang et al., CVPR 2020) as a training method (`train.supervision: seam`): a classifier on the encoder
@@ -544,12 +547,15 @@ class SeamConfig:
     pcm_window: int | None = None  # null: all voxels (SEAM) up to 4096 CAM cells, else 9; an odd int: that window
     refine: bool = True  # pseudo masks and predictions from PCM-refined CAMs (false: the classifier's CAMs)
     infer_scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # maps summed over these input scales (SEAM's inference)
+    # each scale places a class differently (Task04, one model: anterior best from 0.5 and 1.0, posterior from 1.5):
+    # per class, the subset of infer_scales its map sums is chosen on the validation cases (false: all of them)
+    choose_scales: bool = True
     # a voxel is class k where k's map is the largest and above k's background score
     background: float | tuple[float, ...] | None = None  # per class (one value: all); null: chosen on validation cases
     # a classifier learns *that* a class is in a patch, not exactly where: its CAMs may sit a few voxels off the
     # structure (one DSB2018 model's nuclei maps 3 px up and 2 left; Task04's 3 voxels along the last axis), a shift
     # that, like the background score, is chosen on the validation cases (with the background scores at each shift)
-    shift: tuple[int, ...] | None = None  # voxels per axis the maps move by; null: chosen on validation cases
+    shift: tuple[int, ...] | None = None  # voxels per axis every class's map moves by; null: chosen per class
     max_shift: int = 6  # the choice tries -max_shift..max_shift per axis (0: never shift)
     labels_file: str | None = None  # JSON {case id: [classes present]}: presence per whole case instead of per patch
     model: str = "models/seam"  # the SEAM model (`dvc repro seam/dvc.yaml`)
@@ -585,6 +591,10 @@ class SeamConfig:
         if not self.infer_scales or any(f <= 0 for f in self.infer_scales):
             raise ConfigError(f"seam.infer_scales must be positive factors, e.g. [0.5, 1.0, 1.5, 2.0], "
                               f"got {list(self.infer_scales)}.")
+        if self.choose_scales and len(self.infer_scales) > MAX_CHOSEN_SCALES:
+            raise ConfigError(f"seam.infer_scales has {len(self.infer_scales)} scales; choosing each class's subset "
+                              f"tries all {2 ** len(self.infer_scales) - 1} of them: give at most "
+                              f"{MAX_CHOSEN_SCALES} scales or set seam.choose_scales false (every class sums all).")
         _one_of("seam.norm", self.norm, NORMS)
         if self.pcm_channels < 1:
             raise ConfigError(f"seam.pcm_channels must be >= 1, got {self.pcm_channels}.")

@@ -5,14 +5,14 @@ foreground class), and the pixel correlation module (PCM): affinities of a 1x1 p
 features of levels cam_level - 1 and cam_level] refine the normalised CAMs.
 
 `net.branch(x)` gives what training needs (raw CAMs and PCM output). `net.scores(x, presence)` gives per-class
-scores in [0, 1] on the input grid: channel k the max-normalised (PCM-refined) CAM of class k summed over
-`seam.infer_scales` (SEAM's multi-scale inference), zero where class k is absent (`presence`; None: the classifier
-decides, sigmoid of the pooled CAM > 0.5, averaged over the scales), moved by `net.shift` voxels per axis; channel
-0 the background score of the class whose map is the largest there (`net.background`, one per class). Shift and
-background scores are chosen on validation cases. Their argmax is SEAM's pseudo mask: class k where k's map is the
-largest and above k's background score. `net.outputs(x)` and `net(x)` return log-scores as logits, so `seg infer`
-and `seg analyze` apply a SEAM model like a segmentation network (softmax of the logits = the scores normalised to
-sum 1).
+scores in [0, 1] on the input grid: channel k the (PCM-refined) CAM of class k summed over its share of
+`seam.infer_scales` (SEAM's multi-scale inference; `net.scale_mask`, per class), moved by `net.shift[k]` voxels per
+axis, max-normalised, zero where class k is absent (`presence`; None: the classifier decides, sigmoid of the pooled
+CAM > 0.5, averaged over the scales); channel 0 the background score of the class whose map is the largest there
+(`net.background`, one per class). Scales, shifts and background scores are chosen on validation cases
+(`seg.train.seam_background`). Their argmax is SEAM's pseudo mask: class k where k's map is the largest and above k's
+background score. `net.outputs(x)` and `net(x)` return log-scores as logits, so `seg infer` and `seg analyze` apply a
+SEAM model like a segmentation network (softmax of the logits = the scores normalised to sum 1).
 """
 
 from __future__ import annotations
@@ -80,6 +80,16 @@ def translate(maps: torch.Tensor, shift) -> torch.Tensor:
     return maps
 
 
+def combine(raw: torch.Tensor, mask: torch.Tensor, shift, presence: torch.Tensor) -> torch.Tensor:
+    """Per-scale maps (S, B, K - 1, *size) -> (B, K - 1, *size) scores in [0, 1]: class k's maps summed over the
+    scales `mask[k]` (K - 1, S) keeps, moved by `shift[k]` voxels per axis, max-normalised, times `presence`
+    (B, K - 1)."""
+    total = torch.einsum("sbk...,ks->bk...", raw, mask.to(raw))
+    if any(any(int(v) for v in row) for row in shift):
+        total = torch.cat([translate(total[:, k:k + 1], row) for k, row in enumerate(shift)], dim=1)
+    return (max_norm(total) * presence.to(total.dtype)[(..., *[None] * (raw.ndim - 3))]).clamp(0, 1)
+
+
 def background_scores(value: float | tuple[float, ...] | None, classes: int) -> torch.Tensor:
     """(K - 1,) per-class background scores from `seam.background` (null: 0.5 until validation chooses)."""
     values = (0.5,) if value is None else value if isinstance(value, tuple) else (value,)
@@ -112,8 +122,11 @@ class SeamNet(nn.Module):
         self.pcm_projection = conv(config.in_channels + channels[level - 1] + channels[level], seam.pcm_channels, 1,
                                    bias=False)
         self.register_buffer("background", background_scores(seam.background, config.out_channels - 1))
-        # voxels per axis the maps move by before the argmax (`seam.shift`; null: 0 until validation chooses)
-        self.register_buffer("shift", torch.tensor(list(seam.shift or (0,) * dims), dtype=torch.long))
+        classes = config.out_channels - 1
+        # per class, voxels per axis its map moves by before the argmax (`seam.shift`; null: 0 until validation
+        # chooses), and which of seam.infer_scales its map sums (1: summed; all until validation chooses)
+        self.register_buffer("shift", torch.tensor([list(seam.shift or (0,) * dims)] * classes, dtype=torch.long))
+        self.register_buffer("scale_mask", torch.ones(classes, len(seam.infer_scales)))
         # AttentionUNet's size rules up to this level: pad to its multiple, crop back
         self.strides = list(config.strides_per_axis())
         self.stem_stride = config.stem_stride_per_axis()
@@ -166,15 +179,14 @@ class SeamNet(nn.Module):
         """(B, K - 1) image-level logits: global average pooling of the CAMs (SEAM's classification)."""
         return cam.float().flatten(2).mean(-1)
 
-    def scores(self, x: torch.Tensor, presence: torch.Tensor | None = None, refine: bool | None = None,
-               scales=None) -> torch.Tensor:
-        """(B, K, *S) scores in [0, 1] on the input grid: [background, per-class maps], the maps summed over the
-        input rescaled by each of `scales` (default seam.infer_scales, SEAM's multi-scale inference), then
-        max-normalised; see the module docstring."""
+    def scale_maps(self, x: torch.Tensor, refine: bool | None = None, scales=None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per input scale (default seam.infer_scales), the ReLU of the (PCM-refined) CAMs on the input grid,
+        (len(scales), B, K - 1, *S), and the image-level logits averaged over the scales, (B, K - 1)."""
         refine = self.seam.refine if refine is None else refine
         size = tuple(x.shape[2:])
         mode = interp_mode(len(size))
-        total, logits = 0.0, []
+        out_maps, logits = [], []
         for factor in scales or self.seam.infer_scales:
             xs = x if factor == 1 else F.interpolate(x, size=[max(1, round(n * factor)) for n in size], mode=mode,
                                                      align_corners=False)
@@ -182,25 +194,36 @@ class SeamNet(nn.Module):
             out = self.branch(padded)
             maps = F.relu(out.refined[:, 1:] if refine else out.cam.float())  # (B, K - 1, *grid)
             maps = self._crop(F.interpolate(maps, size=tuple(padded.shape[2:]), mode=mode, align_corners=False), own)
-            total = total + (maps if factor == 1 and own == size else
-                             F.interpolate(maps, size=size, mode=mode, align_corners=False))
+            out_maps.append(maps if factor == 1 and own == size else
+                            F.interpolate(maps, size=size, mode=mode, align_corners=False))
             logits.append(self.class_scores(out.cam))
+        return torch.stack(out_maps), torch.stack(logits).mean(0)
+
+    def scores(self, x: torch.Tensor, presence: torch.Tensor | None = None, refine: bool | None = None,
+               scales=None) -> torch.Tensor:
+        """(B, K, *S) scores in [0, 1] on the input grid: [background, per-class maps], see the module docstring.
+        `scales` given: every class sums the maps of all of them (else its `scale_mask` share of infer_scales)."""
+        raw, logits = self.scale_maps(x, refine, scales)
         if presence is None:
-            presence = torch.sigmoid(torch.stack(logits).mean(0)) > 0.5
-        if bool(self.shift.any()):
-            total = translate(total, self.shift.tolist())
-        maps = (max_norm(total) * presence.to(total.dtype)[(..., *[None] * len(size))]).clamp(0, 1)
+            presence = torch.sigmoid(logits) > 0.5
+        mask = self.scale_mask if scales is None else raw.new_ones(raw.shape[2], raw.shape[0])
+        maps = combine(raw, mask, self.shift.tolist(), presence)
         winner = maps.argmax(1, keepdim=True)  # (B, 1, *S): the class whose background score applies
         background = self.background.to(maps.dtype)[winner]
         return torch.cat([background, maps], dim=1)
 
     def upgrade_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Saved weights in this network's current layout: model folders from before per-class background scores hold
-        one score, which applies to every class; those from before `shift` were never shifted."""
+        one score, which applies to every class; those from before `shift` were never shifted, those from before
+        per-class shifts and scales moved every class alike and summed all of seam.infer_scales."""
         if "background" in state and state["background"].ndim == 0:
             state = {**state, "background": state["background"].expand_as(self.background).clone()}
         if "shift" not in state:  # from before the shift: its maps were never shifted
             state = {**state, "shift": torch.zeros_like(self.shift)}
+        elif state["shift"].ndim == 1:  # from before per-class shifts: one shift for every class
+            state = {**state, "shift": state["shift"].expand_as(self.shift).clone()}
+        if "scale_mask" not in state:  # from before per-class scales: every class summed all of them
+            state = {**state, "scale_mask": torch.ones_like(self.scale_mask)}
         return state
 
     def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:

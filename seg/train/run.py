@@ -208,9 +208,10 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         from seg.train.seam_background import set_background
 
         metrics["seam"] = set_background(net, objective, dm, names, seam)
-        scores = ", ".join(f"{n} {v:g}" for n, v in metrics["seam"]["background"].items())
-        print(f"seg train: SEAM background scores {scores}, maps shifted by {metrics['seam']['shift']} voxels "
-              f"({metrics['seam']['chosen_by']})", flush=True)
+        chosen = metrics["seam"]
+        classes = "; ".join(f"{n}: background score {v:g}, scales {chosen['scales'][n]}, shifted by "
+                            f"{chosen['shift'][n]} voxels" for n, v in chosen["background"].items())
+        print(f"seg train: SEAM maps per class {classes} ({chosen['chosen_by']})", flush=True)
     meta = dataclasses.replace(meta, metrics=metrics)
     model_dir = save_bundle(tc.model_dir, net, cfg, fingerprint, meta)
     history.write_summary(metrics)

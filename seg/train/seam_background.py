@@ -1,102 +1,140 @@
-"""After SEAM training: the shift of the maps and the background scores of the pseudo masks (one per class), chosen
-on the validation cases only (SEAM's own evaluation sweeps its score on the ground truth it reports, a complaint in
-its issues #13 and #31), set on the network and reported with the cases that chose them.
+"""After SEAM training: per class, which of seam.infer_scales its map sums, the shift of its map and its background
+score (the pseudo masks' threshold), chosen on the validation cases only (SEAM's own evaluation sweeps its score on
+the ground truth it reports, a complaint in its issues #13 and #31), set on the network and reported with the cases
+that chose them.
 
 The shift: a classifier learns that a class is in a patch, not exactly where; its maps may sit a few voxels off the
-structures, the same way on every case of a model. Per axis in turn (twice over the axes), the shift in
--max_shift..max_shift whose best mean Dice over the validation cases (each class at its best background score) is
-the highest; ties go to the smaller shift, so maps that sit right stay where they are.
+structures, the same way on every case of a model. The scales: each scale's maps place a class differently (Task04,
+one model: anterior best from the scales 0.5 and 1.0, posterior from 1.5), so one sum for all classes trades one
+class against another.
+
+The search, coordinate-wise from every scale and no shift: per class in turn (twice over the classes), the subset of
+scales, then per axis the shift in -max_shift..max_shift, that raises the objective, the classes' mean Dice over the
+validation cases with each class at its best background score. Only a strict gain moves the search, so maps that sit
+right stay where they are and every scale stays summed unless dropping some helps.
 """
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
+
 import torch
 
 from seg.config import SeamConfig
-from seg.models.seam import background_scores, translate
+from seg.models.seam import background_scores, combine
 from seg.train.objectives import BACKGROUNDS, SeamSupervision, choose_background, sweep_backgrounds
 
 
-def search_shift(maps: list[torch.Tensor], labels: list[torch.Tensor], num_classes: int, max_shift: int,
-                 backgrounds=BACKGROUNDS, fixed: list[int] | None = None, rounds: int = 2
-                 ) -> tuple[tuple[int, ...], torch.Tensor]:
-    """maps: per case (1, K - 1, *S) scores in [0, 1]; labels: (1, 1, *S) masks. The shift (voxels per axis) and the
-    sweep at it: (cases, len(backgrounds), K - 1) Dice. `fixed`: per class, the index of its own (fixed) background
-    score in `backgrounds`; else each class at its best."""
-    dims = maps[0].ndim - 2
+@dataclass
+class Calibration:
+    scale_mask: torch.Tensor  # (K - 1, S): 1 where class k sums scale s
+    shift: list[list[int]]  # per class, voxels per axis
+    dice: torch.Tensor  # (cases, len(backgrounds), K - 1) Dice at these scales and shifts
 
-    def sweep(shift) -> torch.Tensor:
-        return torch.stack([sweep_backgrounds(translate(m, shift), y, num_classes, backgrounds)
-                            for m, y in zip(maps, labels)])
+
+def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: list[torch.Tensor], num_classes: int,
+              max_shift: int, backgrounds=BACKGROUNDS, fixed: list[int] | None = None,
+              shift: tuple[int, ...] | None = None, choose_scales: bool = True, rounds: int = 2) -> Calibration:
+    """raw: per case (S, 1, K - 1, *size) per-scale maps (`SeamNet.scale_maps`); presence: per case (1, K - 1);
+    labels: per case (1, 1, *size) masks. `fixed`: per class, the index of its own (fixed) background score in
+    `backgrounds`, else each class at its best; `shift`: one fixed shift for every class, else chosen."""
+    classes, scales, dims = raw[0].shape[2], raw[0].shape[0], raw[0].ndim - 3
+    mask = torch.ones(classes, scales)
+    shifts = [list(shift or (0,) * dims) for _ in range(classes)]
+    subsets = [torch.tensor([float(s in chosen) for s in range(scales)])
+               for n in range(1, scales + 1) for chosen in itertools.combinations(range(scales), n)]
+
+    def sweep(mask: torch.Tensor, shifts: list[list[int]]) -> torch.Tensor:
+        return torch.stack([sweep_backgrounds(combine(r, mask, shifts, p), y, num_classes, backgrounds)
+                            for r, p, y in zip(raw, presence, labels)])
 
     def value(dice: torch.Tensor) -> float:  # the classes' mean Dice, averaged
         mean = dice.float().mean(0)
         return float(mean.max(0).values.mean() if fixed is None else mean[fixed, range(mean.shape[1])].mean())
 
-    shift = [0] * dims
-    best = sweep(shift)
-    for _ in range(rounds if max_shift > 0 else 0):
-        for axis in range(dims):
+    best = sweep(mask, shifts)
+
+    def trials(k: int):  # class k's options, each built on what the search holds when it is tried
+        for row in subsets if choose_scales and scales > 1 else []:
+            yield torch.cat([mask[:k], row[None], mask[k + 1:]]), shifts
+        for axis in range(dims if shift is None else 0):
             for step in sorted(range(-max_shift, max_shift + 1), key=abs):
-                trial = [*shift[:axis], step, *shift[axis + 1:]]
-                if trial == shift:
+                yield mask, [*shifts[:k], [*shifts[k][:axis], step, *shifts[k][axis + 1:]], *shifts[k + 1:]]
+
+    for _ in range(rounds):
+        for k in range(classes):
+            for trial_mask, trial_shifts in trials(k):
+                if torch.equal(trial_mask, mask) and trial_shifts == shifts:
                     continue
-                dice = sweep(trial)
+                dice = sweep(trial_mask, trial_shifts)
                 if value(dice) > value(best) + 1e-6:
-                    shift, best = trial, dice
-    return tuple(shift), best
+                    mask, shifts, best = trial_mask, trial_shifts, dice
+    return Calibration(mask, shifts, best)
 
 
 @torch.no_grad()
 def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamConfig) -> dict:
-    """Set `net.shift` and `net.background` (one score per foreground class) and return the record for train.json /
-    model.json: `background` {class: score}, `shift` [voxels per axis]."""
+    """Set `net.scale_mask`, `net.shift` and `net.background` (per foreground class) and return the record for
+    train.json / model.json (`calibration_record`, plus how and on which cases they were chosen)."""
     k = len(class_names)
     if seam.background is not None:
         net.background.copy_(background_scores(seam.background, k - 1))
     if seam.shift is not None:
-        net.shift.copy_(torch.tensor(seam.shift, dtype=net.shift.dtype))
-    if seam.background is not None and seam.shift is not None:
-        return {"background": per_class(net.background, class_names), "shift": net.shift.tolist(), "cases": [],
-                "chosen_by": "seam.background and seam.shift (fixed in the config)"}
+        net.shift.copy_(torch.tensor([list(seam.shift)] * (k - 1), dtype=net.shift.dtype))
+    choose_scales = seam.choose_scales and len(seam.infer_scales) > 1
+    if seam.background is not None and seam.shift is not None and not choose_scales:
+        return {**calibration_record(net, class_names), "cases": [],
+                "chosen_by": "seam.background and seam.shift (fixed in the config), every scale summed"}
     dm.setup("fit")
     if not dm.val_cases:
-        return {"background": per_class(net.background, class_names), "shift": net.shift.tolist(), "cases": [],
+        return {**calibration_record(net, class_names), "cases": [],
                 "chosen_by": "the defaults (no validation cases to choose on: data.fold all); set seam.background "
                              "and seam.shift"}
     net.eval()
-    net.shift.zero_()  # the maps as the network makes them
-    maps, labels = [], []
+    raw, presence, labels = [], [], []
     for case in dm.val_cases:
         image = torch.from_numpy(case.image)[None]
         label = torch.from_numpy(case.label.astype("int64"))[None]
-        presence = objective.presence({"label": label, "case_id": case.case_id}, k)
-        maps.append(net.scores(image, presence.to(image.device))[:, 1:].cpu())
+        raw.append(net.scale_maps(image)[0].cpu())
+        presence.append(objective.presence({"label": label, "case_id": case.case_id}, k).cpu())
         labels.append(label)
     fixed = seam.background is not None
     backgrounds = tuple(sorted({float(v) for v in net.background.tolist()})) if fixed else BACKGROUNDS
     own = [backgrounds.index(float(v)) for v in net.background.tolist()] if fixed else None
-    if seam.shift is None:
-        shift, dice = search_shift(maps, labels, k, seam.max_shift, backgrounds, own)
-    else:
-        shift, dice = tuple(seam.shift), torch.stack([
-            sweep_backgrounds(translate(m, seam.shift), y, k, backgrounds) for m, y in zip(maps, labels)])
-    net.shift.copy_(torch.tensor(shift, dtype=net.shift.dtype))
+    found = calibrate(raw, presence, labels, k, seam.max_shift, backgrounds, own, seam.shift, choose_scales)
+    net.scale_mask.copy_(found.scale_mask)
+    net.shift.copy_(torch.tensor(found.shift, dtype=net.shift.dtype))
     if fixed:  # each class at its own fixed score
-        best = dice.float().mean(0)[own, range(k - 1)]
+        best = found.dice.float().mean(0)[own, range(k - 1)]
     else:
-        background, best = choose_background(dice)
+        background, best = choose_background(found.dice)
         net.background.copy_(torch.tensor(background, dtype=net.background.dtype, device=net.background.device))
-    what = "the shift" if fixed else "the shift and, per class, the background score"
-    out = {"background": per_class(net.background, class_names), "shift": list(shift),
-           "chosen_by": f"{what} with the best mean Dice over the {len(dm.val_cases)} validation cases",
+    chosen = [*(["the scales"] if choose_scales else []), *(["the shift"] if seam.shift is None else []),
+              *([] if fixed else ["the background score"])]
+    out = {**calibration_record(net, class_names),
+           "chosen_by": f"per class, {join(chosen)} with the best mean Dice over the {len(dm.val_cases)} validation "
+                        f"cases",
            "cases": [c.case_id for c in dm.val_cases],
            "validation_dice": {n: round(float(d), 4) for n, d in zip(class_names[1:], best)}}
     if not fixed:
-        curve = dice.float().mean(0)  # (backgrounds, K - 1) mean Dice at the chosen shift
+        curve = found.dice.float().mean(0)  # (backgrounds, K - 1) mean Dice at the chosen scales and shifts
         out["curve"] = {n: {f"{t:.2f}": round(float(v), 4) for t, v in zip(BACKGROUNDS, curve[:, c])}
                         for c, n in enumerate(class_names[1:])}
     return out
+
+
+def calibration_record(net, class_names) -> dict:
+    """Per class: `background` score, `shift` [voxels per axis] and `scales` (of seam.infer_scales) its map sums."""
+    names = class_names[1:]
+    scales = net.seam.infer_scales
+    return {"background": per_class(net.background, class_names),
+            "shift": {n: row for n, row in zip(names, net.shift.tolist())},
+            "scales": {n: [s for s, on in zip(scales, row) if on] for n, row in zip(names, net.scale_mask.tolist())}}
+
+
+def join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def per_class(background: torch.Tensor, class_names) -> dict[str, float]:

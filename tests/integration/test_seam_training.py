@@ -62,7 +62,7 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     splits = json.loads((tmp_path / "cache" / "splits.json").read_text())
     out = _ok("train", "--config", str(cfg_path), "--set", "train.supervision=seam",
               "--set", f"train.model_dir={tmp_path / 'seam'}")
-    assert "SEAM background scores" in out
+    assert "SEAM maps per class head: background score" in out
     meta = json.loads((tmp_path / "seam" / "model.json").read_text())
     assert meta["mirrored_axes"] == []  # trained without mirroring (seam.orientation_augment), so never mirrored by TTA
     summary = json.loads((tmp_path / "metrics" / "train.json").read_text())
@@ -70,8 +70,12 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     assert set(chosen["background"]) == {"head", "body"} and set(chosen["curve"]) == {"head", "body"}
     assert chosen["cases"] == sorted(splits[0]["val"]) or sorted(chosen["cases"]) == sorted(splits[0]["val"])
     assert not set(chosen["cases"]) & set(splits[0]["train"])  # chosen on validation cases only
-    assert len(chosen["shift"]) == spatial_dims and all(abs(v) <= 6 for v in chosen["shift"])  # seam.max_shift
-    assert load_bundle(tmp_path / "seam").net.shift.tolist() == chosen["shift"]  # what seg pseudo / infer apply
+    assert all(len(v) == spatial_dims and all(abs(s) <= 6 for s in v) for v in chosen["shift"].values())  # max_shift
+    assert all(v and set(v) <= {0.5, 1.0, 1.5, 2.0} for v in chosen["scales"].values())  # seam.infer_scales
+    bundle = load_bundle(tmp_path / "seam")  # what seg pseudo / infer apply
+    assert bundle.net.shift.tolist() == [chosen["shift"]["head"], chosen["shift"]["body"]]
+    assert [[s for s, on in zip(bundle.net.seam.infer_scales, row) if on] for row in bundle.net.scale_mask.tolist()] \
+        == [chosen["scales"]["head"], chosen["scales"]["body"]]
     history = (tmp_path / "metrics" / "train_history.csv").read_text()
     assert "val_dice_mean" in history
 
@@ -87,7 +91,7 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     pseudo = json.loads((tmp_path / "pseudo.json").read_text())
     record = json.loads((tmp_path / "pseudo" / "pseudo.json").read_text())
     assert sorted(record["cases"]) == sorted(splits[0]["train"]) and pseudo["background"] == chosen["background"]
-    assert record["shift"] == chosen["shift"]
+    assert (record["shift"], record["scales"]) == (chosen["shift"], chosen["scales"])
     assert 0 < pseudo["dice_mean"] == pytest.approx(sum(record["dice_mean"].values()) / 2, abs=1e-3), pseudo
     _localises(tmp_path, splits[0]["val"])
     import numpy as np

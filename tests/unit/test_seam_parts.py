@@ -193,7 +193,10 @@ def test_config_checks():
         from_dict(Config, {"seam": {"shift": [1, 2]}})  # the default model is 3D
     with pytest.raises(ConfigError, match="seam.max_shift must be >= 0"):
         SeamConfig(max_shift=-1)
-    assert SeamNet(small(2), SeamConfig(shift=(1, -2))).shift.tolist() == [1, -2]
+    assert SeamNet(small(2), SeamConfig(shift=(1, -2))).shift.tolist() == [[1, -2], [1, -2]]  # every class
+    with pytest.raises(ConfigError, match="seam.infer_scales has 7 scales; choosing each class's subset tries all 127"):
+        SeamConfig(infer_scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
+    SeamConfig(infer_scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0), choose_scales=False)
 
 
 def test_seam_trains_without_mirroring_or_rot90_unless_asked():
@@ -207,7 +210,8 @@ def test_seam_trains_without_mirroring_or_rot90_unless_asked():
 
 
 def test_bundle_round_trip_keeps_the_background(tmp_path):
-    """A SEAM model folder loads as a SeamNet with its chosen background scores and shift (buffers in the weights)."""
+    """A SEAM model folder loads as a SeamNet with its chosen background scores, shifts and scales (buffers in the
+    weights); folders from before each of them load as they were made."""
     from cache_fixture import tiny_fingerprint
 
     cfg = from_dict(Config, {"model": {"spatial_dims": 2, "out_channels": 3, "channels": [4, 8, 16],
@@ -215,17 +219,21 @@ def test_bundle_round_trip_keeps_the_background(tmp_path):
                              "train": {"supervision": "seam"}})
     net = SeamNet(cfg.model, cfg.seam)
     net.background.copy_(torch.tensor([0.35, 0.6]))
-    net.shift.copy_(torch.tensor([1, -2]))
+    net.shift.copy_(torch.tensor([[1, -2], [0, 3]]))
+    net.scale_mask.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]))
     meta = ModelMeta.for_training(cfg, ["background", "a", "b"], (16, 16), None)
     save_bundle(tmp_path / "m", net, cfg, tiny_fingerprint(2), meta)
     loaded = load_bundle(tmp_path / "m")
     assert isinstance(loaded.net, SeamNet) and loaded.net.background.tolist() == pytest.approx([0.35, 0.6])
-    assert loaded.net.shift.tolist() == [1, -2]
+    assert loaded.net.shift.tolist() == [[1, -2], [0, 3]] and torch.equal(loaded.net.scale_mask, net.scale_mask)
     old = {**net.state_dict(), "background": torch.tensor(0.4)}  # from before per-class scores: one for all
-    del old["shift"]  # and from before the shift: never shifted
+    del old["shift"], old["scale_mask"]  # and from before the shift: never shifted, every scale summed
     torch.save(old, tmp_path / "m" / "weights.pt")
     assert load_bundle(tmp_path / "m").net.background.tolist() == pytest.approx([0.4, 0.4])
-    assert load_bundle(tmp_path / "m").net.shift.tolist() == [0, 0]
+    assert load_bundle(tmp_path / "m").net.shift.tolist() == [[0, 0], [0, 0]]
+    assert load_bundle(tmp_path / "m").net.scale_mask.min() == 1
+    torch.save({**old, "shift": torch.tensor([2, -1])}, tmp_path / "m" / "weights.pt")  # one shift for all classes
+    assert load_bundle(tmp_path / "m").net.shift.tolist() == [[2, -1], [2, -1]]
 
 
 def test_background_config_checks():
@@ -246,29 +254,72 @@ def test_translate_moves_maps_and_fills_zeros() -> None:
     assert translate(x, (5, 0)).abs().sum() == 0  # beyond the map: nothing left
 
 
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_the_shift_search_finds_maps_that_sit_off_their_structures(spatial_dims) -> None:
-    """Maps that are each case's masks moved by a fixed offset: the search undoes the offset; maps that sit right
-    stay (ties go to the smaller shift)."""
-    from seg.models.seam import translate
-    from seg.train.seam_background import search_shift
-
+def two_structures(spatial_dims: int, cases: int = 4) -> list[torch.Tensor]:
+    """Masks (1, 1, *24) with a cube of each of classes 1 and 2 at random places."""
     gen = torch.Generator().manual_seed(0)
-    offset = (2, -3, 1)[:spatial_dims]
-    labels, maps = [], []
-    for _ in range(4):
+    labels = []
+    for _ in range(cases):
         label = torch.zeros((1, 1) + (24,) * spatial_dims, dtype=torch.long)
         for k in (1, 2):
             corner = torch.randint(4, 14, (spatial_dims,), generator=gen).tolist()
             label[(0, 0, *[slice(c, c + 5) for c in corner])] = k
-        onehot = torch.cat([(label == k).float() for k in (1, 2)], dim=1)
         labels.append(label)
-        maps.append(translate(onehot * 0.8, offset))
-    shift, dice = search_shift(maps, labels, 3, max_shift=4)
-    assert shift == tuple(-o for o in offset)
-    assert dice.float().mean(0).max(0).values.min() > 0.99  # both classes exact once moved back
-    assert search_shift([translate(m, shift) for m in maps], labels, 3, max_shift=4)[0] == (0,) * spatial_dims
-    assert search_shift(maps, labels, 3, max_shift=0)[0] == (0,) * spatial_dims
+    return labels
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_the_search_moves_each_class_back_onto_its_structures(spatial_dims) -> None:
+    """Maps that are each case's masks moved by a fixed offset per class: the search undoes each class's offset; maps
+    that sit right stay (only a strict gain moves the search)."""
+    from seg.models.seam import translate
+    from seg.train.seam_background import calibrate
+
+    offsets = [(2, -3, 1)[:spatial_dims], (-1, 0, 2)[:spatial_dims]]
+    labels = two_structures(spatial_dims)
+    raw = [torch.cat([translate((y == k).float() * 0.8, offsets[k - 1]) for k in (1, 2)], dim=1)[None]
+           for y in labels]  # one scale: (1, 1, 2, *S)
+    present = [torch.ones(1, 2)] * len(labels)
+    found = calibrate(raw, present, labels, 3, max_shift=4)
+    assert found.shift == [[-o for o in offsets[0]], [-o for o in offsets[1]]]
+    assert found.dice.float().mean(0).max(0).values.min() > 0.99  # both classes exact once moved back
+    aligned = [torch.cat([(y == k).float() * 0.8 for k in (1, 2)], dim=1)[None] for y in labels]
+    assert calibrate(aligned, present, labels, 3, max_shift=4).shift == [[0] * spatial_dims] * 2
+    assert calibrate(raw, present, labels, 3, max_shift=0).shift == [[0] * spatial_dims] * 2
+    fixed = calibrate(raw, present, labels, 3, max_shift=4, shift=(1,) * spatial_dims)
+    assert fixed.shift == [[1] * spatial_dims] * 2  # a fixed shift applies to every class
+
+
+def test_the_search_keeps_per_class_the_scales_that_place_it() -> None:
+    """Two scales: the first places class 1 right and class 2 off by 4 voxels, the second the other way round; the
+    search keeps scale 0 for class 1 and scale 1 for class 2; without the choice every class sums both."""
+    from seg.models.seam import translate
+    from seg.train.seam_background import calibrate
+
+    labels = two_structures(2)
+
+    def maps(y, off1, off2):
+        return torch.cat([translate((y == 1).float(), off1), translate((y == 2).float(), off2)], dim=1)
+
+    raw = [torch.stack([maps(y, (0, 0), (4, 0)), maps(y, (4, 0), (0, 0))]) for y in labels]  # (2, 1, 2, 24, 24)
+    present = [torch.ones(1, 2)] * len(labels)
+    found = calibrate(raw, present, labels, 3, max_shift=0)
+    assert found.scale_mask.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert found.dice.float().mean(0).max(0).values.min() > 0.99
+    assert calibrate(raw, present, labels, 3, max_shift=0, choose_scales=False).scale_mask.min() == 1
+
+
+def test_scores_sum_each_class_over_its_own_scales() -> None:
+    """net.scale_mask picks, per class, the scales its map sums: a class on scale 1.0 alone gets the single-scale
+    map; one on every scale the multi-scale one."""
+    torch.manual_seed(0)
+    net = SeamNet(small(2), SeamConfig(infer_scales=(0.5, 1.0))).eval()
+    x, present = torch.randn(1, 1, 16, 16), torch.ones(1, 2)
+    with torch.no_grad():
+        both, single = net.scores(x, present), net.scores(x, present, scales=(1.0,))
+        net.scale_mask.copy_(torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
+        mixed = net.scores(x, present)
+    assert torch.allclose(mixed[:, 1], single[:, 1]) and torch.allclose(mixed[:, 2], both[:, 2])
+    assert not torch.allclose(single[:, 1], both[:, 1])
 
 
 def test_set_background_keeps_what_the_config_fixes_and_chooses_the_rest() -> None:
@@ -286,11 +337,18 @@ def test_set_background_keeps_what_the_config_fixes_and_chooses_the_rest() -> No
     def run(seam: SeamConfig) -> dict:
         return set_background(SeamNet(small(2), SeamConfig()), SeamSupervision(seam), dm, names, seam)
 
-    both = run(SeamConfig(background=0.3, shift=(1, 2)))
-    assert (both["shift"], both["background"], both["cases"]) == ([1, 2], {"a": 0.3, "b": 0.3}, [])
-    shift_fixed = run(SeamConfig(shift=(1, 2)))
-    assert shift_fixed["shift"] == [1, 2] and shift_fixed["cases"] == ["c0", "c1", "c2"]
-    assert set(shift_fixed["curve"]) == {"a", "b"}
+    every = [0.5, 1.0, 1.5, 2.0]
+    fixed = run(SeamConfig(background=0.3, shift=(1, 2), choose_scales=False))
+    assert (fixed["shift"], fixed["background"], fixed["cases"]) == ({"a": [1, 2], "b": [1, 2]}, {"a": 0.3, "b": 0.3},
+                                                                      [])
+    assert fixed["scales"] == {"a": every, "b": every}
+    scales_chosen = run(SeamConfig(background=0.3, shift=(1, 2)))
+    assert scales_chosen["cases"] == ["c0", "c1", "c2"] and scales_chosen["shift"] == {"a": [1, 2], "b": [1, 2]}
+    assert "the scales" in scales_chosen["chosen_by"] and "background" not in scales_chosen["chosen_by"]
+    shift_fixed = run(SeamConfig(shift=(1, 2), choose_scales=False))
+    assert shift_fixed["shift"] == {"a": [1, 2], "b": [1, 2]} and shift_fixed["cases"] == ["c0", "c1", "c2"]
+    assert set(shift_fixed["curve"]) == {"a", "b"} and shift_fixed["scales"] == {"a": every, "b": every}
     background_fixed = run(SeamConfig(background=(0.3, 0.4), max_shift=0))
-    assert background_fixed["shift"] == [0, 0] and background_fixed["background"] == {"a": 0.3, "b": 0.4}
+    assert background_fixed["shift"] == {"a": [0, 0], "b": [0, 0]}
+    assert background_fixed["background"] == {"a": 0.3, "b": 0.4}
     assert set(background_fixed["validation_dice"]) == {"a", "b"} and "curve" not in background_fixed
