@@ -73,16 +73,30 @@ class SeamSupervision:
 
 def sweep_backgrounds(maps: torch.Tensor, label: torch.Tensor, num_classes: int, backgrounds=BACKGROUNDS
                       ) -> torch.Tensor:
-    """maps (1, K - 1, *S) class scores in [0, 1] -> (len(backgrounds), K - 1) Dice of argmax([t, maps]) per t.
+    """maps (1, K - 1, *S) class scores in [0, 1] -> (len(backgrounds), K - 1) Dice of argmax([t, maps]) per t
+    (`dice_per_class`'s Dice: 1 when both prediction and truth are empty).
 
     Class k's mask, {voxels where k's map is the largest and above t}, depends on k's score t alone, so column k is
-    also the Dice of class k under per-class scores, whatever the other classes' are."""
-    best, cls = maps.max(1, keepdim=True)  # (1, 1, *S)
+    also the Dice of class k under per-class scores, whatever the other classes' are. Counted in one pass over the
+    voxels (a histogram of the winning scores over the sorted thresholds), not one per threshold: the calibration
+    after SEAM training sweeps thousands of times."""
+    best, cls = maps.float().max(1)  # (1, *S)
+    t, order = torch.sort(torch.tensor([float(v) for v in backgrounds], dtype=torch.float32, device=maps.device))
+    above = torch.searchsorted(t, best.flatten().contiguous(), right=False)  # thresholds strictly below the score
+    cls, truth, n = cls.flatten(), label.flatten().long(), len(backgrounds)
     out = []
-    for t in backgrounds:
-        pred = torch.where(best > t, cls + 1, torch.zeros_like(cls))
-        out.append(dice_per_class(pred, label, num_classes))
-    return torch.stack(out)
+    for k in range(1, num_classes):
+        mine = cls == k - 1
+
+        def counts(where: torch.Tensor) -> torch.Tensor:  # per threshold j, voxels of `where` with score > t[j]
+            hist = torch.bincount(above[where], minlength=n + 1)
+            return hist.flip(0).cumsum(0).flip(0)[1:]
+
+        predicted, hit, real = counts(mine), counts(mine & (truth == k)), (truth == k).sum()
+        total = (predicted + real).float()
+        out.append(torch.where(total > 0, 2 * hit.float() / total.clamp_min(1), torch.ones_like(total)))
+    dice = torch.stack(out, dim=1)  # (T sorted, K - 1)
+    return dice[torch.argsort(order)]
 
 
 def choose_background(dice: torch.Tensor) -> tuple[tuple[float, ...], torch.Tensor]:

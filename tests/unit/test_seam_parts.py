@@ -352,3 +352,22 @@ def test_set_background_keeps_what_the_config_fixes_and_chooses_the_rest() -> No
     assert background_fixed["shift"] == {"a": [0, 0], "b": [0, 0]}
     assert background_fixed["background"] == {"a": 0.3, "b": 0.4}
     assert set(background_fixed["validation_dice"]) == {"a", "b"} and "curve" not in background_fixed
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_the_counted_sweep_agrees_with_dice_per_threshold(spatial_dims) -> None:
+    """sweep_backgrounds counts every threshold in one pass; it gives the Dice of thresholding and scoring each one
+    (MONAI's compute_dice, 1 where both are empty), unsorted thresholds included."""
+    from seg.train.objectives import dice_per_class
+
+    gen = torch.Generator().manual_seed(spatial_dims)
+    maps = torch.rand((1, 2) + (9,) * spatial_dims, generator=gen)
+    maps[0, 1, 0] = 0.5  # scores exactly on a threshold: not above it
+    label = torch.randint(0, 3, (1, 1) + (9,) * spatial_dims, generator=gen)
+    label[label == 2] = 0  # class 2 absent from the truth
+    thresholds = (0.5, 0.05, 0.95, 0.3, 0.99)
+    best, cls = maps.max(1, keepdim=True)
+    expected = torch.stack([dice_per_class(torch.where(best > t, cls + 1, torch.zeros_like(cls)), label, 3)
+                            for t in thresholds])
+    assert torch.allclose(sweep_backgrounds(maps, label, 3, thresholds), expected, atol=1e-6)
+    assert float(sweep_backgrounds(torch.zeros_like(maps), torch.zeros_like(label), 3, (0.5,)).min()) == 1.0
