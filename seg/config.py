@@ -547,9 +547,8 @@ class SeamConfig:
     pcm_window: int | None = None  # null: all voxels (SEAM) up to 4096 CAM cells, else 9; an odd int: that window
     refine: bool = True  # pseudo masks and predictions from PCM-refined CAMs (false: the classifier's CAMs)
     infer_scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # maps summed over these input scales (SEAM's inference)
-    # each scale places a class differently (Task04, one model: anterior best from 0.5 and 1.0, posterior from 1.5):
-    # per class, the subset of infer_scales its map sums is chosen on the validation cases (false: all of them)
-    choose_scales: bool = True
+    # each scale places a class differently (Task04, one model: anterior best from 0.5 and 1.0, posterior from 1.5)
+    choose_scales: bool = True  # per class, the subset of infer_scales its map sums: chosen on validation cases
     # a voxel is class k where k's map is the largest and above k's background score
     background: float | tuple[float, ...] | None = None  # per class (one value: all); null: chosen on validation cases
     # a classifier learns *that* a class is in a patch, not exactly where: its CAMs may sit a few voxels off the
