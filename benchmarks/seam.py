@@ -97,7 +97,7 @@ def cam_dice(model_dir: Path, cache_dir: Path, refine: bool) -> dict:
     from seg.models.seam import combine
     from seg.train.objectives import BACKGROUNDS, choose_background, sweep_backgrounds
     from seg.train.presence import presence_of
-    from seg.train.seam_background import calibrate
+    from seg.train.seam_background import calibrate, chosen_scales
 
     bundle, cache = load_bundle(model_dir), Cache(cache_dir)
     net, k = bundle.net.eval(), len(bundle.class_names)
@@ -117,11 +117,9 @@ def cam_dice(model_dir: Path, cache_dir: Path, refine: bool) -> dict:
                         for r, p, y in zip(*maps(cache.split(0).test))])
     dice = [test[:, list(BACKGROUNDS).index(t), c].mean() for c, t in enumerate(background)]
     names = bundle.class_names[1:]
-    scales = net.seam.infer_scales
     return {"dice": {n: float(d) for n, d in zip(names, dice)}, "background": dict(zip(names, background)),
             "shift": dict(zip(names, found.shift)),
-            "scales": {n: [f for f, on in zip(scales, row) if on] for n, row in zip(names, found.scale_mask.tolist())},
-            "cases": len(test)}
+            "scales": chosen_scales(net.seam.infer_scales, found.scale_mask, names), "cases": len(test)}
 
 
 def infer_dice(params: Path, model: Path, out: Path) -> dict:

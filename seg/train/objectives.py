@@ -84,14 +84,14 @@ def sweep_backgrounds(maps: torch.Tensor, label: torch.Tensor, num_classes: int,
     t, order = torch.sort(torch.tensor([float(v) for v in backgrounds], dtype=torch.float32, device=maps.device))
     above = torch.searchsorted(t, best.flatten().contiguous(), right=False)  # thresholds strictly below the score
     cls, truth, n = cls.flatten(), label.flatten().long(), len(backgrounds)
+
+    def counts(where: torch.Tensor) -> torch.Tensor:  # per threshold j, voxels of `where` with score > t[j]
+        hist = torch.bincount(above[where], minlength=n + 1)
+        return hist.flip(0).cumsum(0).flip(0)[1:]
+
     out = []
     for k in range(1, num_classes):
         mine = cls == k - 1
-
-        def counts(where: torch.Tensor) -> torch.Tensor:  # per threshold j, voxels of `where` with score > t[j]
-            hist = torch.bincount(above[where], minlength=n + 1)
-            return hist.flip(0).cumsum(0).flip(0)[1:]
-
         predicted, hit, real = counts(mine), counts(mine & (truth == k)), (truth == k).sum()
         total = (predicted + real).float()
         out.append(torch.where(total > 0, 2 * hit.float() / total.clamp_min(1), torch.ones_like(total)))

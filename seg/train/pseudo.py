@@ -22,7 +22,7 @@ from seg.files import atomic_folder, read_json, write_json, write_npz
 from seg.models.bundle import ModelBundle
 from seg.train.objectives import dice_per_class
 from seg.train.presence import presence_of, read_labels_file
-from seg.train.seam_background import calibration_record, per_class
+from seg.train.seam_background import calibration_record
 
 RECORD = "pseudo.json"  # <pseudo cache>/pseudo.json: the model, the background, per-case presence and Dice
 
@@ -70,9 +70,9 @@ def write_pseudo_cache(model: ModelBundle, source: str | Path, out: str | Path, 
                 f"{n} {v:.3f}" for n, v in records[case_id]["dice"].items()))
         mean = torch.stack(dice).mean(0) if dice else torch.zeros(len(names) - 1)
         summary = {n: round(float(v), 4) for n, v in zip(names[1:], mean)}
-        background = per_class(model.net.background, names)
-        write_json(tmp / RECORD, {"model": model.source, "source_cache": str(cache.root), "fold": fold,
-                                  **calibration_record(model.net, names),
+        placement = calibration_record(model.net, names)
+        background = placement["background"]
+        write_json(tmp / RECORD, {"model": model.source, "source_cache": str(cache.root), "fold": fold, **placement,
                                   "presence_from": labels_file or "the masks",
                                   "dice_mean": summary, "cases": records})
     return PseudoResult(Path(out), len(train_ids), summary, background, time.perf_counter() - start)

@@ -127,10 +127,14 @@ def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamC
 def calibration_record(net, class_names) -> dict:
     """Per class: `background` score, `shift` [voxels per axis] and `scales` (of seam.infer_scales) its map sums."""
     names = class_names[1:]
-    scales = net.seam.infer_scales
     return {"background": per_class(net.background, class_names),
             "shift": {n: row for n, row in zip(names, net.shift.tolist())},
-            "scales": {n: [s for s, on in zip(scales, row) if on] for n, row in zip(names, net.scale_mask.tolist())}}
+            "scales": chosen_scales(net.seam.infer_scales, net.scale_mask, names)}
+
+
+def chosen_scales(scales, mask: torch.Tensor, names) -> dict[str, list[float]]:
+    """{class: the scales its map sums} from a (K - 1, S) scale mask."""
+    return {n: [s for s, on in zip(scales, row) if on] for n, row in zip(names, mask.tolist())}
 
 
 def join(parts: list[str]) -> str:
