@@ -9,8 +9,10 @@ cases (they choose the maps' scales, shift and background score per class, never
 Rows per dataset:
   baseline CAM      train.supervision seam with er/ecr/min-pool weights 0 (a classifier on the encoder), CAMs
   SEAM, no PCM      SEAM's loss (classification + ER + ECR + min pooling), the classifier's CAMs
-  SEAM + PCM        the same model, CAMs refined by its PCM (what the pseudo masks use)
-  pseudo masks      SEAM + PCM on the training cases (`seg pseudo`), scored against their masks
+  SEAM + PCM        the same model, CAMs refined by its PCM
+  SEAM, PCM per class  the same model, per class the refined CAMs or not as validation chose (seam.refine auto, the
+                    default: what the pseudo masks use)
+  pseudo masks      the SEAM model's maps on the training cases (`seg pseudo`), scored against their masks
   on pseudo masks   the normal segmentation network trained on the pseudo masks (`seg train` on the pseudo cache)
   full supervision  the normal segmentation network trained on the masks
 CAM rows are scored on the test part with each case's presence labels and the maps' scales, shift and background
@@ -87,11 +89,15 @@ def train(params: Path, work: Path, name: str, *sets: str) -> dict:
     return json.loads((work / "metrics" / name / "train.json").read_text())
 
 
+MAPS: dict = {}  # the last model's maps: its rows (no PCM, PCM, per class) differ only in what they pick
+
+
 @torch.no_grad()
-def cam_dice(model_dir: Path, cache_dir: Path, refine: bool) -> dict:
+def cam_dice(model_dir: Path, cache_dir: Path, refine: bool | str) -> dict:
     """Per class, the scales, shift and background score of the maps chosen on fold 0's validation cases as
     `seg train` chooses them (`seg.train.seam_background.calibrate`, with the model's seam.max_shift and
-    seam.choose_scales), Dice on the test part, with each case's presence labels."""
+    seam.choose_scales; refine "auto": PCM or not per class too), Dice on the test part, with each case's presence
+    labels."""
     from seg.data.cache import Cache
     from seg.models.bundle import load_bundle
     from seg.models.seam import combine
@@ -102,24 +108,36 @@ def cam_dice(model_dir: Path, cache_dir: Path, refine: bool) -> dict:
     bundle, cache = load_bundle(model_dir), Cache(cache_dir)
     net, k = bundle.net.eval(), len(bundle.class_names)
 
-    def maps(ids):
-        raw, presence, labels = [], [], []
-        for case_id in ids:
-            case = cache.case(case_id)
-            raw.append(net.scale_maps(torch.from_numpy(case.image)[None], refine=refine)[0])
-            presence.append(presence_of(case.label, k)[None])
-            labels.append(torch.from_numpy(case.label[None].astype(np.int64)))
-        return raw, presence, labels
+    def maps(ids):  # per case: the classifier's maps, the PCM-refined ones, presence, mask (once per model)
+        key = (str(model_dir), tuple(ids))
+        if key not in MAPS:
+            for old in [m for m in MAPS if m[0] != key[0]]:
+                del MAPS[old]
+            MAPS[key] = [(*net.scale_maps_both(torch.from_numpy(case.image)[None])[:2], presence_of(case.label, k)[None],
+                          torch.from_numpy(case.label[None].astype(np.int64))) for case in map(cache.case, ids)]
+        return MAPS[key]
 
-    found = calibrate(*maps(cache.split(0).val), k, net.seam.max_shift, choose_scales=net.seam.choose_scales)
+    def pick(cam, pcm, use):  # per class, the refined maps where use says so
+        return torch.where(torch.tensor(use).view(-1, *[1] * (cam.ndim - 3)), pcm, cam)
+
+    val = maps(cache.split(0).val)
+    cams, pcms, presence, labels = map(list, zip(*val))
+    if refine == "auto":
+        found = calibrate(cams, presence, labels, k, net.seam.max_shift, choose_scales=net.seam.choose_scales,
+                          refined=pcms)
+    else:
+        found = calibrate(pcms if refine else cams, presence, labels, k, net.seam.max_shift,
+                          choose_scales=net.seam.choose_scales)
+    use = found.refine or [bool(refine)] * (k - 1)
     background, _ = choose_background(found.dice)
-    test = torch.stack([sweep_backgrounds(combine(r, found.scale_mask, found.shift, p), y, k)
-                        for r, p, y in zip(*maps(cache.split(0).test))])
+    test = torch.stack([sweep_backgrounds(combine(pick(c, r, use), found.scale_mask, found.shift, p), y, k)
+                        for c, r, p, y in maps(cache.split(0).test)])
     dice = [test[:, list(BACKGROUNDS).index(t), c].mean() for c, t in enumerate(background)]
     names = bundle.class_names[1:]
     return {"dice": {n: float(d) for n, d in zip(names, dice)}, "background": dict(zip(names, background)),
             "shift": dict(zip(names, found.shift)),
-            "scales": chosen_scales(net.seam.infer_scales, found.scale_mask, names), "cases": len(test)}
+            "scales": chosen_scales(net.seam.infer_scales, found.scale_mask, names),
+            "refine": dict(zip(names, use)), "cases": len(test)}
 
 
 def infer_dice(params: Path, model: Path, out: Path) -> dict:
@@ -162,8 +180,10 @@ def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_o
     full_seam = train(params, work, "seam", "train.supervision=seam", *seam_sets)
     rows = {"baseline CAM": cam_dice(work / "baseline", work / "cache", False),
             "SEAM, no PCM": cam_dice(work / "seam", work / "cache", False),
-            "SEAM + PCM": cam_dice(work / "seam", work / "cache", True)}
-    for row, t in (("baseline CAM", base), ("SEAM, no PCM", full_seam), ("SEAM + PCM", full_seam)):
+            "SEAM + PCM": cam_dice(work / "seam", work / "cache", True),
+            "SEAM, PCM per class": cam_dice(work / "seam", work / "cache", "auto")}
+    for row, t in (("baseline CAM", base), ("SEAM, no PCM", full_seam), ("SEAM + PCM", full_seam),
+                   ("SEAM, PCM per class", full_seam)):
         rows[row]["epochs"] = t["epochs"]
     if cam_only:
         return {**res, "rows": rows, "seconds": round(time.perf_counter() - start, 1)}
@@ -184,12 +204,14 @@ def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_o
 
 
 def placement(row: dict, classes: list[str]) -> str:
-    """A CAM row's per-class shift and scales, e.g. '0,1,-3 / 1,3,2; 0.5+1 / 0.5+1+1.5' (empty for the others)."""
-    shift, scales = row.get("shift"), row.get("scales")
+    """A CAM row's per-class shift, scales and maps, e.g. '0,1,-3 / 1,3,2; 0.5+1 / 0.5+1+1.5; PCM / CAM' (empty for
+    the others)."""
+    shift, scales, refine = row.get("shift"), row.get("scales"), row.get("refine")
     if not isinstance(shift, dict) or not isinstance(scales, dict):
         return ""
     return (" / ".join(",".join(map(str, shift[c])) for c in classes) + "; "
-            + " / ".join("+".join(f"{f:g}" for f in scales[c]) for c in classes))
+            + " / ".join("+".join(f"{f:g}" for f in scales[c]) for c in classes)
+            + ("; " + " / ".join("PCM" if refine[c] else "CAM" for c in classes) if isinstance(refine, dict) else ""))
 
 
 def patch_presence_with(params: Path, spec: dict) -> dict[str, int]:
@@ -235,7 +257,7 @@ def main() -> None:
         classes = list(res["rows"]["baseline CAM"]["dice"])
         print(f"\n{name}: training patches' presence labels {res['presence']}")
         print(f"{'':28s} " + " ".join(f"{c[:10]:>10s}" for c in classes) + f" {'mean':>7s} {'bg':>11s} {'epochs':>7s} "
-              f" shift; scales (per class)")
+              f" shift; scales; maps (per class)")
         for row, r in res["rows"].items():
             d = [r["dice"][c] for c in classes]
             bg = "/".join(f"{r['background'][c]:.2f}" for c in classes) if "background" in r else ""

@@ -5,11 +5,11 @@ foreground class), and the pixel correlation module (PCM): affinities of a 1x1 p
 features of levels cam_level - 1 and cam_level] refine the normalised CAMs.
 
 `net.branch(x)` gives what training needs (raw CAMs and PCM output). `net.scores(x, presence)` gives per-class
-scores in [0, 1] on the input grid: channel k the (PCM-refined) CAM of class k summed over its share of
-`seam.infer_scales` (SEAM's multi-scale inference; `net.scale_mask`, per class), moved by `net.shift[k]` voxels per
-axis, max-normalised, zero where class k is absent (`presence`; None: the classifier decides, sigmoid of the pooled
+scores in [0, 1] on the input grid: channel k the CAM of class k (PCM-refined or not: `net.refine_mask`, per class)
+summed over its share of `seam.infer_scales` (SEAM's multi-scale inference; `net.scale_mask`, per class), moved by
+`net.shift[k]` voxels per axis, max-normalised, zero where class k is absent (`presence`; None: the classifier decides, sigmoid of the pooled
 CAM > 0.5, averaged over the scales); channel 0 the background score of the class whose map is the largest there
-(`net.background`, one per class). Scales, shifts and background scores are chosen on validation cases
+(`net.background`, one per class). Refinement, scales, shifts and background scores are chosen on validation cases
 (`seg.train.seam_background`). Their argmax is SEAM's pseudo mask: class k where k's map is the largest and above k's
 background score. `net.outputs(x)` and `net(x)` return log-scores as logits, so `seg infer` and `seg analyze` apply a
 SEAM model like a segmentation network (softmax of the logits = the scores normalised to sum 1).
@@ -127,6 +127,9 @@ class SeamNet(nn.Module):
         # chooses), and which of seam.infer_scales its map sums (1: summed; all until validation chooses)
         self.register_buffer("shift", torch.tensor([list(seam.shift or (0,) * dims)] * classes, dtype=torch.long))
         self.register_buffer("scale_mask", torch.ones(classes, len(seam.infer_scales)))
+        # per class, 1 where its maps are the PCM-refined CAMs, 0 the classifier's (seam.refine; auto: PCM until
+        # validation chooses)
+        self.register_buffer("refine_mask", torch.full((classes,), float(seam.refine is not False)))
         # AttentionUNet's size rules up to this level: pad to its multiple, crop back
         self.strides = list(config.strides_per_axis())
         self.stem_stride = config.stem_stride_per_axis()
@@ -181,23 +184,43 @@ class SeamNet(nn.Module):
 
     def scale_maps(self, x: torch.Tensor, refine: bool | None = None, scales=None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per input scale (default seam.infer_scales), the ReLU of the (PCM-refined) CAMs on the input grid,
-        (len(scales), B, K - 1, *S), and the image-level logits averaged over the scales, (B, K - 1)."""
-        refine = self.seam.refine if refine is None else refine
+        """Per input scale (default seam.infer_scales), the ReLU of the CAMs on the input grid, (len(scales), B, K - 1,
+        *S), PCM-refined or not as `refine` says for every class (None: per class, `refine_mask`), and the image-level
+        logits averaged over the scales, (B, K - 1)."""
+        if refine is None:
+            use = self.refine_mask.bool()
+            if bool(use.any()) and not bool(use.all()):
+                cam, pcm, logits = self.scale_maps_both(x, scales)
+                return torch.where(use.to(cam.device).view(-1, *[1] * (x.ndim - 2)), pcm, cam), logits
+            refine = bool(use.all())
+        (maps,), logits = self._scale_outputs(x, scales, (refine,))
+        return maps, logits
+
+    def scale_maps_both(self, x: torch.Tensor, scales=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`scale_maps` of the classifier's CAMs and of the PCM-refined ones from one pass: (cam, refined, logits)."""
+        (cam, refined), logits = self._scale_outputs(x, scales, (False, True))
+        return cam, refined, logits
+
+    def _scale_outputs(self, x: torch.Tensor, scales, kinds: tuple[bool, ...]
+                       ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per refine option in `kinds`, the per-scale maps on the input grid; and the logits averaged over scales."""
         size = tuple(x.shape[2:])
         mode = interp_mode(len(size))
-        out_maps, logits = [], []
+        out_maps: dict[bool, list[torch.Tensor]] = {kind: [] for kind in kinds}
+        logits = []
         for factor in scales or self.seam.infer_scales:
             xs = x if factor == 1 else F.interpolate(x, size=[max(1, round(n * factor)) for n in size], mode=mode,
                                                      align_corners=False)
             padded, own = self._pad(xs)
             out = self.branch(padded)
-            maps = F.relu(out.refined[:, 1:] if refine else out.cam.float())  # (B, K - 1, *grid)
-            maps = self._crop(F.interpolate(maps, size=tuple(padded.shape[2:]), mode=mode, align_corners=False), own)
-            out_maps.append(maps if factor == 1 and own == size else
-                            F.interpolate(maps, size=size, mode=mode, align_corners=False))
+            for refine in kinds:
+                maps = F.relu(out.refined[:, 1:] if refine else out.cam.float())  # (B, K - 1, *grid)
+                maps = self._crop(F.interpolate(maps, size=tuple(padded.shape[2:]), mode=mode, align_corners=False),
+                                  own)
+                out_maps[refine].append(maps if factor == 1 and own == size else
+                                        F.interpolate(maps, size=size, mode=mode, align_corners=False))
             logits.append(self.class_scores(out.cam))
-        return torch.stack(out_maps), torch.stack(logits).mean(0)
+        return [torch.stack(out_maps[kind]) for kind in kinds], torch.stack(logits).mean(0)
 
     def scores(self, x: torch.Tensor, presence: torch.Tensor | None = None, refine: bool | None = None,
                scales=None) -> torch.Tensor:
@@ -215,7 +238,8 @@ class SeamNet(nn.Module):
     def upgrade_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Saved weights in this network's current layout: model folders from before per-class background scores hold
         one score, which applies to every class; those from before `shift` were never shifted, those from before
-        per-class shifts and scales moved every class alike and summed all of seam.infer_scales."""
+        per-class shifts and scales moved every class alike and summed all of seam.infer_scales, and those from before
+        refinement per class refined every class or none (their seam.refine)."""
         if "background" in state and state["background"].ndim == 0:
             state = {**state, "background": state["background"].expand_as(self.background).clone()}
         if "shift" not in state:  # from before the shift: its maps were never shifted
@@ -224,6 +248,8 @@ class SeamNet(nn.Module):
             state = {**state, "shift": state["shift"].expand_as(self.shift).clone()}
         if "scale_mask" not in state:  # from before per-class scales: every class summed all of them
             state = {**state, "scale_mask": torch.ones_like(self.scale_mask)}
+        if "refine_mask" not in state:  # from before refine per class: every class as its seam.refine said
+            state = {**state, "refine_mask": self.refine_mask.clone()}
         return state
 
     def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:

@@ -209,7 +209,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
 
         metrics["seam"] = set_background(net, objective, dm, names, seam)
         chosen = metrics["seam"]
-        classes = "; ".join(f"{n}: background score {v:g}, scales {chosen['scales'][n]}, shifted by "
+        classes = "; ".join(f"{n}: background score {v:g}, scales {chosen['scales'][n]}, "
+                            f"{'PCM-refined' if chosen['refine'][n] else 'the classifier CAM'}, shifted by "
                             f"{chosen['shift'][n]} voxels" for n, v in chosen["background"].items())
         print(f"seg train: SEAM maps per class {classes} ({chosen['chosen_by']})", flush=True)
     meta = dataclasses.replace(meta, metrics=metrics)

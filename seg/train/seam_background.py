@@ -1,5 +1,5 @@
-"""After SEAM training: per class, which of seam.infer_scales its map sums, the shift of its map and its background
-score (the pseudo masks' threshold), chosen on the validation cases only (SEAM's own evaluation sweeps its score on
+"""After SEAM training: per class, which of seam.infer_scales its map sums, the shift of its map, whether the PCM
+refines it and its background score (the pseudo masks' threshold), chosen on the validation cases only (SEAM's own evaluation sweeps its score on
 the ground truth it reports, a complaint in its issues #13 and #31), set on the network and reported with the cases
 that chose them.
 
@@ -8,9 +8,13 @@ structures, the same way on every case of a model. The scales: each scale's maps
 one model: anterior best from the scales 0.5 and 1.0, posterior from 1.5), so one sum for all classes trades one
 class against another.
 
-The search, coordinate-wise from every scale and no shift: per class in turn (twice over the classes), the subset of
-scales, then per axis the shift in -max_shift..max_shift, that raises the objective, the classes' mean Dice over the
-validation cases with each class at its best background score. Only a strict gain moves the search, so maps that sit
+The PCM: it sharpens maps where features tell a structure from its surroundings and can blur classes that look alike,
+so with `seam.refine: auto` each class takes the PCM-refined maps or the classifier's, whichever scores better.
+
+The search, coordinate-wise from every scale, no shift and the refined maps: per class in turn (twice over the
+classes), the subset of scales, then per axis the shift in -max_shift..max_shift, then (auto) the other maps, that
+raises the objective, the classes' mean Dice over the validation cases with each class at its best background score.
+Only a strict gain moves the search, so maps that sit
 right stay where they are and every scale stays summed unless dropping some helps.
 """
 
@@ -30,52 +34,66 @@ from seg.train.objectives import BACKGROUNDS, SeamSupervision, choose_background
 class Calibration:
     scale_mask: torch.Tensor  # (K - 1, S): 1 where class k sums scale s
     shift: list[list[int]]  # per class, voxels per axis
+    refine: list[bool] | None  # per class, PCM-refined maps (True) or the classifier's; None: not chosen
     dice: torch.Tensor  # (cases, len(backgrounds), K - 1) Dice at these scales and shifts
 
 
 def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: list[torch.Tensor], num_classes: int,
               max_shift: int, backgrounds=BACKGROUNDS, fixed: list[int] | None = None,
-              shift: tuple[int, ...] | None = None, choose_scales: bool = True, rounds: int = 2) -> Calibration:
+              shift: tuple[int, ...] | None = None, choose_scales: bool = True, rounds: int = 2,
+              refined: list[torch.Tensor] | None = None) -> Calibration:
     """raw: per case (S, 1, K - 1, *size) per-scale maps (`SeamNet.scale_maps`); presence: per case (1, K - 1);
     labels: per case (1, 1, *size) masks. `fixed`: per class, the index of its own (fixed) background score in
-    `backgrounds`, else each class at its best; `shift`: one fixed shift for every class, else chosen."""
+    `backgrounds`, else each class at its best; `shift`: one fixed shift for every class, else chosen. `refined`
+    given (the PCM-refined maps, raw the classifier's; `SeamNet.scale_maps_both`): per class, which of them, too,
+    starting from the refined ones (SEAM's)."""
     classes, scales, dims = raw[0].shape[2], raw[0].shape[0], raw[0].ndim - 3
     mask = torch.ones(classes, scales)
     shifts = [list(shift or (0,) * dims) for _ in range(classes)]
+    use = None if refined is None else [True] * classes
     subsets = [torch.tensor([float(s in chosen) for s in range(scales)])
                for n in range(1, scales + 1) for chosen in itertools.combinations(range(scales), n)]
 
-    def sweep(mask: torch.Tensor, shifts: list[list[int]]) -> torch.Tensor:
+    def maps(use: list[bool] | None) -> list[torch.Tensor]:
+        if use is None:
+            return raw
+        pick = torch.tensor(use).view(-1, *[1] * dims)
+        return [torch.where(pick, r, c) for c, r in zip(raw, refined)]
+
+    def sweep(mask: torch.Tensor, shifts: list[list[int]], use: list[bool] | None) -> torch.Tensor:
         return torch.stack([sweep_backgrounds(combine(r, mask, shifts, p), y, num_classes, backgrounds)
-                            for r, p, y in zip(raw, presence, labels)])
+                            for r, p, y in zip(maps(use), presence, labels)])
 
     def value(dice: torch.Tensor) -> float:  # the classes' mean Dice, averaged
         mean = dice.float().mean(0)
         return float(mean.max(0).values.mean() if fixed is None else mean[fixed, range(mean.shape[1])].mean())
 
-    best = sweep(mask, shifts)
+    best = sweep(mask, shifts, use)
 
     def trials(k: int):  # class k's options, each built on what the search holds when it is tried
         for row in subsets if choose_scales and scales > 1 else []:
-            yield torch.cat([mask[:k], row[None], mask[k + 1:]]), shifts
+            yield torch.cat([mask[:k], row[None], mask[k + 1:]]), shifts, use
         for axis in range(dims if shift is None else 0):
             for step in sorted(range(-max_shift, max_shift + 1), key=abs):
-                yield mask, [*shifts[:k], [*shifts[k][:axis], step, *shifts[k][axis + 1:]], *shifts[k + 1:]]
+                yield mask, [*shifts[:k], [*shifts[k][:axis], step, *shifts[k][axis + 1:]], *shifts[k + 1:]], use
+        if use is not None:  # last: the other maps at the scales and shift found for these
+            yield mask, shifts, [*use[:k], not use[k], *use[k + 1:]]
 
     for _ in range(rounds):
         for k in range(classes):
-            for trial_mask, trial_shifts in trials(k):
-                if torch.equal(trial_mask, mask) and trial_shifts == shifts:
+            for trial in trials(k):
+                if torch.equal(trial[0], mask) and trial[1:] == (shifts, use):
                     continue
-                dice = sweep(trial_mask, trial_shifts)
+                dice = sweep(*trial)
                 if value(dice) > value(best) + 1e-6:
-                    mask, shifts, best = trial_mask, trial_shifts, dice
-    return Calibration(mask, shifts, best)
+                    (mask, shifts, use), best = trial, dice
+    return Calibration(mask, shifts, use, best)
 
 
 @torch.no_grad()
 def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamConfig) -> dict:
-    """Set `net.scale_mask`, `net.shift` and `net.background` (per foreground class) and return the record for
+    """Set `net.scale_mask`, `net.shift`, `net.refine_mask` and `net.background` (per foreground class) and return the
+    record for
     train.json / model.json (`calibration_record`, plus how and on which cases they were chosen)."""
     k = len(class_names)
     if seam.background is not None:
@@ -83,35 +101,46 @@ def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamC
     if seam.shift is not None:
         net.shift.copy_(torch.tensor([list(seam.shift)] * (k - 1), dtype=net.shift.dtype))
     choose_scales = seam.choose_scales and len(seam.infer_scales) > 1
-    if seam.background is not None and seam.shift is not None and not choose_scales:
+    choose_refine = seam.refine == "auto"
+    if not choose_refine:
+        net.refine_mask.fill_(float(seam.refine))
+    if seam.background is not None and seam.shift is not None and not choose_scales and not choose_refine:
         return {**calibration_record(net, class_names), "cases": [],
-                "chosen_by": "seam.background and seam.shift (fixed in the config), every scale summed"}
+                "chosen_by": "seam.background, seam.shift and seam.refine (fixed in the config), every scale summed"}
     dm.setup("fit")
     if not dm.val_cases:
         return {**calibration_record(net, class_names), "cases": [],
-                "chosen_by": "the defaults (no validation cases to choose on: data.fold all); set seam.background "
-                             "and seam.shift"}
+                "chosen_by": "the defaults (no validation cases to choose on: data.fold all); set seam.background, "
+                             "seam.shift and seam.refine"}
     net.eval()
-    raw, presence, labels = [], [], []
+    raw, refined, presence, labels = [], [], [], []
     for case in dm.val_cases:
         image = torch.from_numpy(case.image)[None]
         label = torch.from_numpy(case.label.astype("int64"))[None]
-        raw.append(net.scale_maps(image)[0].cpu())
+        if choose_refine:  # the classifier's maps and the PCM-refined ones, from one pass
+            cam, pcm, _ = net.scale_maps_both(image)
+            raw.append(cam.cpu())
+            refined.append(pcm.cpu())
+        else:
+            raw.append(net.scale_maps(image)[0].cpu())
         presence.append(objective.presence({"label": label, "case_id": case.case_id}, k).cpu())
         labels.append(label)
     fixed = seam.background is not None
     backgrounds = tuple(sorted({float(v) for v in net.background.tolist()})) if fixed else BACKGROUNDS
     own = [backgrounds.index(float(v)) for v in net.background.tolist()] if fixed else None
-    found = calibrate(raw, presence, labels, k, seam.max_shift, backgrounds, own, seam.shift, choose_scales)
+    found = calibrate(raw, presence, labels, k, seam.max_shift, backgrounds, own, seam.shift, choose_scales,
+                      refined=refined if choose_refine else None)
     net.scale_mask.copy_(found.scale_mask)
     net.shift.copy_(torch.tensor(found.shift, dtype=net.shift.dtype))
+    if found.refine is not None:
+        net.refine_mask.copy_(torch.tensor(found.refine, dtype=net.refine_mask.dtype))
     if fixed:  # each class at its own fixed score
         best = found.dice.float().mean(0)[own, range(k - 1)]
     else:
         background, best = choose_background(found.dice)
         net.background.copy_(torch.tensor(background, dtype=net.background.dtype, device=net.background.device))
     chosen = [*(["the scales"] if choose_scales else []), *(["the shift"] if seam.shift is None else []),
-              *([] if fixed else ["the background score"])]
+              *(["PCM or not"] if choose_refine else []), *([] if fixed else ["the background score"])]
     out = {**calibration_record(net, class_names),
            "chosen_by": f"per class, {join(chosen)} with the best mean Dice over the {len(dm.val_cases)} validation "
                         f"cases",
@@ -125,11 +154,13 @@ def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamC
 
 
 def calibration_record(net, class_names) -> dict:
-    """Per class: `background` score, `shift` [voxels per axis] and `scales` (of seam.infer_scales) its map sums."""
+    """Per class: `background` score, `shift` [voxels per axis], `scales` (of seam.infer_scales) its map sums and
+    `refine` (PCM-refined maps or the classifier's)."""
     names = class_names[1:]
     return {"background": per_class(net.background, class_names),
             "shift": {n: row for n, row in zip(names, net.shift.tolist())},
-            "scales": chosen_scales(net.seam.infer_scales, net.scale_mask, names)}
+            "scales": chosen_scales(net.seam.infer_scales, net.scale_mask, names),
+            "refine": {n: bool(v) for n, v in zip(names, net.refine_mask.tolist())}}
 
 
 def chosen_scales(scales, mask: torch.Tensor, names) -> dict[str, list[float]]:

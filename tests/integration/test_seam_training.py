@@ -76,6 +76,8 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     assert bundle.net.shift.tolist() == [chosen["shift"]["head"], chosen["shift"]["body"]]
     assert [[s for s, on in zip(bundle.net.seam.infer_scales, row) if on] for row in bundle.net.scale_mask.tolist()] \
         == [chosen["scales"]["head"], chosen["scales"]["body"]]
+    assert "PCM or not" in chosen["chosen_by"]  # seam.refine auto: per class, the refined maps or the classifier's
+    assert bundle.net.refine_mask.tolist() == [float(chosen["refine"]["head"]), float(chosen["refine"]["body"])]
     history = (tmp_path / "metrics" / "train_history.csv").read_text()
     assert "val_dice_mean" in history
 
@@ -91,7 +93,7 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     pseudo = json.loads((tmp_path / "pseudo.json").read_text())
     record = json.loads((tmp_path / "pseudo" / "pseudo.json").read_text())
     assert sorted(record["cases"]) == sorted(splits[0]["train"]) and pseudo["background"] == chosen["background"]
-    assert (record["shift"], record["scales"]) == (chosen["shift"], chosen["scales"])
+    assert (record["shift"], record["scales"], record["refine"]) == (chosen["shift"], chosen["scales"], chosen["refine"])
     assert 0 < pseudo["dice_mean"] == pytest.approx(sum(record["dice_mean"].values()) / 2, abs=1e-3), pseudo
     _localises(tmp_path, splits[0]["val"])
     import numpy as np

@@ -197,6 +197,10 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="seam.infer_scales has 7 scales; choosing each class's subset tries all 127"):
         SeamConfig(infer_scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0))
     SeamConfig(infer_scales=(0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0), choose_scales=False)
+    with pytest.raises(ConfigError, match="seam.refine must be 'auto' or bool, got 'sometimes'"):
+        SeamConfig(refine="sometimes")
+    assert SeamNet(small(2), SeamConfig(refine=False)).refine_mask.tolist() == [0.0, 0.0]
+    assert SeamNet(small(2), SeamConfig()).refine_mask.tolist() == [1.0, 1.0]  # auto: PCM until validation chooses
 
 
 def test_seam_trains_without_mirroring_or_rot90_unless_asked():
@@ -221,17 +225,21 @@ def test_bundle_round_trip_keeps_the_background(tmp_path):
     net.background.copy_(torch.tensor([0.35, 0.6]))
     net.shift.copy_(torch.tensor([[1, -2], [0, 3]]))
     net.scale_mask.copy_(torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]))
+    net.refine_mask.copy_(torch.tensor([0.0, 1.0]))
     meta = ModelMeta.for_training(cfg, ["background", "a", "b"], (16, 16), None)
     save_bundle(tmp_path / "m", net, cfg, tiny_fingerprint(2), meta)
     loaded = load_bundle(tmp_path / "m")
     assert isinstance(loaded.net, SeamNet) and loaded.net.background.tolist() == pytest.approx([0.35, 0.6])
     assert loaded.net.shift.tolist() == [[1, -2], [0, 3]] and torch.equal(loaded.net.scale_mask, net.scale_mask)
+    assert loaded.net.refine_mask.tolist() == [0.0, 1.0]
     old = {**net.state_dict(), "background": torch.tensor(0.4)}  # from before per-class scores: one for all
     del old["shift"], old["scale_mask"]  # and from before the shift: never shifted, every scale summed
+    del old["refine_mask"]  # and from before refinement per class: every class as seam.refine says
     torch.save(old, tmp_path / "m" / "weights.pt")
     assert load_bundle(tmp_path / "m").net.background.tolist() == pytest.approx([0.4, 0.4])
     assert load_bundle(tmp_path / "m").net.shift.tolist() == [[0, 0], [0, 0]]
     assert load_bundle(tmp_path / "m").net.scale_mask.min() == 1
+    assert load_bundle(tmp_path / "m").net.refine_mask.tolist() == [1.0, 1.0]
     torch.save({**old, "shift": torch.tensor([2, -1])}, tmp_path / "m" / "weights.pt")  # one shift for all classes
     assert load_bundle(tmp_path / "m").net.shift.tolist() == [[2, -1], [2, -1]]
 
@@ -308,6 +316,42 @@ def test_the_search_keeps_per_class_the_scales_that_place_it() -> None:
     assert calibrate(raw, present, labels, 3, max_shift=0, choose_scales=False).scale_mask.min() == 1
 
 
+def test_the_search_takes_per_class_the_refined_maps_or_the_classifiers() -> None:
+    """The classifier's maps place class 1 right and class 2 4 voxels off, the refined maps the other way round: with
+    both given, the search keeps the classifier's maps for class 1 and the refined ones for class 2."""
+    from seg.models.seam import translate
+    from seg.train.seam_background import calibrate
+
+    labels = two_structures(2)
+
+    def maps(y, off1, off2):
+        return torch.cat([translate((y == 1).float(), off1), translate((y == 2).float(), off2)], dim=1)[None]
+
+    cams = [maps(y, (0, 0), (0, 4)) for y in labels]  # (1, 1, 2, 24, 24): one scale
+    refined = [maps(y, (0, 4), (0, 0)) for y in labels]
+    present = [torch.ones(1, 2)] * len(labels)
+    found = calibrate(cams, present, labels, 3, max_shift=0, refined=refined)
+    assert found.refine == [False, True] and found.dice.float().mean(0).max(0).values.min() > 0.99
+    assert calibrate(cams, present, labels, 3, max_shift=0).refine is None  # not asked: not chosen
+    same = calibrate(refined, present, labels, 3, max_shift=0, refined=refined)
+    assert same.refine == [True, True]  # no gain from the other maps: the refined ones stay (SEAM's)
+
+
+def test_scores_take_each_class_refined_or_not_as_its_mask_says() -> None:
+    torch.manual_seed(0)
+    net = SeamNet(small(2), SeamConfig(infer_scales=(1.0,))).eval()
+    x, present = torch.randn(1, 1, 16, 16), torch.ones(1, 2)
+    with torch.no_grad():
+        cam, pcm = net.scores(x, present, refine=False), net.scores(x, present, refine=True)
+        assert torch.allclose(net.scores(x, present), pcm)  # every class refined: the default
+        net.refine_mask.copy_(torch.tensor([0.0, 1.0]))
+        mixed = net.scores(x, present)
+        both = net.scale_maps_both(x)
+    assert torch.allclose(mixed[:, 1], cam[:, 1]) and torch.allclose(mixed[:, 2], pcm[:, 2])
+    assert not torch.allclose(cam[:, 2], pcm[:, 2])
+    assert torch.equal(both[0], net.scale_maps(x, refine=False)[0]) and torch.equal(both[1], net.scale_maps(x, True)[0])
+
+
 def test_scores_sum_each_class_over_its_own_scales() -> None:
     """net.scale_mask picks, per class, the scales its map sums: a class on scale 1.0 alone gets the single-scale
     map; one on every scale the multi-scale one."""
@@ -338,10 +382,15 @@ def test_set_background_keeps_what_the_config_fixes_and_chooses_the_rest() -> No
         return set_background(SeamNet(small(2), SeamConfig()), SeamSupervision(seam), dm, names, seam)
 
     every = [0.5, 1.0, 1.5, 2.0]
-    fixed = run(SeamConfig(background=0.3, shift=(1, 2), choose_scales=False))
+    fixed = run(SeamConfig(background=0.3, shift=(1, 2), choose_scales=False, refine=True))
     assert (fixed["shift"], fixed["background"], fixed["cases"]) == ({"a": [1, 2], "b": [1, 2]}, {"a": 0.3, "b": 0.3},
                                                                       [])
-    assert fixed["scales"] == {"a": every, "b": every}
+    assert fixed["scales"] == {"a": every, "b": every} and fixed["refine"] == {"a": True, "b": True}
+    refine_chosen = run(SeamConfig(background=0.3, shift=(1, 2), choose_scales=False))  # refine auto
+    assert refine_chosen["cases"] == ["c0", "c1", "c2"] and "PCM or not" in refine_chosen["chosen_by"]
+    assert set(refine_chosen["refine"]) == {"a", "b"} and refine_chosen["scales"] == {"a": every, "b": every}
+    unrefined = run(SeamConfig(refine=False, max_shift=0))
+    assert unrefined["refine"] == {"a": False, "b": False} and "PCM" not in unrefined["chosen_by"]
     scales_chosen = run(SeamConfig(background=0.3, shift=(1, 2)))
     assert scales_chosen["cases"] == ["c0", "c1", "c2"] and scales_chosen["shift"] == {"a": [1, 2], "b": [1, 2]}
     assert "the scales" in scales_chosen["chosen_by"] and "background" not in scales_chosen["chosen_by"]
