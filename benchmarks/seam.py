@@ -113,8 +113,9 @@ def cam_dice(model_dir: Path, cache_dir: Path, refine: bool | str) -> dict:
         if key not in MAPS:
             for old in [m for m in MAPS if m[0] != key[0]]:
                 del MAPS[old]
-            MAPS[key] = [(*net.scale_maps_both(torch.from_numpy(case.image)[None])[:2], presence_of(case.label, k)[None],
-                          torch.from_numpy(case.label[None].astype(np.int64))) for case in map(cache.case, ids)]
+            MAPS[key] = [(*net.scale_maps_both(torch.from_numpy(case.image)[None])[:2],
+                          presence_of(case.label, k)[None], torch.from_numpy(case.label[None].astype(np.int64)))
+                         for case in map(cache.case, ids)]
         return MAPS[key]
 
     def pick(cam, pcm, use):  # per class, the refined maps where use says so

@@ -7,12 +7,13 @@ features of levels cam_level - 1 and cam_level] refine the normalised CAMs.
 `net.branch(x)` gives what training needs (raw CAMs and PCM output). `net.scores(x, presence)` gives per-class
 scores in [0, 1] on the input grid: channel k the CAM of class k (PCM-refined or not: `net.refine_mask`, per class)
 summed over its share of `seam.infer_scales` (SEAM's multi-scale inference; `net.scale_mask`, per class), moved by
-`net.shift[k]` voxels per axis, max-normalised, zero where class k is absent (`presence`; None: the classifier decides, sigmoid of the pooled
-CAM > 0.5, averaged over the scales); channel 0 the background score of the class whose map is the largest there
-(`net.background`, one per class). Refinement, scales, shifts and background scores are chosen on validation cases
-(`seg.train.seam_background`). Their argmax is SEAM's pseudo mask: class k where k's map is the largest and above k's
-background score. `net.outputs(x)` and `net(x)` return log-scores as logits, so `seg infer` and `seg analyze` apply a
-SEAM model like a segmentation network (softmax of the logits = the scores normalised to sum 1).
+`net.shift[k]` voxels per axis, max-normalised, zero where class k is absent (`presence`; None: the classifier
+decides, sigmoid of the pooled CAM > 0.5, averaged over the scales); channel 0 the background score of the class
+whose map is the largest there (`net.background`, one per class). Refinement, scales, shifts and background scores
+are chosen on validation cases (`seg.train.seam_background`). Their argmax is SEAM's pseudo mask: class k where k's
+map is the largest and above k's background score. `net.outputs(x)` and `net(x)` return log-scores as logits, so
+`seg infer` and `seg analyze` apply a SEAM model like a segmentation network (softmax of the logits = the scores
+normalised to sum 1).
 """
 
 from __future__ import annotations

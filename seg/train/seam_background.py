@@ -1,7 +1,7 @@
 """After SEAM training: per class, which of seam.infer_scales its map sums, the shift of its map, whether the PCM
-refines it and its background score (the pseudo masks' threshold), chosen on the validation cases only (SEAM's own evaluation sweeps its score on
-the ground truth it reports, a complaint in its issues #13 and #31), set on the network and reported with the cases
-that chose them.
+refines it and its background score (the pseudo masks' threshold), chosen on the validation cases only (SEAM's own
+evaluation sweeps its score on the ground truth it reports, a complaint in its issues #13 and #31), set on the
+network and reported with the cases that chose them.
 
 The shift: a classifier learns that a class is in a patch, not exactly where; its maps may sit a few voxels off the
 structures, the same way on every case of a model. The scales: each scale's maps place a class differently (Task04,

@@ -93,7 +93,7 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     pseudo = json.loads((tmp_path / "pseudo.json").read_text())
     record = json.loads((tmp_path / "pseudo" / "pseudo.json").read_text())
     assert sorted(record["cases"]) == sorted(splits[0]["train"]) and pseudo["background"] == chosen["background"]
-    assert (record["shift"], record["scales"], record["refine"]) == (chosen["shift"], chosen["scales"], chosen["refine"])
+    assert [record[k] for k in ("shift", "scales", "refine")] == [chosen[k] for k in ("shift", "scales", "refine")]
     assert 0 < pseudo["dice_mean"] == pytest.approx(sum(record["dice_mean"].values()) / 2, abs=1e-3), pseudo
     _localises(tmp_path, splits[0]["val"])
     import numpy as np
