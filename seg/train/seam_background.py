@@ -9,13 +9,13 @@ one model: anterior best from the scales 0.5 and 1.0, posterior from 1.5), so on
 class against another.
 
 The PCM: it sharpens maps where features tell a structure from its surroundings and can blur classes that look alike,
-so with `seam.refine: auto` each class takes the PCM-refined maps or the classifier's, whichever scores better.
+so with `seam.refine: auto` each class takes the PCM-refined maps or the classifier's, whichever scores better: the
+search below runs from the refined maps of every class and from the classifier's, and the better result is kept.
 
-The search, coordinate-wise from every scale, no shift and the refined maps: per class in turn (twice over the
-classes), the subset of scales, then per axis the shift in -max_shift..max_shift, then (auto) the other maps, that
-raises the objective, the classes' mean Dice over the validation cases with each class at its best background score.
-Only a strict gain moves the search, so maps that sit
-right stay where they are and every scale stays summed unless dropping some helps.
+The search, coordinate-wise from every scale and no shift: per class in turn (twice over the classes), the subset of
+scales, then per axis the shift in -max_shift..max_shift, then (auto) the other maps, that raises the objective, the
+classes' mean Dice over the validation cases with each class at its best background score. Only a strict gain moves
+the search, so maps that sit right stay where they are and every scale stays summed unless dropping some helps.
 """
 
 from __future__ import annotations
@@ -45,12 +45,9 @@ def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: lis
     """raw: per case (S, 1, K - 1, *size) per-scale maps (`SeamNet.scale_maps`); presence: per case (1, K - 1);
     labels: per case (1, 1, *size) masks. `fixed`: per class, the index of its own (fixed) background score in
     `backgrounds`, else each class at its best; `shift`: one fixed shift for every class, else chosen. `refined`
-    given (the PCM-refined maps, raw the classifier's; `SeamNet.scale_maps_both`): per class, which of them, too,
-    starting from the refined ones (SEAM's)."""
+    given (the PCM-refined maps, raw the classifier's; `SeamNet.scale_maps_both`): per class, which of them, too, in a
+    search from the refined maps of every class (SEAM's; kept on a tie) and one from the classifier's."""
     classes, scales, dims = raw[0].shape[2], raw[0].shape[0], raw[0].ndim - 3
-    mask = torch.ones(classes, scales)
-    shifts = [list(shift or (0,) * dims) for _ in range(classes)]
-    use = None if refined is None else [True] * classes
     subsets = [torch.tensor([float(s in chosen) for s in range(scales)])
                for n in range(1, scales + 1) for chosen in itertools.combinations(range(scales), n)]
 
@@ -68,26 +65,34 @@ def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: lis
         mean = dice.float().mean(0)
         return float(mean.max(0).values.mean() if fixed is None else mean[fixed, range(mean.shape[1])].mean())
 
-    best = sweep(mask, shifts, use)
+    def search(use: list[bool] | None) -> Calibration:
+        mask = torch.ones(classes, scales)
+        shifts = [list(shift or (0,) * dims) for _ in range(classes)]
+        best = sweep(mask, shifts, use)
 
-    def trials(k: int):  # class k's options, each built on what the search holds when it is tried
-        for row in subsets if choose_scales and scales > 1 else []:
-            yield torch.cat([mask[:k], row[None], mask[k + 1:]]), shifts, use
-        for axis in range(dims if shift is None else 0):
-            for step in sorted(range(-max_shift, max_shift + 1), key=abs):
-                yield mask, [*shifts[:k], [*shifts[k][:axis], step, *shifts[k][axis + 1:]], *shifts[k + 1:]], use
-        if use is not None:  # last: the other maps at the scales and shift found for these
-            yield mask, shifts, [*use[:k], not use[k], *use[k + 1:]]
+        def trials(k: int):  # class k's options, each built on what the search holds when it is tried
+            for row in subsets if choose_scales and scales > 1 else []:
+                yield torch.cat([mask[:k], row[None], mask[k + 1:]]), shifts, use
+            for axis in range(dims if shift is None else 0):
+                for step in sorted(range(-max_shift, max_shift + 1), key=abs):
+                    yield mask, [*shifts[:k], [*shifts[k][:axis], step, *shifts[k][axis + 1:]], *shifts[k + 1:]], use
+            if use is not None:  # last: the other maps at the scales and shift found for these
+                yield mask, shifts, [*use[:k], not use[k], *use[k + 1:]]
 
-    for _ in range(rounds):
-        for k in range(classes):
-            for trial in trials(k):
-                if torch.equal(trial[0], mask) and trial[1:] == (shifts, use):
-                    continue
-                dice = sweep(*trial)
-                if value(dice) > value(best) + 1e-6:
-                    (mask, shifts, use), best = trial, dice
-    return Calibration(mask, shifts, use, best)
+        for _ in range(rounds):
+            for k in range(classes):
+                for trial in trials(k):
+                    if torch.equal(trial[0], mask) and trial[1:] == (shifts, use):
+                        continue
+                    dice = sweep(*trial)
+                    if value(dice) > value(best) + 1e-6:
+                        (mask, shifts, use), best = trial, dice
+        return Calibration(mask, shifts, use, best)
+
+    if refined is None:
+        return search(None)
+    # scales and shifts found for one kind of maps need not suit the other: a search from each, the better kept
+    return max((search([start] * classes) for start in (True, False)), key=lambda found: value(found.dice))
 
 
 @torch.no_grad()
