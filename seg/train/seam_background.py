@@ -98,8 +98,7 @@ def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: lis
 @torch.no_grad()
 def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamConfig) -> dict:
     """Set `net.scale_mask`, `net.shift`, `net.refine_mask` and `net.background` (per foreground class) and return the
-    record for
-    train.json / model.json (`calibration_record`, plus how and on which cases they were chosen)."""
+    record for train.json / model.json (`calibration_record`, plus how and on which cases they were chosen)."""
     k = len(class_names)
     if seam.background is not None:
         net.background.copy_(background_scores(seam.background, k - 1))
