@@ -193,6 +193,7 @@ def bench(name: str, spec: dict, work: Path, minutes: float, threads: int, cam_o
     pseudo = json.loads((work / "pseudo" / "pseudo.json").read_text())
     rows["pseudo masks (train cases)"] = {"dice": pseudo["dice_mean"], "background": pseudo["background"],
                                           "shift": pseudo.get("shift"), "scales": pseudo.get("scales"),
+                                          "refine": pseudo.get("refine"),
                                           "cases": len(pseudo["cases"])}
     seg_pseudo = train(params, work, "segmenter", f"data.cache_dir={work / 'pseudo'}")
     rows["on pseudo masks"] = {**infer_dice(params, work / "segmenter", work / "pred_segmenter"),
