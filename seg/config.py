@@ -545,8 +545,8 @@ class SeamConfig:
     orientation_augment: bool = False  # SEAM training with train.augment's mirroring and rot90 (false: without them)
     pcm_channels: int = 64  # projection of [image, features of cam_level - 1 and cam_level] for the affinities
     pcm_window: int | None = None  # null: all voxels (SEAM) up to 4096 CAM cells, else 9; an odd int: that window
-    # the PCM helps where features tell a structure from its surroundings (DSB2018's nuclei: +0.02) and can blur classes
-    # that look alike (Task04, 8-min models: the classifier's CAMs 0.539 / 0.476, PCM-refined 0.502 / 0.445)
+    # the PCM helps or not by model (DSB2018, two seeds: +0.04 and -0.02) and blurs classes that look alike (Task04,
+    # 8-min models: the classifier's CAMs 0.539 / 0.476, PCM-refined 0.502 / 0.445)
     refine: bool | str = "auto"  # per class, PCM-refined CAMs (true) or the classifier's (false); auto: chosen on val
     infer_scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)  # maps summed over these input scales (SEAM's inference)
     # each scale places a class differently (Task04, one model: anterior best from 0.5 and 1.0, posterior from 1.5)
