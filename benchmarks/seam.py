@@ -100,7 +100,7 @@ def cam_dice(model_dir: Path, cache_dir: Path, refine: bool | str) -> dict:
     labels."""
     from seg.data.cache import Cache
     from seg.models.bundle import load_bundle
-    from seg.models.seam import combine
+    from seg.models.seam import combine, pick
     from seg.train.objectives import BACKGROUNDS, choose_background, sweep_backgrounds
     from seg.train.presence import presence_of
     from seg.train.seam_background import calibrate, chosen_scales
@@ -117,9 +117,6 @@ def cam_dice(model_dir: Path, cache_dir: Path, refine: bool | str) -> dict:
                           presence_of(case.label, k)[None], torch.from_numpy(case.label[None].astype(np.int64)))
                          for case in map(cache.case, ids)]
         return MAPS[key]
-
-    def pick(cam, pcm, use):  # per class, the refined maps where use says so
-        return torch.where(torch.tensor(use).view(-1, *[1] * (cam.ndim - 3)), pcm, cam)
 
     val = maps(cache.split(0).val)
     cams, pcms, presence, labels = map(list, zip(*val))

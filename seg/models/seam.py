@@ -81,6 +81,12 @@ def translate(maps: torch.Tensor, shift) -> torch.Tensor:
     return maps
 
 
+def pick(cam: torch.Tensor, refined: torch.Tensor, use) -> torch.Tensor:
+    """Per-scale maps (S, B, K - 1, *size): class k's refined maps where `use[k]`, else its classifier's."""
+    use = torch.as_tensor(use, dtype=torch.bool, device=cam.device)
+    return torch.where(use.view(-1, *[1] * (cam.ndim - 3)), refined, cam)
+
+
 def combine(raw: torch.Tensor, mask: torch.Tensor, shift, presence: torch.Tensor) -> torch.Tensor:
     """Per-scale maps (S, B, K - 1, *size) -> (B, K - 1, *size) scores in [0, 1]: class k's maps summed over the
     scales `mask[k]` (K - 1, S) keeps, moved by `shift[k]` voxels per axis, max-normalised, times `presence`
@@ -192,7 +198,7 @@ class SeamNet(nn.Module):
             use = self.refine_mask.bool()
             if bool(use.any()) and not bool(use.all()):
                 cam, pcm, logits = self.scale_maps_both(x, scales)
-                return torch.where(use.to(cam.device).view(-1, *[1] * (x.ndim - 2)), pcm, cam), logits
+                return pick(cam, pcm, use), logits
             refine = bool(use.all())
         (maps,), logits = self._scale_outputs(x, scales, (refine,))
         return maps, logits

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from seg.config import SeamConfig
-from seg.models.seam import background_scores, combine
+from seg.models.seam import background_scores, combine, pick
 from seg.train.objectives import BACKGROUNDS, SeamSupervision, choose_background, sweep_backgrounds
 
 
@@ -52,10 +52,7 @@ def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: lis
                for n in range(1, scales + 1) for chosen in itertools.combinations(range(scales), n)]
 
     def maps(use: list[bool] | None) -> list[torch.Tensor]:
-        if use is None:
-            return raw
-        pick = torch.tensor(use).view(-1, *[1] * dims)
-        return [torch.where(pick, r, c) for c, r in zip(raw, refined)]
+        return raw if use is None else [pick(c, r, use) for c, r in zip(raw, refined)]
 
     def sweep(mask: torch.Tensor, shifts: list[list[int]], use: list[bool] | None) -> torch.Tensor:
         return torch.stack([sweep_backgrounds(combine(r, mask, shifts, p), y, num_classes, backgrounds)
