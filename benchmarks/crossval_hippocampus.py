@@ -37,7 +37,7 @@ def write_params(work: Path, data: Path, minutes: float, threads: int, folds: li
     cfg = yaml.safe_load((REPO / "params.yaml").read_text())
     cfg["data"].update({"root": str(data), "cache_dir": str(work / "cache"), "folds": 5, "seed": 0,
                         "test_fraction": 0.2})
-    cfg["train"].update({"max_time_minutes": minutes, "max_epochs": 100000, "val_every": 100000,
+    cfg["train"].update({"max_time_minutes": minutes, "val_every": 100000,
                          "num_threads": threads, "registered_model": None, "gate_images": False,
                          "tracking_uri": f"sqlite:///{work / 'mlflow.db'}"})
     cfg["infer"].update({"tta": tta, "num_threads": threads})

@@ -70,7 +70,7 @@ def write_params(work: Path, spec: dict, minutes: float, threads: int, seed: int
     cfg["data"].update({"root": str(spec["root"]), "cache_dir": str(work / "cache"), "folds": 5, "fold": 0,
                         "seed": 0, "test_fraction": 0.2})
     cfg["model"] = {**cfg["model"], **spec["model"]}
-    cfg["train"].update({"max_time_minutes": minutes, "max_epochs": 100000, "val_every": 100000,
+    cfg["train"].update({"max_time_minutes": minutes, "val_every": 100000,
                          "num_threads": threads, "registered_model": None, "gate_images": False, "seed": seed,
                          "tracking_uri": f"sqlite:///{work / 'mlflow.db'}"})
     cfg["infer"].update({"tta": False, "num_threads": threads})

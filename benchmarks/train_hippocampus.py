@@ -64,7 +64,7 @@ def train_ours(cache: Path, work: Path, minutes: float, threads: int, precision:
     cfg.setdefault("data", {}).update({"cache_dir": str(cache), "fold": fold, "folds": 5})
     no_validation = {} if validate else {"val_every": 100000, "val_every_minutes": None}
     cfg.setdefault("train", {}).update({
-        "max_time_minutes": minutes, "max_epochs": 100000, **no_validation,
+        "max_time_minutes": minutes, **no_validation,
         "num_threads": threads, "precision": precision, "model_dir": str(work / "model"), "output_dir": str(work / "out"),
         "metrics_dir": str(work / "metrics"), "tracking_uri": f"sqlite:///{work / 'mlflow.db'}", "gate_images": False,
     })

@@ -284,6 +284,7 @@ class DataConfig:
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("poly", "cosine", "constant")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
+DEFAULT_EPOCHS = 100  # the epoch limit of a run given neither train.max_epochs nor train.max_time_minutes
 SUPERVISIONS = ("full", "seam")  # full: voxel masks; seam: image-level presence labels (SEAM, see SeamConfig)
 AUTO = "auto"
 
@@ -347,8 +348,8 @@ class TrainConfig:
     patch_size: tuple[int, ...] | None = None  # None: the dataset's median shape rounded to the net's size multiple
     batch_size: int = 4  # patches per step (per process with DDP); 4 uses 2 CPU cores better than 2
     foreground_fraction: float = 0.33  # share of patches centred on foreground (nnU-Net's oversampling)
-    max_epochs: int = 100  # epochs of steps_per_epoch batches; the time budget may stop earlier
-    max_time_minutes: float | None = None  # wall-clock budget; training stops at whichever comes first
+    max_epochs: int | None = None  # epochs of steps_per_epoch batches; null: none with a time budget, else 100
+    max_time_minutes: float | None = None  # wall-clock budget; with max_epochs too, whichever comes first ends it
     steps_per_epoch: int = 50  # an epoch is a fixed number of patch batches, independent of dataset size
     optimizer: str = "adamw"  # adamw or sgd (Nesterov, nnU-Net style)
     lr: float = 3e-3  # peak learning rate (after warm-up)
@@ -385,6 +386,23 @@ class TrainConfig:
     gate_images: bool = True  # log gate-map (SEAM: CAM) images for a fixed validation case every validation
     supervision: str = "full"  # full: masks; seam: only which classes a patch holds (the seam section)
 
+    def epoch_limit(self) -> int | None:
+        """The epochs the run may take: max_epochs when set; none when only a time budget is (the budget is the
+        budget); 100 when neither is."""
+        if self.max_epochs is not None:
+            return self.max_epochs
+        return None if self.max_time_minutes else DEFAULT_EPOCHS
+
+    def describe_limits(self) -> str:
+        """Which limit ends the run, in words, for the line `seg train` prints before it starts."""
+        epochs, minutes = self.epoch_limit(), self.max_time_minutes
+        if epochs is None:
+            return f"trains for {minutes:g} min (no epoch limit)"
+        if not minutes:
+            return f"trains {epochs} epochs of {self.steps_per_epoch} steps (no time budget)"
+        return (f"trains {epochs} epochs of {self.steps_per_epoch} steps or {minutes:g} min, whichever comes first "
+                f"(set train.max_epochs null to train for the whole budget)")
+
     def __post_init__(self) -> None:
         _one_of("train.supervision", self.supervision, SUPERVISIONS)
         _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -398,9 +416,15 @@ class TrainConfig:
                               f"clock), got {self.val_share}.")
         if not 0.0 <= self.foreground_fraction <= 1.0:
             raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {self.foreground_fraction}.")
-        for name in ("batch_size", "max_epochs", "steps_per_epoch", "devices"):
+        for name in ("batch_size", "steps_per_epoch", "devices"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.max_epochs is not None and (not _is_int(self.max_epochs) or self.max_epochs < 1):
+            raise ConfigError(f"train.max_epochs must be an int >= 1, or null (no epoch limit with a time budget), "
+                              f"got {self.max_epochs!r}.")
+        if self.max_time_minutes is not None and self.max_time_minutes <= 0:
+            raise ConfigError(f"train.max_time_minutes must be > 0, or null (no time budget), "
+                              f"got {self.max_time_minutes}.")
         if self.patch_size is not None and any(p < 1 for p in self.patch_size):
             raise ConfigError(f"train.patch_size must be positive, got {list(self.patch_size)}.")
         if not 0.0 <= self.val_overlap < 1.0:

@@ -152,13 +152,15 @@ class SegmentationModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     @property
-    def total_steps(self) -> int:
-        return max(self.cfg.max_epochs * self.cfg.steps_per_epoch, 1)
+    def total_steps(self) -> int | None:
+        """Steps of the whole run by its epoch limit; None when only the time budget ends it."""
+        epochs = self.cfg.epoch_limit()
+        return None if epochs is None else max(epochs * self.cfg.steps_per_epoch, 1)
 
     def progress(self, step: int) -> float:
         """Share of the run done: by steps, or by the wall-clock budget when that comes first, so the schedule
-        decays fully within `max_time_minutes` (the Timer callback keeps elapsed time across resumes)."""
-        done = step / self.total_steps
+        decays fully within whichever limit ends the run (the Timer callback keeps elapsed time across resumes)."""
+        done = 0.0 if self.total_steps is None else step / self.total_steps
         if self.cfg.max_time_minutes and self._trainer is not None:
             from lightning.pytorch.callbacks import Timer
 

@@ -145,7 +145,8 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     plan = measure_and_plan(tc, module, dm, settings, state_path)
     runtime = _runtime(settings, threads, plan)
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
-        print(f"seg train: {settings.describe()}; num_threads {threads}; {plan.describe()}", flush=True)
+        print(f"seg train: {tc.describe_limits()}; {settings.describe()}; num_threads {threads}; {plan.describe()}",
+              flush=True)
     uri = tracking_uri(tc.tracking_uri)
     run_id, ckpt_path = None, None
     if resume:
@@ -174,7 +175,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         max_size = tuple(2 * p for p in dm.patch_size)
         module.val_callbacks.append(_gate_image_logger(logger, dm.slice_axis, max_size, history, objective))
     trainer = L.Trainer(
-        max_epochs=tc.max_epochs,
+        max_epochs=tc.epoch_limit() or -1,  # -1: no epoch limit (Lightning would otherwise stop at 1000)
         max_time=timedelta(minutes=tc.max_time_minutes) if tc.max_time_minutes else None,
         accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy, precision=settings.precision,
         logger=logger, callbacks=callbacks, gradient_clip_val=tc.grad_clip or None,
@@ -190,7 +191,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         state_path.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": uri,
                                           "validation": dataclasses.asdict(plan)}))
         if not resume:
-            params, tags = run_params(flatten(cfg), runtime, dataset_name(cfg))
+            params, tags = run_params(flatten(cfg), runtime, dataset_name(fingerprint))
             logger.log_hyperparams(params)
             log_tags(logger.experiment, logger.run_id, tags)
     start = time.time()
@@ -224,7 +225,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
         client.log_artifact(logger.run_id, str(png), "plots")
     model_uri = log_pytorch_model(net, cfg.model.in_channels, cfg.model.spatial_dims, logger.run_id, uri, model_dir)
     meta = dataclasses.replace(meta, mlflow_model_uri=model_uri)
-    name = registry_name(tc.registered_model, dataset_name(cfg))
+    name = registry_name(tc.registered_model, dataset_name(fingerprint))
     if name:
         registration = register_model(model_uri, name, logger.run_id, uri, tc.champion_alias)
         meta = dataclasses.replace(meta, registered_model=registration.uri)
@@ -233,6 +234,7 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     return TrainResult(model_dir, logger.run_id, metrics, best)
 
 
-def dataset_name(cfg: Config) -> str:
-    """The dataset folder's name (`synthetic` for the embedded dataset): MLflow's `dataset` param, registry name."""
-    return Path(cfg.data.root).name if cfg.data.root else "synthetic"
+def dataset_name(fingerprint: Fingerprint) -> str:
+    """The name of the dataset folder the cache was made from (`synthetic` for the embedded dataset), whatever the
+    config's data.root says: MLflow's `dataset` param and the registry name."""
+    return Path(fingerprint.root).name if fingerprint.root else fingerprint.dataset

@@ -64,7 +64,8 @@ def plan_validation(tc: TrainConfig, validation_seconds: Callable[[], float],
     share = tc.val_share
     # validating every n epochs spends val / (n * epoch + val) of the time on it: the smallest n within the share
     n = max(1, math.ceil(val * (1 - share) / (share * max(epoch, 1e-9)) - 1e-9))
-    n = min(n, tc.max_epochs)  # a run shorter than the interval still validates once, at its last epoch
+    epochs = tc.epoch_limit()
+    n = n if epochs is None else min(n, epochs)  # a run shorter than the interval still validates once, at its end
     measured = f"one validation {val:.1f} s, an epoch >= {epoch:.1f} s, share <= {share:g}"
     if n == 1:
         return ValidationPlan(1, None, val, epoch, measured)

@@ -447,3 +447,32 @@ def test_training_with_ema_hands_back_the_average_of_the_weights_it_stepped_thro
     final = [p.detach() for p in module.parameters()]
     assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(final, expected))
     assert not all(torch.allclose(f, w) for f, w in zip(final, spy.steps[-1]))  # not simply the last weights
+
+
+def test_a_time_budget_alone_is_the_budget_and_the_schedule_decays_over_it():
+    from seg.config import ConfigError, TrainConfig
+    from seg.train.module import SegmentationModule
+
+    assert TrainConfig(max_time_minutes=10).epoch_limit() is None  # no hidden epoch cap ends a budgeted run
+    assert TrainConfig().epoch_limit() == 100  # neither limit given: 100 epochs
+    both = TrainConfig(max_epochs=5, max_time_minutes=10)
+    assert both.epoch_limit() == 5 and "whichever comes first" in both.describe_limits()
+    assert "for 10 min (no epoch limit)" in TrainConfig(max_time_minutes=10).describe_limits()
+    with pytest.raises(ConfigError, match="max_epochs must be an int >= 1, or null"):
+        TrainConfig(max_epochs=0)
+    module = SegmentationModule(torch.nn.Conv3d(1, 2, 1), TrainConfig(max_time_minutes=10, steps_per_epoch=50),
+                                ["bg", "fg"], (8, 8, 8))
+    assert module.total_steps is None and module.progress(10**6) == 0.0  # steps alone never end a budgeted run
+    limited = SegmentationModule(torch.nn.Conv3d(1, 2, 1), both, ["bg", "fg"], (8, 8, 8))
+    assert limited.total_steps == 250 and limited.progress(125) == 0.5
+
+
+def test_the_dataset_name_comes_from_the_cache_not_from_the_config():
+    import dataclasses
+
+    from seg.tracking.model import registry_name
+    from seg.train.run import dataset_name
+
+    made_from = dataclasses.replace(tiny_fingerprint(), root="/data/Task04_Hippocampus")
+    assert registry_name("auto", dataset_name(made_from)) == "seg-Task04_Hippocampus"  # data.root null in the config
+    assert dataset_name(tiny_fingerprint()) == "test"  # no folder recorded: the dataset's own name
