@@ -11,7 +11,7 @@ export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup run test test-fast bench clean nnunet-env
+.PHONY: setup run test test-fast bench clean nnunet-env dvc-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ nnunet-env:
 	test -x .venv-nnunet/bin/python || $(PYTHON) -m venv .venv-nnunet
 	.venv-nnunet/bin/pip install -q torch==2.13.0
 	.venv-nnunet/bin/pip install -q nnunetv2==2.8.1 torch==2.13.0
+
+# dvc.yaml's code deps from the import graph (after adding, moving or importing a module; a fast test checks them)
+dvc-deps: setup
+	$(BIN)/python tools/dvc_deps.py --write
 
 bench: setup
 	$(BIN)/python benchmarks/models.py

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from seg.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A file, folder or dataset that cannot be used as it is."""
 
 

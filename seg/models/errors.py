@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from seg.errors import UserError
 
-class ModelLoadError(ValueError):
+
+class ModelLoadError(UserError, ValueError):
     """A model that cannot be loaded; the message names the source, the problem and the fix."""

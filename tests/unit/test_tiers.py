@@ -1,7 +1,7 @@
 """The house is one-way: every `seg` import (at module level and inside functions) follows the tiers below.
 
-    base      seg.config, seg.files, seg.pictures,     nothing of seg (config and files: each other's helpers)
-              seg.progress
+    base      seg.config, seg.errors, seg.files,       nothing of seg (config: errors and files)
+              seg.pictures, seg.progress
     data      seg.data                                 base
     models    seg.models                               base, data (the model bundle holds the data fingerprint)
     services  seg.runtime, seg.tracking                base, data, models
@@ -12,16 +12,17 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+from import_graph import imports
 
 SEG = Path(__file__).resolve().parents[2] / "seg"
-BASE = {"seg", "seg.config", "seg.files", "seg.pictures", "seg.progress"}  # "seg": the package's __version__
+BASE = {"seg", "seg.config", "seg.errors", "seg.files", "seg.pictures", "seg.progress"}  # "seg": the package's __version__
 ALLOWED = {
     "seg": set(),
-    "seg.config": {"seg.files"},
+    "seg.config": {"seg.errors", "seg.files"},
+    "seg.errors": set(),
     "seg.files": set(),
     "seg.pictures": set(),
     "seg.progress": set(),
@@ -50,22 +51,8 @@ def tier(module: str) -> str:
 
 
 def seg_imports(path: Path) -> list[tuple[int, str]]:
-    """(line, imported seg module) for every import in the file, anywhere in it."""
-    own = module_name(path)
-    package = own if path.name == "__init__.py" else own.rpartition(".")[0]
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "seg"]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this file's package
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join([*base, *([node.module] if node.module else [])])
-            else:
-                target = node.module or ""
-            if target.split(".")[0] == "seg":
-                found.append((node.lineno, target))
-    return found
+    """(line, imported seg module) for every import in the file, anywhere in it (type-checking imports too)."""
+    return imports(path, module_name(path), type_checking=True, ours=lambda name: name.split(".")[0] == "seg")
 
 
 def violations() -> list[str]:
