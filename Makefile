@@ -10,8 +10,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup run test test-fast bench clean nnunet-env dvc-deps
+.PHONY: setup run test test-fast docs bench clean nnunet-env dvc-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +43,18 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The documentation site (mkdocs.yml, docs/) into site/, strict: a broken link, a page missing from the nav or an
+# API name that no longer imports fails. Its tools are the docs extra, installed on top of the set-up.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(BIN)/python -m seg.config_docs --check docs/configuration.md
+	$(BIN)/mkdocs build --strict --site-dir site
+
 # nnU-Net v2 for benchmarks/vs_nnunet.py, in its own environment (not part of setup or CI): its dependency timm pulls
 # PyPI's torchvision, which fails to import beside the CPU torch ("operator torchvision::nms does not exist") and
 # with it monai.networks.nets; nnU-Net's own train and predict paths never import torchvision, so it runs there.
@@ -58,4 +71,4 @@ bench: setup
 	$(BIN)/python benchmarks/models.py
 
 clean:
-	rm -rf $(VENV) .venv-nnunet .pytest_cache
+	rm -rf $(VENV) .venv-nnunet .pytest_cache site

@@ -1,12 +1,12 @@
-"""The configuration reference (README tables) generated from the config dataclasses, so the docs cannot drift.
+"""The configuration reference of docs/configuration.md, generated from the config dataclasses so it cannot drift.
 
 Each field's meaning is its trailing `# comment` in seg/config.py, or a string literal right after the field
 (an attribute docstring); a nested section's row takes its class docstring. Sections are found by walking
 `Config`'s fields and recursing into nested dataclasses, so a new section or field shows up by itself.
 
     python -m seg.config_docs                    # print the Markdown
-    python -m seg.config_docs --check README.md  # exit 1 if the README's marked section is stale
-    python -m seg.config_docs --write README.md  # replace the README's marked section in place
+    python -m seg.config_docs --check docs/configuration.md  # exit 1 if its marked section is stale
+    python -m seg.config_docs --write docs/configuration.md  # replace its marked section in place
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from seg.files import atomic_path
 START_MARKER = "<!-- config-reference:start -->"
 END_MARKER = "<!-- config-reference:end -->"
 WRITE_HINT = "python -m seg.config_docs --write"
+REFERENCE_PAGE = "docs/configuration.md"  # the documentation page that holds the generated reference
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def _cell(text: str, code: bool = False) -> str:
 
 def config_reference_markdown() -> str:
     """The Markdown reference: a `###` heading, the section's docstring and a table per section."""
-    header = f"<!-- Generated from seg/config.py by `{WRITE_HINT} README.md`: edit the field comments there. -->"
+    header = (f"<!-- Generated from seg/config.py by `{WRITE_HINT} {REFERENCE_PAGE}`: "
+              "edit the field comments there. -->")
     out = [header, ""]
     for section in sections():
         out.append(f"### `{section.key}`" if section.key else "### top level")

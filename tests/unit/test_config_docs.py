@@ -169,9 +169,10 @@ def test_module_entry_point_prints_the_markdown() -> None:
 
 
 def test_repository_readme_reference_is_in_sync():
-    readme = Path(__file__).resolve().parents[2] / "README.md"
+    page = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     from seg.config_docs import config_reference_markdown
 
-    assert config_reference_markdown().strip() in readme.read_text(), (
-        "README.md's configuration reference is stale: run `python -m seg.config_docs --write README.md`"
+    assert config_reference_markdown().strip() in page.read_text(), (
+        "docs/configuration.md's configuration reference is stale: "
+        "run `python -m seg.config_docs --write docs/configuration.md`"
     )
