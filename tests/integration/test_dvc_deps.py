@@ -1,7 +1,7 @@
 """dvc.yaml says what each stage reads, so DVC reruns exactly what a change affects.
 
 Code: a stage's `deps` under seg/ and pipelines/ are exactly the files its command imports, found from the import
-graph (module level and inside functions, followed transitively from `pipelines/<stage>.py`), plus seg/config.py
+graph (module level and inside functions, followed transitively from `pipelines/<stage>.py`), plus seg/config/
 (every default lives there). A directory dep stands for all its .py files, so it is listed only when the stage
 imports every one of them.
 
@@ -29,12 +29,12 @@ from typing import Any
 import pytest
 import yaml
 
-from seg.config import Config, flatten, flatten_dict, to_dict
+from seg.config import Config, flatten, to_dict
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ("preprocess", "train", "infer", "analyze")
 CODE_ROOTS = ("seg", "pipelines")  # deps under these are code, checked against the import graph
-ALWAYS = "seg/config.py"  # the defaults of every key absent from params.yaml
+ALWAYS = "seg/config"  # the defaults of every key absent from params.yaml
 
 # Which stages read a config key. A section stands for all its keys; `KEY_STAGES` overrides single keys.
 SECTION_STAGES: dict[str, set[str]] = {
@@ -262,9 +262,9 @@ def test_stage_lists_no_code_it_does_not_import(stage: str) -> None:
 
 def missing_params() -> list[str]:
     """A line for each key a stage lists that params.yaml lacks."""
-    present = flatten_dict(yaml.safe_load((REPO / "params.yaml").read_text()) or {})
+    present = flatten(yaml.safe_load((REPO / "params.yaml").read_text()) or {})
     sections = {k for key in present for k in _prefixes(key)}
-    defaults = flatten_dict(to_dict(Config()))
+    defaults = flatten(Config())
     missing = sorted({(k, s) for s in STAGES for k in stage_params(s) if k not in present and k not in sections})
     return [
         f"dvc.yaml's {s} reads params key {k} but params.yaml lacks it (dvc repro fails: MissingParamsError); add "
@@ -426,11 +426,11 @@ def test_changing_a_param_stales_exactly_the_stages_that_read_it(scratch: Path) 
 
 @pytest.mark.slow
 def test_changing_code_stales_exactly_the_stages_that_import_it(scratch: Path) -> None:
-    """seg/config.py stales every stage; each script its own stage; each seg package's __init__.py the stages
-    whose imports reach it."""
+    """A config module (seg/config/) stales every stage; each script its own stage; each seg package's __init__.py
+    the stages whose imports reach it."""
     packages = sorted(str(p.relative_to(REPO)) for p in (REPO / "seg").rglob("__init__.py")
                       if "__pycache__" not in p.parts)
-    probes = {ALWAYS: set(STAGES)}
+    probes = {f"{ALWAYS}/model.py": set(STAGES)}
     probes.update({str(stage_script(s).relative_to(REPO)): {s} for s in STAGES})
     probes.update({p: {s for s in STAGES if p in required_code(s)} for p in packages})
     wrong = []
