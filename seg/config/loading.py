@@ -103,9 +103,8 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
         if value is not None:
             raise ConfigError(f"{source}: '{where}' must be null, got {value!r}.")
         return None
-    if isinstance(tp, type):
-        if tp is int and isinstance(value, bool) or not isinstance(value, tp):
-            raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {type(value).__name__} {value!r}.")
+    if isinstance(tp, type) and (tp is int and isinstance(value, bool) or not isinstance(value, tp)):
+        raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {type(value).__name__} {value!r}.")
     return value
 
 
