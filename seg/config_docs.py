@@ -1,33 +1,31 @@
-"""The configuration reference of docs/configuration.md, generated from the config dataclasses so it cannot drift.
+"""The configuration reference (Markdown tables) generated from the config dataclasses, so the docs cannot drift.
 
-Each field's meaning is its trailing `# comment` in seg/config.py, or a string literal right after the field
-(an attribute docstring); a nested section's row takes its class docstring. Sections are found by walking
-`Config`'s fields and recursing into nested dataclasses, so a new section or field shows up by itself.
+Each field's meaning is the documentation it is declared with in seg/config/ (`doc(default, "...")`, kept in the
+field's metadata); a nested section's row takes its class docstring unless its field has its own. Sections are
+found by walking `Config`'s fields and recursing into nested dataclasses, so a new section or field shows up by
+itself. The reference sits between two marker lines in a Markdown file, which `--check` and `--write` name:
 
-    python -m seg.config_docs                    # print the Markdown
-    python -m seg.config_docs --check docs/configuration.md  # exit 1 if its marked section is stale
-    python -m seg.config_docs --write docs/configuration.md  # replace its marked section in place
+    python -m seg.config_docs                  # print the Markdown
+    python -m seg.config_docs --check FILE.md  # exit 1 if the file's marked section is stale
+    python -m seg.config_docs --write FILE.md  # replace the file's marked section in place
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import functools
 import inspect
-import io
 import json
 import os
 import re
 import sys
-import tokenize
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from seg.config import Config
+from seg.config.fields import field_doc
 from seg.files import atomic_path
 
 START_MARKER = "<!-- config-reference:start -->"
@@ -52,53 +50,20 @@ class Section:
     rows: tuple[Row, ...]
 
 
-# ------------------------------------------------------------------------------------------ source docs
-
-
-@functools.cache
-def _module_tree(module_name: str) -> tuple[ast.Module, dict[int, str]]:
-    """The module's AST and its comments by line number (tokenize sees comments; ast does not)."""
-    source = inspect.getsource(sys.modules[module_name])
-    comments: dict[int, str] = {}
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
-            comments[tok.start[0]] = tok.string.lstrip("#").strip()
-    return ast.parse(source), comments
-
-
-def _class_node(cls: type) -> ast.ClassDef:
-    tree, _ = _module_tree(cls.__module__)
-    node: ast.AST = tree
-    for name in cls.__qualname__.split("."):  # nested classes too
-        body = getattr(node, "body", [])
-        found = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == name), None)
-        if found is None:
-            raise LookupError(f"class {cls.__qualname__} not found in the source of {cls.__module__}")
-        node = found
-    assert isinstance(node, ast.ClassDef)
-    return node
+# ------------------------------------------------------------------------------------------ field docs
 
 
 def class_doc(cls: type) -> str:
-    """The class docstring as written (dataclasses invent one from the signature when there is none)."""
-    return " ".join((ast.get_docstring(_class_node(cls)) or "").split())
+    """The class docstring as written, on one line ("" when there is none: dataclasses then invent one from the
+    signature, which is no documentation)."""
+    doc = cls.__doc__ or ""
+    invented = cls.__name__ + str(inspect.signature(cls)).replace(" -> None", "")
+    return "" if doc == invented else " ".join(doc.split())
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """{field: description} from same-line comments and string literals right after each field."""
-    _, comments = _module_tree(cls.__module__)
-    body = _class_node(cls).body
-    docs: dict[str, str] = {}
-    for i, stmt in enumerate(body):
-        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
-            continue
-        end = stmt.end_lineno or stmt.lineno
-        parts = [comments[line] for line in range(stmt.lineno, end + 1) if line in comments]
-        nxt = body[i + 1] if i + 1 < len(body) else None
-        if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-            parts.append(inspect.cleandoc(nxt.value.value))
-        docs[stmt.target.id] = " ".join(" ".join(p for p in parts if p).split())
-    return docs
+    """{field: description}, from each field's documentation (`seg.config.fields.doc`)."""
+    return {f.name: field_doc(f) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- walking
@@ -170,8 +135,8 @@ def _cell(text: str, code: bool = False) -> str:
 
 def config_reference_markdown() -> str:
     """The Markdown reference: a `###` heading, the section's docstring and a table per section."""
-    header = (f"<!-- Generated from seg/config.py by `{WRITE_HINT} {REFERENCE_PAGE}`: "
-              "edit the field comments there. -->")
+    header = (f"<!-- Generated from the field docs in seg/config/ by `{WRITE_HINT} {REFERENCE_PAGE}`: "
+              "edit them there. -->")
     out = [header, ""]
     for section in sections():
         out.append(f"### `{section.key}`" if section.key else "### top level")
@@ -188,15 +153,15 @@ def config_reference_markdown() -> str:
 
 
 def undocumented_fields() -> list[str]:
-    """Dotted keys of fields that have no description in seg/config.py."""
+    """Dotted keys of fields that have no description in seg/config/."""
     return [r.key for s in sections() for r in s.rows if not r.doc]
 
 
-# ------------------------------------------------------------------------------------------------- README
+# ----------------------------------------------------------------------------------------- the marked file
 
 
 class DocsError(Exception):
-    """A README that cannot be checked or written; the message is one line."""
+    """A file that cannot be checked or written; the message is one line."""
 
 
 def _split(text: str, path: Path) -> tuple[str, str, str]:
@@ -217,7 +182,7 @@ def _read(path: Path) -> str:
 
 
 def check(path: Path) -> bool:
-    """True when the README's marked section equals the generated reference (surrounding blank lines aside)."""
+    """True when the file's marked section equals the generated reference (surrounding blank lines aside)."""
     _, between, _ = _split(_read(path), path)
     return between.strip() == config_reference_markdown().strip()
 
@@ -237,11 +202,11 @@ def write(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m seg.config_docs", description="Configuration reference from seg/config.py."
+        prog="python -m seg.config_docs", description="Configuration reference from seg/config/."
     )
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--check", metavar="README", type=Path, help="exit 1 if the marked section is stale")
-    group.add_argument("--write", metavar="README", type=Path, help="replace the marked section in place")
+    group.add_argument("--check", metavar="FILE", type=Path, help="exit 1 if the marked section is stale")
+    group.add_argument("--write", metavar="FILE", type=Path, help="replace the marked section in place")
     args = parser.parse_args(argv)
     try:
         if args.check is not None:

@@ -1,6 +1,6 @@
 """dvc.yaml's code deps: each stage of the default pipeline lists exactly the files under seg/ and pipelines/ that
 its command imports (module level and inside functions, followed transitively from `pipelines/<stage>.py`),
-plus the config package (every default lives there). A directory stands for all its .py files, so it is listed
+plus the config package seg/config/ (every default lives there). A directory stands for all its .py files, so it is listed
 only when the stage imports every one of them.
 
     python tools/dvc_deps.py            # print each stage's code deps
@@ -22,7 +22,7 @@ from import_graph import REPO, imports, module_file  # noqa: E402
 
 STAGES = ("preprocess", "train", "infer", "analyze")
 CODE_ROOTS = ("seg", "pipelines")  # deps under these are code, derived from the import graph
-ALWAYS = "seg/config.py"  # the defaults of every key absent from params.yaml
+ALWAYS = "seg/config"  # the defaults of every key absent from params.yaml
 
 
 def dvc_stages(repo: Path = REPO) -> dict[str, dict[str, Any]]:

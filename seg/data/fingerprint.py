@@ -94,38 +94,19 @@ def build_fingerprint(
     """The fingerprint of the valid cases; its plan is what `preprocess_image` needs at inference."""
     valid = [a for a in analyses if not a["problems"]]
     shapes = np.array([a["shape"] for a in valid])
-    spacings = np.array([a["spacing"] for a in valid])
-    median_spacing = [float(v) for v in np.median(spacings, axis=0)]
-    target = [float(v) for v in cfg.target_spacing] if cfg.target_spacing is not None else median_spacing
-    num_channels = valid[0]["num_channels"]
-    pooled = [np.concatenate([s[c] for s in samples if s.size], axis=0) for c in range(num_channels)]
+    spacings = _spread(np.array([a["spacing"] for a in valid]))
+    spatial_dims, num_channels = int(shapes.shape[1]), valid[0]["num_channels"]
     names = [dataset.modality.get(str(c), "unknown") for c in range(num_channels)]
-    intensity, normalization = [], []
-    for c, values in enumerate(pooled):
-        lo, hi = cfg.ct_percentiles
-        stats = {
-            "mean": float(values.mean()),
-            "std": float(values.std()),
-            "min": float(min(a["intensity"][c]["min"] for a in valid)),
-            "max": float(max(a["intensity"][c]["max"] for a in valid)),
-            "median": float(np.median(values)),
-            f"percentile_{lo:g}": float(np.percentile(values, lo)),
-            f"percentile_{hi:g}": float(np.percentile(values, hi)),
-        }
-        intensity.append(stats)
-        scheme = scheme_for_modality(names[c] if c < len(names) else "unknown", cfg.normalization)
-        normalization.append(ct_parameters(values, (lo, hi)) if scheme == "ct" else {"scheme": scheme})
+    intensity, normalization = _channel_intensities(valid, samples, names, cfg)
     label_values = sorted({v for a in valid for v in a["label_values"]})
-    labels = dataset.labels or {
-        str(v): ("background" if v == 0 else "foreground" if label_values == [0, 1] else f"label_{v}")
-        for v in label_values
-    }
+    labels = _label_names(dataset, label_values)
+    target = cfg.target_spacing if cfg.target_spacing is not None else spacings["median"]
     return Fingerprint(
         version=FINGERPRINT_VERSION,
         dataset=dataset.name,
         root=str(dataset.root),
         layout=dataset.layout,
-        spatial_dims=int(shapes.shape[1]),
+        spatial_dims=spatial_dims,
         num_channels=num_channels,
         channel_names=tuple(names),
         modality=dict(dataset.modality),
@@ -134,18 +115,14 @@ def build_fingerprint(
         label_values=tuple(label_values),
         num_cases=len(analyses),
         num_valid=len(valid),
-        shapes={
-            "min": shapes.min(0).tolist(),
-            "median": [float(v) for v in np.median(shapes, 0)],
-            "max": shapes.max(0).tolist(),
-        },
-        spacings={"min": spacings.min(0).tolist(), "median": median_spacing, "max": spacings.max(0).tolist()},
+        shapes=_spread(shapes),
+        spacings=spacings,
         intensity=tuple(intensity),
         cases={a["case_id"]: {"shape": a["shape"], "spacing": a["spacing"]} for a in valid},
         preprocessing=PreprocessingPlan(
-            spatial_dims=int(shapes.shape[1]),
+            spatial_dims=spatial_dims,
             num_channels=num_channels,
-            target_spacing=tuple(target),
+            target_spacing=tuple(float(v) for v in target),
             normalization=tuple(normalization),
             color=exp.color,
             crop_nonzero=cfg.crop_nonzero,
@@ -155,3 +132,39 @@ def build_fingerprint(
         ),
         expectations={k: sorted(v) if isinstance(v, frozenset) else v for k, v in asdict(exp).items()},
     )
+
+
+def _spread(values: np.ndarray) -> dict[str, list]:
+    """Min, median and max over cases, per axis (shapes or spacings)."""
+    median = [float(v) for v in np.median(values, 0)]
+    return {"min": values.min(0).tolist(), "median": median, "max": values.max(0).tolist()}
+
+
+def _channel_intensities(
+    valid: list[dict[str, Any]], samples: list[np.ndarray], names: list[str], cfg: DataConfig
+) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
+    """Per channel: statistics of the foreground samples pooled over cases, and the normalisation they fix."""
+    lo, hi = cfg.ct_percentiles
+    intensity, normalization = [], []
+    for c, name in enumerate(names):
+        values = np.concatenate([s[c] for s in samples if s.size], axis=0)
+        intensity.append({
+            "mean": float(values.mean()),
+            "std": float(values.std()),
+            "min": float(min(a["intensity"][c]["min"] for a in valid)),
+            "max": float(max(a["intensity"][c]["max"] for a in valid)),
+            "median": float(np.median(values)),
+            f"percentile_{lo:g}": float(np.percentile(values, lo)),
+            f"percentile_{hi:g}": float(np.percentile(values, hi)),
+        })
+        scheme = scheme_for_modality(name, cfg.normalization)
+        normalization.append(ct_parameters(values, (lo, hi)) if scheme == "ct" else {"scheme": scheme})
+    return intensity, normalization
+
+
+def _label_names(dataset: Dataset, label_values: list[int]) -> dict[str, str]:
+    """{label value: class name}: as dataset.json declares them, else background / foreground / label_<v>."""
+    return dataset.labels or {
+        str(v): ("background" if v == 0 else "foreground" if label_values == [0, 1] else f"label_{v}")
+        for v in label_values
+    }

@@ -29,7 +29,7 @@ from seg.data.fingerprint import (
     uses_binary_255,
 )
 from seg.data.io import read_image, strip_suffix
-from seg.data.layout import CHANNEL_FILE, Case, find_dataset
+from seg.data.layout import CHANNEL_FILE, Case, Dataset, find_dataset
 from seg.data.parallel import map_cases
 from seg.data.properties import CaseProperties
 from seg.data.splits import make_splits
@@ -154,24 +154,72 @@ def preprocess_dataset(cfg: DataConfig, out_dir: str | Path | None = None, progr
     """
     start = time.perf_counter()
     out = Path(out_dir if out_dir is not None else cfg.cache_dir)
-    dataset = find_dataset(_resolve_root(cfg), cfg.layout)
-    spatial_dims = declared_spatial_dims(dataset, cfg)
-    if spatial_dims is None:  # no declaration: the first readable case decides, the others must agree
-        for case in dataset.cases:
-            try:
-                spatial_dims = read_image(case.images[0])[1].spatial_dims
-                break
-            except DataError:
-                continue
-    exp = expectations_for(dataset, cfg, spatial_dims)
-    binary_255 = uses_binary_255(dataset)
-    analyses_dir, cases_dir = out / "analysis", out / "cases"
-    jobs = [(c, exp, binary_255, dataset.problems.get(c.case_id, []), str(analyses_dir)) for c in dataset.cases]
-    results = map_cases(_analyze_worker, jobs, cfg.num_workers, "fingerprint", progress)
-    analyses = [r[0] for r in results]
-    invalid = [a for a in analyses if a["problems"]]
     report_path = out / "report.json"
-    report: dict[str, Any] = {
+    dataset = find_dataset(_resolve_root(cfg), cfg.layout)
+    exp = expectations_for(dataset, cfg, _spatial_dims(dataset, cfg))
+    binary_255 = uses_binary_255(dataset)
+    analyses, samples = _analyze_cases(dataset, exp, binary_255, out / "analysis", cfg.num_workers, progress)
+    report = _analysis_report(dataset, analyses)
+    _stop_unless_usable(dataset, analyses, report, report_path, cfg.strict)
+    cache = Cache(out)
+    fingerprint = build_fingerprint(dataset, cfg, exp, analyses, samples)
+    cache.write_fingerprint(fingerprint)
+    valid_cases = [c for c, a in zip(dataset.cases, analyses, strict=True) if not a["problems"]]
+    jobs = [(c, exp, binary_255, fingerprint.preprocessing, str(out)) for c in valid_cases]
+    done = map_cases(_preprocess_worker, jobs, cfg.num_workers, "preprocess", progress)
+    valid_ids = _record_preprocessing(report, done)
+    if not valid_ids:
+        write_json(report_path, report)
+        raise DataError(f"{dataset.root}: every case failed preprocessing; problems are listed in {report_path}.")
+    cache.remove_cases_except(set(valid_ids))
+    shapes = np.array([d["shape"][1:] for d in done if d["status"] != "skipped"])
+    median = tuple(float(v) for v in np.median(shapes, axis=0))
+    fingerprint = replace(fingerprint, median_shape_after_preprocessing=median)
+    cache.write_fingerprint(fingerprint)
+    splits_path = cache.write_splits(make_splits(valid_ids, cfg.folds, cfg.seed, cfg.test_fraction))
+    dataset_json = _write_dataset_json(out, dataset, fingerprint, len(valid_ids))
+    write_json(report_path, report)
+    return PreprocessResult(
+        out_dir=out,
+        cases_dir=out / "cases",
+        fingerprint=out / "fingerprint.json",
+        splits=splits_path,
+        report=report_path,
+        dataset_json=dataset_json,
+        num_cases=len(analyses),
+        num_valid=len(valid_ids),
+        num_skipped=len(report["skipped"]),
+        num_reused=sum(d["status"] == "reused" for d in done),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _spatial_dims(dataset: Dataset, cfg: DataConfig) -> int | None:
+    """As declared (config or dataset.json); else the first readable case decides, and the others must agree."""
+    spatial_dims = declared_spatial_dims(dataset, cfg)
+    if spatial_dims is not None:
+        return spatial_dims
+    for case in dataset.cases:
+        try:
+            return read_image(case.images[0])[1].spatial_dims
+        except DataError:
+            continue
+    return None
+
+
+def _analyze_cases(
+    dataset: Dataset, exp: Expectations, binary_255: bool, cache_dir: Path, num_workers: int, progress: bool
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Read, validate and measure every case (in worker processes): its summary and foreground samples."""
+    jobs = [(c, exp, binary_255, dataset.problems.get(c.case_id, []), str(cache_dir)) for c in dataset.cases]
+    results = map_cases(_analyze_worker, jobs, num_workers, "fingerprint", progress)
+    return [r[0] for r in results], [r[1] for r in results]
+
+
+def _analysis_report(dataset: Dataset, analyses: list[dict[str, Any]]) -> dict[str, Any]:
+    """report.json after the analysis pass: every case ok or skipped, with its problems."""
+    invalid = [a for a in analyses if a["problems"]]
+    return {
         "dataset": dataset.name,
         "root": str(dataset.root),
         "num_cases": len(analyses),
@@ -182,20 +230,25 @@ def preprocess_dataset(cfg: DataConfig, out_dir: str | Path | None = None, progr
             a["case_id"]: {"status": "skipped" if a["problems"] else "ok", "problems": a["problems"]} for a in analyses
         },
     }
-    if len(invalid) == len(analyses) or (cfg.strict and invalid):
+
+
+def _stop_unless_usable(
+    dataset: Dataset, analyses: list[dict[str, Any]], report: dict[str, Any], report_path: Path, strict: bool
+) -> None:
+    """Write the report and raise when no case is valid, or any is not and `data.strict` is set."""
+    invalid = [a for a in analyses if a["problems"]]
+    if len(invalid) == len(analyses) or (strict and invalid):
         write_json(report_path, report)
         why = "no valid case remains" if len(invalid) == len(analyses) else "data.strict is set"
         raise DataError(
             f"{dataset.root}: {len(invalid)} of {len(analyses)} case(s) invalid and {why}; first problem: "
             f"{invalid[0]['problems'][0]} (all listed in {report_path})."
         )
-    cache = Cache(out)
-    fingerprint = build_fingerprint(dataset, cfg, exp, analyses, [r[1] for r in results])
-    cache.write_fingerprint(fingerprint)
-    plan = fingerprint.preprocessing
-    valid_cases = [c for c, a in zip(dataset.cases, analyses, strict=True) if not a["problems"]]
-    jobs2 = [(c, exp, binary_255, plan, str(out)) for c in valid_cases]
-    done = map_cases(_preprocess_worker, jobs2, cfg.num_workers, "preprocess", progress)
+
+
+def _record_preprocessing(report: dict[str, Any], done: list[dict[str, Any]]) -> list[str]:
+    """Add the preprocessing pass to the report (a case whose files changed since the analysis is skipped now);
+    the ids of the cases in the cache, sorted."""
     for d in done:
         report["cases"][d["case_id"]].update({k: v for k, v in d.items() if k != "case_id"})
         if d["status"] == "skipped":
@@ -203,16 +256,12 @@ def preprocess_dataset(cfg: DataConfig, out_dir: str | Path | None = None, progr
             report["problems"].extend(d["problems"])
     valid_ids = sorted(d["case_id"] for d in done if d["status"] != "skipped")
     report["num_valid"] = len(valid_ids)
-    if not valid_ids:
-        write_json(report_path, report)
-        raise DataError(f"{dataset.root}: every case failed preprocessing; problems are listed in {report_path}.")
-    cache.remove_cases_except(set(valid_ids))
-    shapes = np.array([d["shape"][1:] for d in done if d["status"] != "skipped"])
-    median = tuple(float(v) for v in np.median(shapes, axis=0))
-    fingerprint = replace(fingerprint, median_shape_after_preprocessing=median)
-    cache.write_fingerprint(fingerprint)
-    splits_path = cache.write_splits(make_splits(valid_ids, cfg.folds, cfg.seed, cfg.test_fraction))
-    dataset_json = write_json(
+    return valid_ids
+
+
+def _write_dataset_json(out: Path, dataset: Dataset, fingerprint: Fingerprint, num_training: int) -> Path:
+    """The cache's dataset.json: the source dataset's description, with the labels and cases the cache holds."""
+    return write_json(
         out / "dataset.json",
         {
             "name": dataset.name,
@@ -221,21 +270,7 @@ def preprocess_dataset(cfg: DataConfig, out_dir: str | Path | None = None, progr
             "labels": dict(fingerprint.labels),
             "modality": dataset.modality,
             "tensorImageSize": dataset.tensor_image_size,
-            "numTraining": len(valid_ids),
+            "numTraining": num_training,
             "source": dataset.raw_json,
         },
-    )
-    write_json(report_path, report)
-    return PreprocessResult(
-        out_dir=out,
-        cases_dir=cases_dir,
-        fingerprint=out / "fingerprint.json",
-        splits=splits_path,
-        report=report_path,
-        dataset_json=dataset_json,
-        num_cases=len(analyses),
-        num_valid=len(valid_ids),
-        num_skipped=len(report["skipped"]),
-        num_reused=sum(d["status"] == "reused" for d in done),
-        seconds=time.perf_counter() - start,
     )

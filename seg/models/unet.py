@@ -236,11 +236,10 @@ class FullResHead(nn.Module):
     first convolution).
 
     The head runs channels-last (NDHWC / NHWC) whatever the layout of its inputs and weights: with this few channels
-    at full resolution, oneDNN's contiguous kernels take 2.4x as long as its channels-last ones (the head's
-    convolutions, forward and backward, at 48x64x48 x 4 in bf16), which made a contiguous training step of the
-    default network about 1.45x slower in both bfloat16 and float32 (`benchmarks/models.py`). Its convolutions (and
-    the 1x1 head after it) convert input and kernel on every call (`layers.conv(..., channels_last=True)`); the
-    transposed convolution gets a channels-last input, which is enough for it. The output is channels-last;
+    at full resolution, oneDNN's contiguous kernels are much slower than its channels-last ones, enough to slow a
+    whole training step of the network (`benchmarks/models.py` measures both layouts). Its convolutions (and the 1x1
+    head after it) convert input and kernel on every call (`layers.conv(..., channels_last=True)`); the transposed
+    convolution gets a channels-last input, which is enough for it. The output is channels-last;
     `AttentionUNet.outputs` returns logits in the input's layout."""
 
     def __init__(self, spatial_dims: int, in_channels: int, c_in: int, c: int, stride: Sequence[int], block: dict):

@@ -1,4 +1,5 @@
-"""The configuration reference generated from seg/config.py: coverage, stability, and the README round trip."""
+"""The configuration reference generated from the field docs in seg/config/: coverage, stability, the round trip
+through a marked file."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import re
 import subprocess
 import sys
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from seg import config_docs
 from seg.config import Config
+from seg.config.fields import doc, section
 from seg.config_docs import END_MARKER, START_MARKER, config_reference_markdown, undocumented_fields
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,21 +26,23 @@ REPO = Path(__file__).resolve().parents[2]
 class _Inner:
     """Inner section."""
 
-    a: int = 1  # comment on a
+    a: int = doc(1, "the doc of a")
 
 
 @dataclass(frozen=True)
 class _Outer:
-    x: int = 1  # trailing comment
-    y: str = "#not a comment"
-    """An attribute docstring
-    over two lines."""
-    z: tuple[int, ...] = (
-        1,
-        2,
-    )  # comment on the closing line
-    bare: float = 0.5
-    inner: _Inner = field(default_factory=_Inner)
+    x: int = doc(1, "one line")
+    y: str = doc("#not a comment", """over
+        two lines""")
+    z: tuple[int, ...] = doc((1, 2), "a tuple default")
+    bare: float = 0.5  # a comment is not documentation
+    inner: _Inner = section(_Inner)
+    documented: _Inner = section(_Inner, "its own doc")
+
+
+@dataclass(frozen=True)
+class _NoDocstring:
+    a: int = 1
 
 
 def _expected_keys(cls: type, prefix: str = "") -> list[str]:
@@ -92,23 +96,36 @@ def test_undocumented_fields_are_exactly_the_empty_meanings() -> None:
     assert "model.out_channels" not in missing
 
 
-def test_field_docs_reads_comments_and_attribute_docstrings() -> None:
+def test_field_docs_read_each_fields_documentation() -> None:
     docs = config_docs.field_docs(_Outer)
     assert docs == {
-        "x": "trailing comment",
-        "y": "An attribute docstring over two lines.",
-        "z": "comment on the closing line",
+        "x": "one line",
+        "y": "over two lines",
+        "z": "a tuple default",
         "bare": "",
         "inner": "",
+        "documented": "its own doc",
     }
     top = config_docs.sections(_Outer)  # at the top, a nested dataclass is a section, not a row
-    assert [s.key for s in top] == ["", "inner"] and [r.key for r in top[0].rows] == ["x", "y", "z", "bare"]
+    assert [s.key for s in top] == ["", "inner", "documented"]
+    assert [r.key for r in top[0].rows] == ["x", "y", "z", "bare"]
     sections = config_docs.sections(_Outer, "outer.")  # below it, also a row pointing at its table
-    assert [s.key for s in sections] == ["outer", "outer.inner"]
-    inner_row = sections[0].rows[-1]
+    assert [s.key for s in sections] == ["outer", "outer.inner", "outer.documented"]
+    inner_row, documented_row = sections[0].rows[-2:]
     assert inner_row.nested and inner_row.doc == "Inner section."  # falls back to the class docstring
+    assert documented_row.nested and documented_row.doc == "its own doc"
     assert [r.default for r in sections[0].rows[:3]] == ["1", '"#not a comment"', "[1, 2]"]
-    assert sections[1].rows[0].doc == "comment on a"
+    assert sections[1].rows[0].doc == "the doc of a"
+
+
+def test_class_doc_is_the_docstring_written_not_the_one_dataclasses_invent() -> None:
+    assert config_docs.class_doc(_Inner) == "Inner section."
+    assert _NoDocstring.__doc__ and config_docs.class_doc(_NoDocstring) == ""
+    assert config_docs.class_doc(Config) == "All sections; each stage reads only the one it needs."
+
+
+def test_every_config_field_is_documented() -> None:
+    assert undocumented_fields() == []
 
 
 @pytest.fixture()

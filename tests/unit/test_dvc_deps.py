@@ -15,7 +15,7 @@ import yaml
 from dvc_deps import (ALWAYS, CODE_ROOTS, REPO, STAGES, code_files_under, dvc_stages, required_code, stage_deps,
                       suggested_deps)
 
-from seg.config import Config, flatten, flatten_dict, to_dict
+from seg.config import Config, flatten, to_dict
 
 # Which stages read a config key. A section stands for all its keys; `KEY_STAGES` overrides single keys.
 SECTION_STAGES: dict[str, set[str]] = {
@@ -120,9 +120,9 @@ def _prefixes(key: str) -> list[str]:
 
 def missing_params() -> list[str]:
     """A line for each key a stage lists that params.yaml lacks."""
-    present = flatten_dict(yaml.safe_load((REPO / "params.yaml").read_text()) or {})
+    present = flatten(yaml.safe_load((REPO / "params.yaml").read_text()) or {})
     sections = {k for key in present for k in _prefixes(key)}
-    defaults = flatten_dict(to_dict(Config()))
+    defaults = flatten(to_dict(Config()))
     missing = sorted({(k, s) for s in STAGES for k in stage_params(s) if k not in present and k not in sections})
     return [
         f"dvc.yaml's {s} reads params key {k} but params.yaml lacks it (dvc repro fails: MissingParamsError); add "

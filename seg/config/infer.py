@@ -1,0 +1,51 @@
+"""The `infer` section: batch inference (`seg infer` and the DVC infer stage); command-line flags override it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seg.config.checks import ConfigError, auto_or, one_of, thread_count
+from seg.config.fields import doc
+
+INFER_PRECISIONS = ("auto", "32", "bf16", "16")
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    """Batch inference (`seg infer` and the DVC infer stage); command-line flags override these."""
+
+    model: str | tuple[str, ...] = doc(
+        "models/latest", "model folder, Lightning checkpoint, or MLflow URI (runs:/<id>/model); a list, or a folder "
+        "of model folders (folds): an ensemble, softmax averaged"
+    )
+    input: str | None = doc(
+        None, "folder, file or glob; None: the pipeline's evaluation cases (the cache's val fold)"
+    )
+    output: str = doc("outputs/predictions", "label maps, predictions.json, metrics; probabilities/, gates/")
+    labels: str | None = doc(None, "folder of reference label maps; None with input None: the evaluation labels")
+    tta: bool = doc(True, "mirroring over every spatial axis (2^dims passes), averaged")
+    overlap: float = doc(0.5, "sliding-window overlap; the Gaussian weighting hides window seams")
+    sw_batch_size: int | str = doc("auto", "windows per forward pass; auto: 1, 2 or 4, timed here")
+    precision: str = doc(
+        "auto", "auto: the faster of 32 and bf16, timed here (CUDA: bf16 or 16); float32 accumulation"
+    )
+    probabilities: bool = doc(False, "also write float probability maps (one channel per class)")
+    gates: bool = doc(False, "also write the gate maps per level, stitched and resampled to the input's space")
+    overwrite: bool = doc(False, "False: a rerun skips cases whose outputs are complete")
+    num_threads: int | None = doc(None, "torch intra-op threads per process; null: the cores it may use / devices")
+    accelerator: str = doc("auto", "auto, cpu or gpu")
+    devices: int = doc(1, "> 1 with strategy ddp shards the cases over processes (Lightning's predict loop)")
+    strategy: str = doc("auto", "Lightning strategy; ddp with devices > 1 shards the cases")
+    metrics_file: str | None = doc("metrics/infer.json", "summary metrics for DVC (with labels)")
+
+    def __post_init__(self) -> None:
+        sources = (self.model,) if isinstance(self.model, str) else self.model
+        if not sources or not all(isinstance(s, str) and s for s in sources):
+            raise ConfigError(f"infer.model must be a model source or a non-empty list of them, got {self.model!r}.")
+        one_of("infer.precision", self.precision, INFER_PRECISIONS)
+        auto_or("infer.sw_batch_size", self.sw_batch_size, int, minimum=1)
+        thread_count("infer.num_threads", self.num_threads)
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"infer.overlap must be in [0, 1), got {self.overlap}.")
+        if self.devices < 1:
+            raise ConfigError(f"infer.devices must be >= 1, got {self.devices}.")
