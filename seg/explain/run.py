@@ -18,17 +18,17 @@ import torch
 from seg.config import AnalyzeConfig
 from seg.explain.cases import AnalysisCase
 from seg.explain.engine import MapEngine
-from seg.explain.layers import resolve_layers
+from seg.explain.cam_targets import resolve_layers
 from seg.explain.measure import CaseResult, measure_case
 from seg.explain.outputs import KINDS, case_pictures, write_maps, write_png
 from seg.explain.report_content import report_for
 from seg.explain.scores import THRESHOLDS
-from seg.explain.summary import choose_thresholds, mean_curves, summarize_analysis
+from seg.explain.aggregate import choose_thresholds, mean_curves, summarize_analysis
 from seg.explain.transforms import SpatialTransform, spatial_transforms
 from seg.files import write_json
 from seg.models.bundle import ModelBundle
 from seg.pictures import render_curves
-from seg.progress import CaseProgress
+from seg.case_progress import CaseProgress
 from seg.runtime import describe_machine, tune_inference
 from seg.runtime.tune import model_key
 from seg.tracking.analysis import log_analysis
