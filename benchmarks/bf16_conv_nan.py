@@ -1,6 +1,6 @@
 """How often the CPU bfloat16 weight gradient of a 3x3x3 convolution is not finite, by grid and channels, for
 the op itself (aten.convolution_backward on bf16 tensors, what autocast dispatches to), for torch.nn.Conv3d under
-autocast, and for seg's guarded Conv3d (seg/models/conv3d.py).
+autocast, and for seg's guarded Conv3d (seg/models/bf16_safe_conv.py).
 
 Each cell runs forward + backward under CPU bf16 autocast for `--seconds`, one random input and fresh random
 upstream gradients, as seg's conv blocks do (no bias: a norm follows), and counts the calls whose weight gradient
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from seg.models.conv3d import Conv3d
+from seg.models.bf16_safe_conv import Conv3d
 
 CASES = [  # (channels, grid): the stem network's bottleneck at a 32x48x32 patch first
     (128, (2, 3, 2)), (64, (2, 4, 4)), (128, (2, 32, 24)), (128, (2, 2, 2)),

@@ -135,7 +135,7 @@ def main() -> None:
     import os
 
     os.environ.setdefault("SEG_CACHE_DIR", tempfile.mkdtemp(prefix="seg-bench-"))  # auto measured afresh
-    from seg.infer.evaluation import evaluation_cases
+    from seg.infer.held_out import evaluation_cases
     from seg.infer.model_io import load_model
 
     model = load_model(args.model)

@@ -17,7 +17,7 @@ STAGES = {m.STAGE: m for m in (preprocess, train, infer, analyze, crossval, eval
 
 def _cmd_model_summary(args: argparse.Namespace) -> int:
     from seg.config import load_config
-    from seg.models.summary import summarize
+    from seg.models.network_summary import summarize
 
     cfg = load_config(args.config).model
     print(summarize(cfg, args.size))
@@ -25,7 +25,7 @@ def _cmd_model_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
-    from seg.explain.layers import format_layers, layer_table
+    from seg.explain.cam_targets import format_layers, layer_table
     from seg.infer.model_io import load_model
     from seg.models.errors import ModelLoadError
 

@@ -1,7 +1,7 @@
 """Where the network looks, measured: attention-gate maps, class activation maps (Grad-CAM, Grad-CAM++, HiResCAM,
 plain CAM) and SEAM's equivariance and Pixel Correlation Module (Wang et al., CVPR 2020), per case and class.
 
-    layers.py          target layers by name (`seg layers MODEL`)
+    cam_targets.py     layers a CAM can target, by name (`seg layers MODEL`)
     cam.py             CAM formulas on (B, C, *spatial) activations and gradients, 2D and 3D alike
     engine.py          one case's maps: probabilities, gates, CAMs, head features, by (sliding) windows
     transforms.py      spatial transforms with inverses, and the equivariance error
@@ -11,7 +11,7 @@ plain CAM) and SEAM's equivariance and Pixel Correlation Module (Wang et al., CV
     cases.py           the analysed cases: preprocessed arrays, labels on that grid, properties to restore
     measure.py         one case: maps, PCM, equivariance, scores
     keys.py            the names of the analysis metrics (cam.<class>.<measure>, gate.<level>.<measure>)
-    summary.py         thresholds from selection cases, flat metrics over cases
+    aggregate.py       thresholds from selection cases, flat metrics over cases
     outputs.py         map files in the original geometry, PNG overlays (pictures by `seg.pictures`)
     report.py          the self-contained HTML file
     report_content.py  what the report says

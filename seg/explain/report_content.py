@@ -10,7 +10,7 @@ from seg.config import AnalyzeConfig
 from seg.explain import keys
 from seg.explain.measure import CaseResult
 from seg.explain.report import Figure, Table, write_report
-from seg.explain.summary import best_dice
+from seg.explain.aggregate import best_dice
 from seg.explain.transforms import FAMILIES, SpatialTransform
 from seg.models.bundle import ModelBundle
 

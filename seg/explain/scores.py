@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from seg.metrics import best_threshold, threshold_sweep
+
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 
 
@@ -18,24 +20,18 @@ def min_max(t: torch.Tensor) -> torch.Tensor:
 
 
 def dice_curve(cam: torch.Tensor, mask: torch.Tensor, thresholds: Sequence[float] = THRESHOLDS) -> np.ndarray:
-    """Dice of (min_max(cam) >= t) against `mask` for each threshold t; cam and mask (*S). Empty vs empty is 1."""
-    norm = min_max(cam.float()).flatten()
-    ref = mask.flatten().bool()
-    n_ref = int(ref.sum())
-    out = []
-    for t in thresholds:
-        pred = norm >= t
-        inter = int((pred & ref).sum())
-        total = int(pred.sum()) + n_ref
-        out.append(2.0 * inter / total if total else 1.0)
-    return np.asarray(out, dtype=np.float64)
+    """Dice of (min_max(cam) >= t) against `mask` for each threshold t (`seg.metrics.threshold_sweep`: NaN where
+    both are empty); cam and mask (*S)."""
+    norm = min_max(cam.float())
+    return threshold_sweep(norm[None], mask.bool()[None], thresholds, inclusive=True)[:, 0].numpy()
 
 
 def choose_threshold(curves: Sequence[np.ndarray], thresholds: Sequence[float] = THRESHOLDS) -> float:
     """The threshold of the best mean Dice over `curves` (selection cases); the lowest one on ties."""
     if not curves:
         raise ValueError("choose_threshold: no Dice curves (no selection case has this class).")
-    return float(thresholds[int(np.argmax(np.mean(np.stack(curves), axis=0)))])
+    chosen, _ = best_threshold(torch.from_numpy(np.stack(curves))[..., None], thresholds)
+    return chosen[0]
 
 
 def dice_at(curve: np.ndarray, threshold: float, thresholds: Sequence[float] = THRESHOLDS) -> float:

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from seg.metrics import dice, nanmean
+
 FILE = "postprocessing.json"  # beside the model folders it was decided for
 
 
@@ -62,12 +64,6 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return components == int(np.argmax(sizes))
 
 
-def _dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    tp = np.logical_and(pred, ref).sum()
-    total = pred.sum() + ref.sum()
-    return float("nan") if total == 0 else float(2 * tp / total)
-
-
 def mean_dice(pairs: Sequence[tuple[np.ndarray, np.ndarray]], classes: Sequence[int],
               plan: Postprocessing) -> dict[int, float]:
     """Per class: the mean Dice over the cases where the class is in the reference or the prediction."""
@@ -75,10 +71,8 @@ def mean_dice(pairs: Sequence[tuple[np.ndarray, np.ndarray]], classes: Sequence[
     for pred, ref in pairs:
         post = plan.apply(pred)
         for k in classes:
-            d = _dice(post == k, ref == k)
-            if d == d:
-                values[k].append(d)
-    return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+            values[k].append(dice(post == k, ref == k))
+    return {k: nanmean(v) for k, v in values.items()}
 
 
 def decide(pairs: Sequence[tuple[np.ndarray, np.ndarray]], classes: Sequence[int]) -> Postprocessing:

@@ -16,7 +16,7 @@ from seg.data.preprocess import preprocess_image
 from seg.data.properties import CaseProperties
 from seg.data.restore import restore_to_original
 from seg.infer.cases import CaseOutputs, InferCase
-from seg.infer.metrics import case_metrics
+from seg.infer.case_metrics import case_metrics
 from seg.infer.postprocess import Postprocessing
 from seg.infer.predictor import EnsemblePredictor, Prediction, Predictor
 from seg.infer.records import EXISTS, FAILED, OK, CaseRecord

@@ -16,12 +16,12 @@ import torch
 from seg.config import InferConfig
 from seg.files import write_bytes, write_json
 from seg.infer.cases import InferCase, outputs_for
-from seg.infer.metrics import metrics_rows, summarize_metrics
+from seg.infer.case_metrics import metrics_rows, summarize_metrics
 from seg.infer.postprocess import Postprocessing
 from seg.infer.process import process_case
 from seg.infer.records import EXISTS, OK, CaseRecord
 from seg.models.bundle import ModelBundle
-from seg.progress import CaseProgress
+from seg.case_progress import CaseProgress
 from seg.runtime import InferSettings, describe_machine, resolve_device, threads_per_process
 from seg.runtime.quiet import quiet_lightning
 
@@ -214,8 +214,12 @@ def _record_line(record: CaseRecord) -> str:
         return f"failed: {record.error}"
     dice = ""
     if record.metrics:
-        dice = "  dice " + " ".join(f"{k}={v['dice']:.3f}" for k, v in record.metrics.items())
+        dice = "  dice " + " ".join(f"{k}={_number(v['dice'])}" for k, v in record.metrics.items())
     return f"{record.status:>6}  {record.case}  {record.seconds:.1f} s{dice}"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"  # None: the class is in neither map
 
 
 def read_predictions(out_dir: str | Path) -> dict:

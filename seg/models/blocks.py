@@ -10,10 +10,6 @@ from torch import nn
 from seg.models import layers
 
 
-def _tuple(value: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, Sequence) else (int(value),) * spatial_dims
-
-
 class ConvNormAct(nn.Sequential):
     """Convolution -> norm -> dropout -> activation, 'same' padding; bias only when there is no norm.
     `channels_last`: the convolution always runs channels-last (`layers.conv`)."""
@@ -30,13 +26,13 @@ class ConvNormAct(nn.Sequential):
         dropout: float = 0.0,
         channels_last: bool = False,
     ):
-        ks = _tuple(kernel_size, spatial_dims)
+        ks = layers.per_axis(kernel_size, spatial_dims)
         super().__init__(
             layers.conv(spatial_dims, channels_last)(
                 in_channels,
                 out_channels,
                 ks,
-                stride=_tuple(stride, spatial_dims),
+                stride=layers.per_axis(stride, spatial_dims),
                 padding=tuple(k // 2 for k in ks),
                 bias=norm == "none",
             ),
@@ -84,7 +80,7 @@ class ConvBlock(nn.Module):
         self.convs = nn.Sequential(*convs)
         self.residual = residual
         if residual:
-            strided = any(s != 1 for s in _tuple(stride, spatial_dims))
+            strided = any(s != 1 for s in layers.per_axis(stride, spatial_dims))
             self.shortcut: nn.Module = (
                 ConvNormAct(spatial_dims, in_channels, out_channels, 1, stride, norm, None)
                 if strided or in_channels != out_channels
@@ -103,7 +99,7 @@ class UpSample(nn.Module):
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, stride: int | Sequence[int]):
         super().__init__()
-        s = _tuple(stride, spatial_dims)
+        s = layers.per_axis(stride, spatial_dims)
         self.up = layers.conv_transpose(spatial_dims)(in_channels, out_channels, s, stride=s, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

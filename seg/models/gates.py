@@ -52,9 +52,7 @@ class AttentionGate(nn.Module):
         self.spatial_dims = spatial_dims
         self.mode = mode
         inter = inter_channels or max(in_channels // 2, 1)
-        factor = (
-            tuple(sub_sample_factor) if isinstance(sub_sample_factor, Sequence) else (sub_sample_factor,) * spatial_dims
-        )
+        factor = layers.per_axis(sub_sample_factor, spatial_dims)
         conv = layers.conv(spatial_dims)
         self.theta = conv(in_channels, inter, factor, stride=factor, bias=False)  # x -> coarse grid
         self.phi = conv(gating_channels, inter, 1, bias=True)  # g -> same space

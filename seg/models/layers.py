@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from seg.config import ACTS, NORMS, did_you_mean
-from seg.models.conv3d import Conv3d
+from seg.models.bf16_safe_conv import Conv3d
 
 SpatialDims = int  # 2 or 3
 
@@ -14,6 +16,11 @@ _CONV_T = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 _POOL_AVG = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _POOL_MAX = {2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}
 _DROPOUT = {2: nn.Dropout2d, 3: nn.Dropout3d}
+
+
+def per_axis(value: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
+    """A kernel size, stride or factor as one int per axis: an int is repeated, a sequence kept as it is."""
+    return tuple(int(v) for v in value) if isinstance(value, Sequence) else (int(value),) * spatial_dims
 
 
 def _check_dims(spatial_dims: int) -> None:
@@ -54,7 +61,7 @@ class ChannelsLastConv3d(_ChannelsLast, Conv3d):
     """seg's Conv3d (with its CPU bf16 guard) that runs NDHWC (see `_ChannelsLast`); same parameters."""
 
 
-_CONV = {2: nn.Conv2d, 3: Conv3d}  # Conv3d: nn.Conv3d that avoids a CPU bf16 NaN (seg/models/conv3d.py)
+_CONV = {2: nn.Conv2d, 3: Conv3d}  # Conv3d: nn.Conv3d that avoids a CPU bf16 NaN (seg/models/bf16_safe_conv.py)
 _CONV_CL = {2: ChannelsLastConv2d, 3: ChannelsLastConv3d}
 
 

@@ -72,22 +72,24 @@ def run(cfg: Config) -> CrossvalSummary:
 
 
 def _per_class(pairs, spacings, names: Sequence[str], plan) -> dict:
+    """Per class, mean and sd of Dice and HD95 over the cases where each is defined (`seg.metrics`: a case whose
+    prediction and reference both lack the class has no Dice); `cases`: all cases scored."""
     import numpy as np
 
-    from seg.infer.metrics import case_metrics
+    from seg.infer.case_metrics import case_metrics
 
     per = {n: {"dice": [], "hd95": []} for n in names[1:]}
     for (pred, ref), spacing in zip(pairs, spacings):
         scores = case_metrics(plan.apply(pred) if plan else pred, ref, spacing, names)
         for n in names[1:]:
-            per[n]["dice"].append(scores[n]["dice"])
-            if scores[n]["hd95"] is not None:
-                per[n]["hd95"].append(scores[n]["hd95"])
+            for key in ("dice", "hd95"):
+                if scores[n][key] is not None:
+                    per[n][key].append(scores[n][key])
     out = {}
     for n, v in per.items():
         out[n] = {"dice_mean": _mean(v["dice"]), "dice_sd": float(np.std(v["dice"])) if v["dice"] else None,
                   "hd95_mean": _mean(v["hd95"]), "hd95_sd": float(np.std(v["hd95"])) if v["hd95"] else None,
-                  "cases": len(v["dice"])}
+                  "cases": len(pairs)}
     return out
 
 

@@ -22,7 +22,7 @@ def run(predictions: str, labels: str, output: str | None = None, tolerance: flo
         on_case=None):
     """Score `predictions` against `labels`, write `<output>/evaluation.{csv,json}` (default output: the predictions
     folder, or the folder of the first prediction); returns (Evaluation, path of evaluation.json)."""
-    from seg.infer.evaluate import evaluate_folder, parse_classes
+    from seg.infer.scoring import evaluate_folder, parse_classes
 
     out = Path(output) if output else _default_output(predictions)
     return evaluate_folder(predictions, labels, out, tolerance, parse_classes(classes), binary_255, all_labels,
@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _print_case(result, tolerance: float) -> None:
-    from seg.infer.evaluate import CaseFailure
+    from seg.infer.scoring import CaseFailure
 
     if isinstance(result, CaseFailure):
         print(f"seg evaluate: error: {result.error}", file=sys.stderr)

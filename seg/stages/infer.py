@@ -22,7 +22,7 @@ def run(cfg: Config, icfg: InferConfig | None = None):
     ensemble's); returns an InferSummary. A pipeline run (no input given) also tags each member's MLflow run with
     the dvc.lock hashes."""
     from seg.infer.cases import attach_labels, find_cases
-    from seg.infer.evaluation import evaluation_cases
+    from seg.infer.held_out import evaluation_cases
     from seg.infer.model_io import load_models, postprocessing_for
     from seg.infer.run import infer
 

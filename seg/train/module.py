@@ -98,9 +98,7 @@ class SegmentationModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         dice = self.objective.validate(self.predict_logits, self.net, batch, len(self.class_names))
-        self.val_dice.append(dice.detach().cpu())
-        if self.objective.name == "full":
-            self._log_dice(dice, batch_size=1)
+        self.val_dice.append(dice.detach())
         if batch_idx == 0:
             for callback in self.val_callbacks:
                 callback(self, batch)
@@ -109,23 +107,27 @@ class SegmentationModule(L.LightningModule):
         self.val_dice = []
 
     def on_validation_epoch_end(self) -> None:
-        """SEAM: per class, the background score with the best mean Dice over this validation's cases, and the Dice
-        there."""
-        if self.objective.name != "seam" or not self.val_dice:
+        """Per class, the mean Dice over this validation's cases where it is defined (`seg.metrics`: a case whose
+        prediction and reference both lack the class has none), gathered over ranks. SEAM: per class, the
+        background score with the best mean Dice, and the Dice there."""
+        if not self.val_dice:
             return
-        dice = torch.stack(self.val_dice)  # (cases, backgrounds, K - 1)
+        dice = torch.stack(self.val_dice)  # (cases, K - 1), or SEAM's (cases, backgrounds, K - 1)
         if self.trainer.world_size > 1:
             dice = self.all_gather(dice).flatten(0, 1)
-        background, best = choose_background(dice)
+        if self.objective.name != "seam":
+            self._log_dice(torch.nanmean(dice.float(), 0), batch_size=len(dice))
+            return
+        background, best = choose_background(dice.cpu())
         self._log_dice(best, batch_size=len(dice))
         for name, value in zip(self.class_names[1:], background):
             self.log(f"val/background_{name}", value)
 
     def _log_dice(self, dice: torch.Tensor, batch_size: int) -> None:
-        sync = self.objective.name == "full"  # SEAM's values are already gathered over ranks
+        """Per class and their mean (classes no case defines left out); values already gathered over ranks."""
         for name, d in zip(self.class_names[1:], dice):
-            self.log(f"val/dice_{name}", d, on_epoch=True, batch_size=batch_size, sync_dist=sync)
-        self.log("val/dice_mean", dice.mean(), on_epoch=True, prog_bar=True, batch_size=batch_size, sync_dist=sync)
+            self.log(f"val/dice_{name}", d, on_epoch=True, batch_size=batch_size)
+        self.log("val/dice_mean", torch.nanmean(dice), on_epoch=True, prog_bar=True, batch_size=batch_size)
 
     def configure_optimizers(self):
         c = self.cfg

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+import seg.metrics
 from seg.config import SeamConfig, TrainConfig
 from seg.train.loss import DeepSupervisionLoss
 from seg.train.presence import presence_of
@@ -26,11 +27,8 @@ BACKGROUNDS = (0.01, 0.02, 0.03, 0.04, *np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
 def dice_per_class(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Foreground Dice per class (MONAI's compute_dice; 1 when both prediction and truth are empty)."""
-    from monai.metrics import compute_dice
-
-    onehot = lambda t: torch.zeros((1, num_classes, *t.shape[2:]), device=t.device).scatter_(1, t.long(), 1.0)  # noqa: E731
-    return compute_dice(onehot(pred), onehot(label), include_background=False, ignore_empty=False)[0]
+    """Foreground Dice per class of one case's (1, 1, *S) label maps (`seg.metrics`: NaN for a class in neither)."""
+    return seg.metrics.dice_per_class(pred, label, num_classes)
 
 
 class FullSupervision:

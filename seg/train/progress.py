@@ -9,7 +9,7 @@ import time
 
 from lightning.pytorch.callbacks import Callback, Timer, TQDMProgressBar
 
-from seg.progress import clock, wants_bar
+from seg.case_progress import clock, wants_bar
 
 STATUS_EVERY_S = 60.0
 

@@ -13,7 +13,7 @@ from seg.explain.engine import CaseMaps
 from seg.explain.keys import CAM, MapId
 from seg.explain.measure import CaseResult
 from seg.explain.scores import THRESHOLDS, choose_threshold, dice_at, dice_curve, energy_inside, min_max, pearson
-from seg.explain.summary import choose_thresholds, summarize_analysis
+from seg.explain.aggregate import choose_thresholds, summarize_analysis
 from seg.explain.transforms import spatial_transforms
 
 

@@ -14,10 +14,11 @@ import torch
 from infer_fixture import tiny_model_folder
 
 from seg.cli import main
+from seg.infer.case_metrics import case_metrics
 from seg.infer.cases import find_cases
-from seg.infer.metrics import case_metrics
 from seg.infer.model_io import load_model, load_models
 from seg.infer.predictor import EnsemblePredictor, Predictor, make_predictor, mirror_axes
+from seg.metrics import dice
 from seg.models.bundle import ModelMeta, checkpoint_record
 from seg.models.errors import ModelLoadError
 
@@ -142,8 +143,15 @@ def test_labels_give_dice_hd95_and_volumes(model_dir, synthetic_3d, tmp_path):
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["cases"]) == {"synth3d_000", "synth3d_001"}
-    head = metrics["cases"]["synth3d_000"]["head"]
-    assert 0 <= head["dice"] <= 1 and head["volume_ref"] > 0
+    for case in ("synth3d_000", "synth3d_001"):  # the written label map against the reference file, in its grid
+        pred = np.asarray(nib.load(out / f"{case}.nii.gz").dataobj)
+        ref_file = nib.load(synthetic_3d / "labelsTr" / f"{case}.nii.gz")
+        ref, voxel = np.rint(np.asarray(ref_file.dataobj)), float(np.prod(ref_file.header.get_zooms()[:3]))
+        for k, name in ((1, "head"), (2, "body")):
+            recorded = metrics["cases"][case][name]
+            assert recorded["dice"] == pytest.approx(dice(pred == k, ref == k))
+            assert recorded["volume_ref"] == pytest.approx((ref == k).sum() * voxel) and recorded["volume_ref"] > 0
+            assert recorded["volume_pred"] == pytest.approx((pred == k).sum() * voxel)
     assert (out / "metrics.csv").read_text().startswith("case,class,dice,hd95,volume_pred,volume_ref")
 
 
@@ -156,7 +164,7 @@ def test_case_metrics_known_values():
     assert m["a"]["dice"] == pytest.approx(2 * 48 / 128)
     assert m["a"]["hd95"] == pytest.approx(2.0)  # one voxel of 2 mm
     assert m["a"]["volume_ref"] == 64 * 2.0
-    assert m["b"] == {"dice": 1.0, "hd95": None, "volume_pred": 0.0, "volume_ref": 0.0}
+    assert m["b"] == {"dice": None, "hd95": None, "volume_pred": 0.0, "volume_ref": 0.0}
 
 
 def test_checkpoint_loads_and_matches_the_folder(model_dir, tmp_path):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import torch
 from lightning.pytorch.callbacks import Timer
 
-from seg.progress import CaseProgress, clock
+from seg.case_progress import CaseProgress, clock
 from seg.train.progress import BudgetBar, StatusLines, progress_callbacks, time_left
 
 

@@ -1,24 +1,22 @@
-"""`seg evaluate`: known Dice, HD95 and surface Dice values (surface Dice against MONAI's), nnU-Net's conventions
-for empty classes, one-line errors naming the file while the other cases are scored, CSV and JSON, 2D PNG pairs."""
+"""`seg evaluate` (seg/infer/scoring.py) and the infer stage's per-case metrics: nnU-Net's conventions for empty
+classes, one-line errors naming the file while the other cases are scored, CSV and JSON, 2D PNG pairs. The metrics
+themselves: tests/unit/test_metrics.py."""
 
 from __future__ import annotations
 
 import csv
 import json
-import math
-import warnings
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from seg.cli import main
 from seg.data.errors import DataError
-from seg.infer.evaluate import parse_classes
-from seg.infer.metrics import case_metrics, class_metrics, surface_dice
+from seg.infer.case_metrics import case_metrics
+from seg.infer.scoring import parse_classes
 
 SPACING = (0.5, 1.0, 3.0)  # anisotropic: a voxel step along axis 2 is 6x one along axis 0
 
@@ -37,86 +35,16 @@ def _box(shape=(12, 10, 8), lo=(2, 2, 2), size=(6, 6, 4), value=1, out=None) -> 
     return a
 
 
-def _similar_blobs(rng: np.random.Generator, shape) -> tuple[np.ndarray, np.ndarray]:
-    """(prediction, reference): smooth random blobs, the prediction's boundary moved by finer noise."""
-    from scipy import ndimage
+# --- the infer stage's record ---------------------------------------------------------------------------------
 
-    smooth = ndimage.gaussian_filter(rng.random(shape), 2)
-    return smooth + 0.3 * (ndimage.gaussian_filter(rng.random(shape), 1) - 0.5) > 0.51, smooth > 0.51
-
-
-# --- metrics ------------------------------------------------------------------------------------------------------
-
-def test_dice_is_nnunets_formula_and_nan_when_both_are_empty():
-    ref = _box()  # 6*6*4 = 144 voxels
-    pred = np.roll(ref, 1, axis=0)  # one slab of 6*4 = 24 voxels moves out: TP 120, FP 24, FN 24
-    m = class_metrics(pred == 1, ref == 1, SPACING, empty_dice=math.nan)
-    assert (m["tp"], m["fp"], m["fn"]) == (120, 24, 24)
-    assert m["dice"] == 2 * 120 / (2 * 120 + 24 + 24)
-    assert m["volume_ref"] == pytest.approx(144 * 0.5 * 1.0 * 3.0)
-    empty = np.zeros_like(ref, bool)
-    assert math.isnan(class_metrics(empty, empty, SPACING, empty_dice=math.nan)["dice"])
-    one_sided = class_metrics(empty, ref == 1, SPACING, tolerance=1.0, empty_dice=math.nan)
-    assert one_sided["dice"] == 0.0 and one_sided["hd95"] is None and one_sided["surface_dice"] == 0.0
-
-
-def test_case_metrics_keeps_its_conventions():
-    """The infer stage's metrics are unchanged: Dice 1 for a class in neither map, HD95 None, the same keys."""
+def test_case_metrics_records_undefined_values_as_none():
+    """The infer stage's per-case record: Dice None for a class in neither map (seg.metrics' NaN; JSON null, left
+    out of the means), HD95 None where either lacks it, the same keys."""
     ref = _box()
     out = case_metrics(ref, ref, SPACING, ["background", "a", "b"])
-    assert out["b"] == {"dice": 1.0, "hd95": None, "volume_pred": 0.0, "volume_ref": 0.0}
+    assert out["b"] == {"dice": None, "hd95": None, "volume_pred": 0.0, "volume_ref": 0.0}
     assert out["a"]["dice"] == 1.0 and out["a"]["hd95"] == 0.0
-
-
-@pytest.mark.parametrize("axis,expected", [(0, 0.5), (1, 1.0), (2, 3.0)])
-def test_hd95_uses_the_spacing(axis, expected):
-    """A box moved one voxel along an axis: a face (36 or more of its surface voxels, >5%) is one voxel step away."""
-    ref = _box()
-    pred = np.roll(ref, 1, axis=axis)
-    assert class_metrics(pred == 1, ref == 1, SPACING)["hd95"] == pytest.approx(expected)
-
-
-def test_hd95_of_two_voxels_is_their_distance_in_mm():
-    ref, pred = np.zeros((6, 6, 8), bool), np.zeros((6, 6, 8), bool)
-    ref[2, 2, 1], pred[4, 2, 4] = True, True
-    assert class_metrics(pred, ref, SPACING)["hd95"] == pytest.approx(math.hypot(2 * 0.5, 3 * 3.0))
-
-
-def _monai_surface_dice(pred: np.ndarray, ref: np.ndarray, spacing, tolerance: float) -> float:
-    from monai.metrics import compute_surface_dice
-
-    one_hot = lambda m: torch.from_numpy(np.stack([~m, m]))[None].float()  # noqa: E731  (1, 2, *spatial)
-    with warnings.catch_warnings():  # MONAI warns of empty masks and of its own deprecated argument
-        warnings.simplefilter("ignore")
-        return float(compute_surface_dice(one_hot(pred), one_hot(ref), [tolerance], spacing=list(spacing))[0, 0])
-
-
-@pytest.mark.parametrize("spatial_dims", (2, 3))
-def test_surface_dice_agrees_with_monai(spatial_dims):
-    rng = np.random.default_rng(spatial_dims)
-    shape, spacing = ((40, 32), (0.7, 1.3)) if spatial_dims == 2 else ((24, 20, 10), (0.8, 1.1, 2.7))
-    for trial in range(3):
-        pred, ref = _similar_blobs(rng, shape)
-        pred[0] |= trial == 2  # a mask on the array's border: border voxels are surface voxels in both
-        for tolerance in (0.5, 1.0, 2.05, 4.0):
-            ours = surface_dice(pred, ref, spacing, tolerance)
-            assert ours == pytest.approx(_monai_surface_dice(pred, ref, spacing, tolerance), abs=1e-6)
-            assert 0.0 <= ours <= 1.0
-
-
-def test_surface_dice_known_values_and_empty_conventions():
-    ref = _box()
-    assert surface_dice(ref == 1, ref == 1, SPACING, 0.0) == 1.0
-    moved = np.roll(ref, 1, axis=2) == 1  # top and bottom faces 3 mm from the other surface, the sides 0 mm
-    assert surface_dice(moved, ref == 1, SPACING, 3.0) == 1.0
-    below = surface_dice(moved, ref == 1, SPACING, 2.9)
-    assert below < 1.0 and below == pytest.approx(_monai_surface_dice(moved, ref == 1, SPACING, 2.9))
-    empty = np.zeros_like(moved)
-    assert math.isnan(surface_dice(empty, empty, SPACING, 1.0))
-    assert math.isnan(_monai_surface_dice(empty, empty, SPACING, 1.0))
-    assert surface_dice(empty, moved, SPACING, 1.0) == 0.0 == _monai_surface_dice(empty, moved, SPACING, 1.0)
-    with pytest.raises(ValueError, match="tolerance must be a finite number of mm >= 0, got -1"):
-        surface_dice(moved, moved, SPACING, -1.0)
+    assert case_metrics(ref * 0, ref, SPACING, ["background", "a"])["a"]["dice"] == 0.0
 
 
 # --- the command --------------------------------------------------------------------------------------------------

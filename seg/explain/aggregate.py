@@ -7,12 +7,14 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from seg.explain import keys
 from seg.explain.equivariance import by_family
 from seg.explain.measure import CaseResult
 from seg.explain.scores import THRESHOLDS, choose_threshold, dice_at
 from seg.explain.transforms import SpatialTransform
+from seg.metrics import best_threshold
 
 KINDS = ("raw", "pcm")
 
@@ -79,6 +81,5 @@ def best_dice(results: Sequence[CaseResult], name: str, kind: str) -> tuple[floa
     curves = [getattr(r, f"curves_{kind}")[name] for r in results if name in getattr(r, f"curves_{kind}")]
     if not curves:
         return None
-    mean = np.mean(np.stack(curves), axis=0)
-    i = int(np.argmax(mean))
-    return THRESHOLDS[i], float(mean[i])
+    (threshold,), (dice,) = best_threshold(torch.from_numpy(np.stack(curves))[..., None], THRESHOLDS)
+    return threshold, float(dice)

@@ -1,7 +1,7 @@
 """Scoring a folder of label maps against reference label maps: per case and class Dice, HD95, normalised surface
 Dice at a tolerance and volumes, in each file's own grid and spacing (`seg evaluate`).
 
-Conventions (nnU-Net's `compute_metrics` for Dice, MONAI's for the distances):
+Conventions (`seg.metrics`: nnU-Net's `compute_metrics` for Dice, MONAI's for the distances):
 - Dice = 2TP / (2TP + FP + FN); NaN when a class is in neither map. A class's mean over cases ignores NaN, the
   mean over classes is the plain mean of the class means (nnU-Net's `foreground_mean`).
 - HD95 (mm) is NaN when either map lacks the class; surface Dice is NaN when both lack it and 0 when one does.
@@ -25,6 +25,7 @@ from seg.data.errors import DataError
 from seg.data.geometry import grid_mismatch, spacing_from_affine
 from seg.data.io import IMAGE_SUFFIXES, image_suffix, read_image, strip_suffix
 from seg.files import write_json, write_text
+from seg.metrics import class_metrics, nanmean
 
 METRICS = ("dice", "hd95", "surface_dice")  # averaged per class and over classes
 COLUMNS = ("case", "class", "value", "dice", "hd95", "surface_dice", "volume_pred", "volume_ref", "tp", "fp", "fn",
@@ -47,7 +48,7 @@ class CaseScore:
 
     def mean(self) -> dict[str, float]:
         """Per metric, the mean over this case's classes where it is defined (NaN where it is nowhere)."""
-        return {m: _nanmean([c[m] for c in self.metrics.values()]) for m in METRICS}
+        return {m: nanmean([c[m] for c in self.metrics.values()]) for m in METRICS}
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,6 @@ def score_pair(pair: Pair, tolerance: float, classes: Mapping[int, str] | None =
                binary_255: bool | None = None) -> CaseScore:
     """One case's metrics for `classes` (default: the values present in either map); a missing reference, an
     unreadable file or different grids raise a one-line DataError naming the file."""
-    from seg.infer.metrics import class_metrics
-
     if pair.reference is None:
         raise DataError(f"{pair.prediction}: no reference label map for case {pair.case_id!r} "
                         f"(expected {pair.case_id}<ext> in the labels folder). Add it or remove the prediction.")
@@ -175,8 +174,7 @@ def score_pair(pair: Pair, tolerance: float, classes: Mapping[int, str] | None =
         classes = {v: str(v) for v in found}
     metrics = {}
     for value, name in classes.items():
-        m = class_metrics(pred == value, ref == value, spacing, tolerance, empty_dice=math.nan)
-        metrics[name] = {"value": value, **m, "hd95": math.nan if m["hd95"] is None else m["hd95"]}
+        metrics[name] = {"value": value, **class_metrics(pred == value, ref == value, spacing, tolerance)}
     return CaseScore(pair.case_id, pair.prediction, pair.reference, metrics)
 
 
@@ -271,11 +269,6 @@ def _one_line(e: BaseException, pair: Pair) -> str:
     if isinstance(e, DataError):
         return text  # names the file, the problem and the fix
     return f"{pair.prediction}: {type(e).__name__}: {text[:300]}"
-
-
-def _nanmean(values: Sequence[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return float(np.mean(kept)) if kept else math.nan
 
 
 def _stats(values: Sequence[float]) -> dict:

@@ -5,7 +5,7 @@ import torch
 
 from seg.config import ModelConfig
 from seg.models import build_model
-from seg.models.conv3d import Conv3d
+from seg.models.bf16_safe_conv import Conv3d
 
 
 def _out_dtype(conv: torch.nn.Module, grid: tuple[int, ...]) -> torch.dtype:
