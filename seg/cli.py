@@ -25,20 +25,14 @@ def _cmd_model_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
+    from seg.config import ConfigError
     from seg.explain.cam_targets import format_layers, layer_table
     from seg.infer.model_io import load_model
-    from seg.models.errors import ModelLoadError
 
-    try:
-        model = load_model(args.model)
-        size = tuple(args.size) if args.size else model.patch_size
-    except ModelLoadError as e:
-        print(f"seg layers: error: {e}", file=sys.stderr)
-        return 2
+    model = load_model(args.model)
+    size = tuple(args.size) if args.size else model.patch_size
     if len(size) != model.config.model.spatial_dims:
-        dims = model.config.model.spatial_dims
-        print(f"seg layers: error: --size needs {dims} numbers, got {list(size)}.", file=sys.stderr)
-        return 2
+        raise ConfigError(f"--size needs {model.config.model.spatial_dims} numbers, got {list(size)}.")
     print(format_layers(layer_table(model.net, size, model.config.model.in_channels), f"{args.model} {tuple(size)}"))
     return 0
 
@@ -76,11 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from seg.config import ConfigError
+    from seg.errors import UserError
 
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
+    except UserError as e:
         print(f"seg {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seg.config import did_you_mean
+from seg.config import ConfigError, did_you_mean
 
 DEFAULT_LAYER = "decoder.0"
 
@@ -78,7 +78,7 @@ def resolve_layers(net: nn.Module, names: Sequence[str] | None) -> list[str]:
     valid = [name for name, _ in net.named_modules() if name]
     for name in names:
         if name not in valid:
-            raise ValueError(
+            raise ConfigError(
                 f"analyze.cam_layers: '{name}' is not a module of this network.{did_you_mean(name, valid, 0.5)} "
                 f"Run `seg layers MODEL` for the valid names."
             )

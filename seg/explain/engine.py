@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from seg.config import ConfigError
+from seg.errors import ModelDataMismatch
 from seg.explain.cam import cam_map, has_plain_cam, plain_cam
 from seg.infer.predictor import Predictor
 from seg.models.bundle import ModelBundle
@@ -57,7 +59,7 @@ class MapEngine:
         self.net_dims = model.config.model.spatial_dims
         self.num_classes = model.config.model.out_channels
         if self.num_classes < 2:
-            raise ValueError(
+            raise ModelDataMismatch(
                 f"{model.source}: CAMs need a background and >= 1 foreground class, got {self.num_classes} classes."
             )
         self.head = getattr(self.net, "head", None)
@@ -152,7 +154,7 @@ class MapEngine:
     def _check(self, acts: dict[str, torch.Tensor]) -> None:
         missing = [n for n in self.layers if n not in acts]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"analyze.cam_layers: {', '.join(missing)} gave no (B, C, *spatial) tensor in the forward pass (unused "
                 f"module, or a tuple output). Pick names listed by `seg layers MODEL`."
             )

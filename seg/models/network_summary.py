@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from seg.config import ConfigError
 from seg.models.build import build_model
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ def summarize(cfg: ModelConfig, size: Sequence[int] | None = None) -> str:
     net = build_model(cfg).eval()
     size = tuple(size) if size else (64,) * cfg.spatial_dims
     if len(size) != cfg.spatial_dims:
-        raise ValueError(f"--size needs {cfg.spatial_dims} numbers for spatial_dims={cfg.spatial_dims}, got {size}.")
+        raise ConfigError(f"--size needs {cfg.spatial_dims} numbers for spatial_dims={cfg.spatial_dims}, got {size}.")
     x = torch.zeros(1, cfg.in_channels, *size)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         out = net.outputs(x, gates=True, deep_supervision=False)

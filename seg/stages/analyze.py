@@ -34,11 +34,6 @@ def run(cfg: Config, acfg: AnalyzeConfig | None = None):
     return analyze(model, cases, selection, acfg), len(cases)
 
 
-def errors() -> tuple[type[Exception], ...]:
-    """A model that cannot be loaded (a ValueError), unknown layer names and transform families."""
-    return (ValueError,)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="params.yaml", help="YAML config; its analyze section gives defaults")
     p.add_argument("--model", help="model folder, Lightning .ckpt, or MLflow URI (default: analyze.model)")

@@ -12,13 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 from seg.config import Config, ConfigError, load_config
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that are the user's to fix in every stage: config, data and cache (DataError covers CacheError)."""
-    from seg.data.errors import DataError
-
-    return ConfigError, DataError
+from seg.errors import UserError
 
 
 def config_with_flags(args: argparse.Namespace, section: str) -> tuple[Config, object]:
@@ -32,16 +26,15 @@ def config_with_flags(args: argparse.Namespace, section: str) -> tuple[Config, o
 
 
 def report_errors(stage: ModuleType, args: argparse.Namespace) -> int:
-    """Run a stage module's `main(args)` with MLflow telemetry off. A user error (config, data, cache, or one of
-    the stage's own `errors()`) is printed as one line and returns the stage's `CODE` (2 for a config error)."""
+    """Run a stage module's `main(args)` with MLflow telemetry off. A `UserError` (config, data, cache, model, a
+    missing input) is printed as one line and returns the stage's `CODE` (2 for a config error); anything else is
+    a bug in seg and keeps its traceback."""
     from seg.tracking import configure
 
     configure()
     try:
         return int(stage.main(args) or 0)
-    except Exception as e:
-        if not isinstance(e, (*user_errors(), *stage.errors())):
-            raise
+    except UserError as e:
         print(f"seg {stage.STAGE}: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ConfigError) else stage.CODE
 

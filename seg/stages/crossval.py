@@ -98,11 +98,6 @@ def _mean(values) -> float | None:
     return float(sum(values) / len(values)) if values else None
 
 
-def errors() -> tuple[type[Exception], ...]:
-    """Errors besides config and data errors that are the user's to fix (none here)."""
-    return ()
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="params.yaml", help="YAML config; its crossval section (default: params.yaml)")
 

@@ -40,10 +40,6 @@ def _default_output(predictions: str) -> Path:
     return Path(find_cases(predictions, 1)[0].images[0]).parent  # a glob: raises the one-line error on no match
 
 
-def errors() -> tuple[type[Exception], ...]:
-    return ()  # config and data errors only (stages.common.user_errors)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("predictions", metavar="PRED", help="folder, file or glob of predicted label maps "
                                                        "(NIfTI or anything SimpleITK reads)")

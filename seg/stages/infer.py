@@ -68,13 +68,6 @@ _fold = _int_or("all", "a fold number")
 _int_or_auto = _int_or("auto", "a number of windows")
 
 
-def errors() -> tuple[type[Exception], ...]:
-    """A model that cannot be loaded, besides config and data errors."""
-    from seg.models.errors import ModelLoadError
-
-    return (ModelLoadError,)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="params.yaml", help="YAML config; its infer section gives defaults")
     p.add_argument("--model", action="append", help="model folder, Lightning .ckpt, or MLflow URI (runs:/<id>/model, "

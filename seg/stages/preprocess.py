@@ -24,11 +24,6 @@ def run(cfg: Config, root: str | None = None, out: str | None = None):
     return preprocess_dataset(data, out)
 
 
-def errors() -> tuple[type[Exception], ...]:
-    """Errors besides config and data errors that are the user's to fix (none here)."""
-    return ()
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="params.yaml", help="YAML config; its data section (default: params.yaml)")
     p.add_argument("--root", default=None, help="dataset folder (default: data.root; none: the synthetic dataset)")

@@ -22,11 +22,6 @@ def run(cfg: Config, resume: bool = False):
     return train(cfg, resume=resume)
 
 
-def errors() -> tuple[type[Exception], ...]:
-    """Model/data mismatch (ValueError), nothing to resume from (FileNotFoundError): one line each."""
-    return ValueError, FileNotFoundError, KeyError
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="params.yaml", help="YAML config (default: params.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the last checkpoint, in the same MLflow run")

@@ -45,3 +45,30 @@ def test_train_without_cache_is_one_line_error(tmp_path):
     assert res.returncode == 2
     assert "fingerprint.json: not found. Run `seg preprocess`" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_a_bug_keeps_its_traceback_and_a_user_error_is_one_line(tmp_path, monkeypatch, capsys):
+    """Only `UserError`s become one line: a KeyError from our own code is a bug and must show where it happened."""
+    import pytest
+
+    from seg import cli
+    from seg.errors import ModelDataMismatch
+    from seg.stages import train
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("train:\n  max_epochs: 1\n")
+
+    def bug(*args, **kwargs):
+        return {}["a key our code forgot"]
+
+    monkeypatch.setattr(train, "run", bug)
+    with pytest.raises(KeyError, match="a key our code forgot"):
+        cli.main(["train", "--config", str(cfg)])
+
+    def mismatch(*args, **kwargs):
+        raise ModelDataMismatch("model.in_channels=1 but the cache has 2 image channels. Set model.in_channels: 2.")
+
+    monkeypatch.setattr(train, "run", mismatch)
+    assert cli.main(["train", "--config", str(cfg)]) == train.CODE
+    err = capsys.readouterr().err.strip()
+    assert err == "seg train: error: model.in_channels=1 but the cache has 2 image channels. Set model.in_channels: 2."
