@@ -1,5 +1,6 @@
 """The LightningModule: it receives the network from outside, so the network never depends on Lightning, and its
-objective (`seg.train.objectives`: full supervision, or SEAM on presence labels)."""
+objective (`seg.train.objectives.Objective`: full supervision, or SEAM on presence labels), which it calls without
+knowing which one it is."""
 
 from __future__ import annotations
 
@@ -13,21 +14,21 @@ from torch import nn
 from seg.config import TrainConfig
 from seg.models import layers
 from seg.models.predict import sliding_window_logits
-from seg.train.objectives import FullSupervision, SeamSupervision, choose_background
+from seg.train.objectives import FullSupervision, Objective
 
 
 class SegmentationModule(L.LightningModule):
     nonfinite_limit = 20  # consecutive skipped steps before training stops with an error
 
     def __init__(self, net: nn.Module, cfg: TrainConfig, class_names: Sequence[str], patch_size: Sequence[int],
-                 slice_axis: int | None = None, objective: FullSupervision | SeamSupervision | None = None):
+                 slice_axis: int | None = None, objective: Objective | None = None):
         super().__init__()
         self.net, self.cfg = net, cfg
         self.class_names = list(class_names)
         self.patch_size = tuple(patch_size)
         self.slice_axis = slice_axis
         self.objective = objective or FullSupervision(cfg)
-        self.val_dice: list[torch.Tensor] = []  # per validation case: (K - 1,), or SEAM's (backgrounds, K - 1)
+        self.val_dice: list[torch.Tensor] = []  # per validation case, what the objective's `validate` scores
         self.val_callbacks: list = []  # called with (module, case batch, prediction) on the first val case
         self.export: dict | None = None  # config, fingerprint, meta: makes checkpoints loadable by `seg infer`
         self.skipped_steps = 0  # steps whose gradients were not finite (not applied)
@@ -99,8 +100,8 @@ class SegmentationModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         dice = self.objective.validate(self.predict_logits, self.net, batch, len(self.class_names))
         self.val_dice.append(dice.detach().cpu())
-        if self.objective.name == "full":
-            self._log_dice(dice, batch_size=1)
+        if self.objective.scores_each_case:
+            self._log_dice(dice, batch_size=1, sync=True)
         if batch_idx == 0:
             for callback in self.val_callbacks:
                 callback(self, batch)
@@ -109,20 +110,19 @@ class SegmentationModule(L.LightningModule):
         self.val_dice = []
 
     def on_validation_epoch_end(self) -> None:
-        """SEAM: per class, the background score with the best mean Dice over this validation's cases, and the Dice
-        there."""
-        if self.objective.name != "seam" or not self.val_dice:
+        """An objective that scores all cases together (SEAM: the background score per class with the best mean Dice
+        over this validation's cases) logs it here, from every rank's cases."""
+        if self.objective.scores_each_case or not self.val_dice:
             return
-        dice = torch.stack(self.val_dice)  # (cases, backgrounds, K - 1)
+        dice = torch.stack(self.val_dice)
         if self.trainer.world_size > 1:
             dice = self.all_gather(dice).flatten(0, 1)
-        background, best = choose_background(dice)
-        self._log_dice(best, batch_size=len(dice))
-        for name, value in zip(self.class_names[1:], background):
-            self.log(f"val/background_{name}", value)
+        best, extra = self.objective.score_validation(dice, self.class_names)
+        self._log_dice(best, batch_size=len(dice), sync=False)  # already gathered over ranks
+        for key, value in extra.items():
+            self.log(key, value)
 
-    def _log_dice(self, dice: torch.Tensor, batch_size: int) -> None:
-        sync = self.objective.name == "full"  # SEAM's values are already gathered over ranks
+    def _log_dice(self, dice: torch.Tensor, batch_size: int, sync: bool) -> None:
         for name, d in zip(self.class_names[1:], dice):
             self.log(f"val/dice_{name}", d, on_epoch=True, batch_size=batch_size, sync_dist=sync)
         self.log("val/dice_mean", dice.mean(), on_epoch=True, prog_bar=True, batch_size=batch_size, sync_dist=sync)

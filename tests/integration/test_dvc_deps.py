@@ -44,7 +44,7 @@ SECTION_STAGES: dict[str, set[str]] = {
     "infer": {"infer"},  # seg/stages/infer.py: config_with_flags(args, "infer"); the model comes from its folder
     "analyze": {"analyze"},  # seg/stages/analyze.py: config_with_flags(args, "analyze")
     "crossval": set(),  # read by crossval/dvc.yaml's stages (`dvc repro crossval/dvc.yaml`), not by these
-    "seam": {"train"},  # with train.supervision: seam (seg/train/run.py: build_for(cfg), SegDataModule(..., seam))
+    "seam": {"train"},  # with train.supervision: seam (seg/train/run.py: objective_for(cfg), build_for(cfg))
 }
 SPLIT_READERS = {"train", "infer", "analyze"}  # they read fold `data.fold` of <data.cache_dir>/splits.json
 KEY_STAGES: dict[str, set[str]] = {

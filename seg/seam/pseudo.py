@@ -20,9 +20,9 @@ import torch
 from seg.data.cache import CASES, Cache
 from seg.files import atomic_folder, read_json, write_json, write_npz
 from seg.models.bundle import ModelBundle
-from seg.train.objectives import dice_per_class
-from seg.train.presence import presence_of, read_labels_file
-from seg.train.seam_background import calibration_record
+from seg.seam.calibration import calibration_record
+from seg.seam.presence import presence_of, read_labels_file
+from seg.seam.sweep import dice_per_class
 
 RECORD = "pseudo.json"  # <pseudo cache>/pseudo.json: the model, the background, per-case presence and Dice
 

@@ -1,0 +1,37 @@
+"""Presence labels (`seg.seam.presence`): from masks or a labels file, and the training items that carry them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from seg.config import ConfigError
+from seg.seam.presence import PresenceDataset, presence_of, read_labels_file
+
+
+def test_presence_from_masks_and_a_labels_file(tmp_path):
+    assert presence_of(np.array([[0, 2, 2]]), 3).tolist() == [0.0, 1.0]
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps({"a": ["anterior"], "b": [], "c": [1, 2]}))
+    got = read_labels_file(path, ["background", "anterior", "posterior"], ["a", "b", "c"])
+    assert got["a"].tolist() == [1.0, 0.0] and got["b"].tolist() == [0.0, 0.0] and got["c"].tolist() == [1.0, 1.0]
+    with pytest.raises(ConfigError, match="no entry for training case 'd'"):
+        read_labels_file(path, ["background", "anterior", "posterior"], ["a", "d"])
+    path.write_text(json.dumps({"a": ["hippocampus"]}))
+    with pytest.raises(ConfigError, match="lists 'hippocampus', not a foreground class"):
+        read_labels_file(path, ["background", "anterior", "posterior"], ["a"])
+
+
+def test_presence_dataset_drops_the_mask():
+    class Patches(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"image": torch.zeros(1, 4, 4), "label": torch.full((1, 4, 4), i * 2), "case_id": "x"}
+
+    ds = PresenceDataset(Patches(), 3)
+    assert set(ds[1]) == {"image", "presence"} and ds[1]["presence"].tolist() == [0.0, 1.0]
