@@ -27,8 +27,7 @@ import torch
 from torch import nn
 
 from seg.files import stable_hash, write_json
-from seg.runtime.machine import describe_machine
-from seg.runtime.ranks import is_rank_zero
+from seg.runtime.machine import describe_machine, is_rank_zero
 
 AUTO = "auto"
 PREFER_EXACT = 0.97  # bfloat16 is taken only where its time is below 97% of float32's: a tie keeps float32 exact

@@ -17,8 +17,14 @@ import torch
 from seg.config import Config, ModelConfig, flatten
 from seg.data.cache import Cache, Fingerprint
 from seg.models.bundle import ModelMeta, checkpoint_record, save_bundle, update_meta
-from seg.runtime import (TrainSettings, describe_machine, is_rank_zero, resolve_device, threads_per_process,
-                         tune_training)
+from seg.runtime import (
+    TrainSettings,
+    describe_machine,
+    is_rank_zero,
+    resolve_device,
+    threads_per_process,
+    tune_training,
+)
 from seg.runtime.quiet import quiet_lightning
 from seg.tracking.model import log_pytorch_model, register_model, registry_name
 from seg.tracking.runs import log_tags, run_params, run_tags

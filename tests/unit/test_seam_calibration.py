@@ -3,6 +3,8 @@ not, and what the config fixes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +124,34 @@ def test_set_background_keeps_what_the_config_fixes_and_chooses_the_rest() -> No
     assert background_fixed["shift"] == {"a": [0, 0], "b": [0, 0]}
     assert background_fixed["background"] == {"a": 0.3, "b": 0.4}
     assert set(background_fixed["validation_dice"]) == {"a", "b"} and "curve" not in background_fixed
+
+
+def test_choose_maps_is_the_search_with_each_class_at_its_best_score() -> None:
+    """The one calibration (training's and the benchmark's): with seam.refine auto it is the search over both kinds of
+    maps and each class's best background score; fixed, it searches the kind seam.refine names; the choice applied to
+    a case gives the maps the search scored."""
+    from seg.seam.calibration import CaseMaps, calibrate, choose_maps
+    from seg.seam.network import translate
+    from seg.seam.sweep import choose_background, sweep_backgrounds
+
+    labels = two_structures(2)
+
+    def maps(y, off1, off2):
+        return torch.cat([translate((y == 1).float(), off1), translate((y == 2).float(), off2)], dim=1)[None]
+
+    cams = [maps(y, (0, 0), (0, 4)) for y in labels]
+    refined = [maps(y, (0, 4), (0, 0)) for y in labels]
+    present = [torch.ones(1, 2)] * len(labels)
+    cases = [CaseMaps(c, r, p, y) for c, r, p, y in zip(cams, refined, present, labels)]
+    seam = SeamConfig(infer_scales=(1.0,), max_shift=0)
+    found = choose_maps(cases, 3, seam)
+    search = calibrate(cams, present, labels, 3, max_shift=0, choose_scales=False, refined=refined)
+    assert found.refine == search.refine == [False, True] and torch.equal(found.dice, search.dice)
+    assert (found.background, found.best.tolist()) == (choose_background(search.dice)[0],
+                                                       choose_background(search.dice)[1].tolist())
+    only_cams = choose_maps(cases, 3, dataclasses.replace(seam, refine=False))
+    assert only_cams.refine == [False, False] and float(only_cams.best[1]) < 0.99  # class 2 stays 4 voxels off
+    again = torch.stack([sweep_backgrounds(found.maps(c.cam, c.refined, c.presence), c.label, 3) for c in cases])
+    assert torch.equal(again, found.dice)
+    fixed = choose_maps(cases, 3, seam, background=(0.3, 0.5))
+    assert fixed.background == (0.3, 0.5) and fixed.dice.shape == (len(labels), 2, 2)
