@@ -89,7 +89,7 @@ def test_the_search_takes_per_class_the_refined_maps_or_the_classifiers() -> Non
     assert same.refine == [True, True]  # no gain from the other maps: the refined ones stay (SEAM's)
 
 
-def test_set_background_keeps_what_the_config_fixes_and_chooses_the_rest() -> None:
+def test_calibrate_network_keeps_what_the_config_fixes_and_chooses_the_rest() -> None:
     from types import SimpleNamespace
 
     from seg.seam.calibration import calibrate_network
