@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from train_hippocampus import DEFAULT_DATA, run  # benchmarks/, first on sys.path when this file runs as a script
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from train_hippocampus import DEFAULT_DATA, run  # noqa: E402
 
 
 def seg(*args: str) -> str:

@@ -39,10 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from train_hippocampus import run  # benchmarks/, first on sys.path when this file runs as a script
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from train_hippocampus import run  # noqa: E402
 
 
 SHARED = REPO.parent / "shared" / "data"
@@ -94,48 +93,40 @@ MAPS: dict = {}  # the last model's maps: its rows (no PCM, PCM, per class) diff
 
 @torch.no_grad()
 def cam_dice(model_dir: Path, cache_dir: Path, refine: bool | str) -> dict:
-    """Per class, the scales, shift and background score of the maps chosen on fold 0's validation cases as
-    `seg train` chooses them (`seg.train.seam_background.calibrate`, with the model's seam.max_shift and
-    seam.choose_scales; refine "auto": PCM or not per class too), Dice on the test part, with each case's presence
-    labels."""
-    from seg.data.cache import Cache
-    from seg.models.bundle import load_bundle
-    from seg.models.seam import combine, pick
-    from seg.train.objectives import BACKGROUNDS, choose_background, sweep_backgrounds
-    from seg.train.presence import presence_of
-    from seg.train.seam_background import calibrate, chosen_scales
+    """Per class, the scales, shift and background score of the maps chosen on fold 0's validation cases by the
+    calibration `seg train` runs (`seg.seam.calibration.choose_maps`, with the model's seam section and seam.refine
+    = `refine`; "auto": PCM or not per class too), Dice on the test part, with each case's presence labels."""
+    import dataclasses
 
-    bundle, cache = load_bundle(model_dir), Cache(cache_dir)
+    from seg.data.cache import Cache
+    from seg.infer.model_io import load_model
+    from seg.seam.calibration import CaseMaps, choose_maps, chosen_scales
+    from seg.seam.presence import presence_of
+    from seg.seam.sweep import BACKGROUNDS, sweep_backgrounds
+
+    bundle, cache = load_model(model_dir), Cache(cache_dir)
     net, k = bundle.net.eval(), len(bundle.class_names)
 
-    def maps(ids):  # per case: the classifier's maps, the PCM-refined ones, presence, mask (once per model)
+    def maps(ids) -> list[CaseMaps]:  # per case both kinds of maps, presence, mask (once per model)
         key = (str(model_dir), tuple(ids))
         if key not in MAPS:
             for old in [m for m in MAPS if m[0] != key[0]]:
                 del MAPS[old]
-            MAPS[key] = [(*net.scale_maps_both(torch.from_numpy(case.image)[None])[:2],
-                          presence_of(case.label, k)[None], torch.from_numpy(case.label[None].astype(np.int64)))
+            MAPS[key] = [CaseMaps(*net.scale_maps_both(torch.from_numpy(case.image)[None])[:2],
+                                  presence_of(case.label, k)[None],
+                                  torch.from_numpy(case.label[None].astype(np.int64)))
                          for case in map(cache.case, ids)]
         return MAPS[key]
 
-    val = maps(cache.split(0).val)
-    cams, pcms, presence, labels = map(list, zip(*val))
-    if refine == "auto":
-        found = calibrate(cams, presence, labels, k, net.seam.max_shift, choose_scales=net.seam.choose_scales,
-                          refined=pcms)
-    else:
-        found = calibrate(pcms if refine else cams, presence, labels, k, net.seam.max_shift,
-                          choose_scales=net.seam.choose_scales)
-    use = found.refine or [bool(refine)] * (k - 1)
-    background, _ = choose_background(found.dice)
-    test = torch.stack([sweep_backgrounds(combine(pick(c, r, use), found.scale_mask, found.shift, p), y, k)
-                        for c, r, p, y in maps(cache.split(0).test)])
-    dice = [test[:, list(BACKGROUNDS).index(t), c].mean() for c, t in enumerate(background)]
+    found = choose_maps(maps(cache.split(0).val), k, dataclasses.replace(net.seam, refine=refine))
+    test = torch.stack([sweep_backgrounds(found.maps(c.cam, c.refined, c.presence), c.label, k)
+                        for c in maps(cache.split(0).test)])
+    dice = [torch.nanmean(test[:, list(BACKGROUNDS).index(t), c]) for c, t in enumerate(found.background)]
     names = bundle.class_names[1:]
-    return {"dice": {n: float(d) for n, d in zip(names, dice)}, "background": dict(zip(names, background)),
+    return {"dice": {n: float(d) for n, d in zip(names, dice)}, "background": dict(zip(names, found.background)),
             "shift": dict(zip(names, found.shift)),
             "scales": chosen_scales(net.seam.infer_scales, found.scale_mask, names),
-            "refine": dict(zip(names, use)), "cases": len(test)}
+            "refine": dict(zip(names, found.refine)), "cases": len(test)}
 
 
 def infer_dice(params: Path, model: Path, out: Path) -> dict:
@@ -150,12 +141,12 @@ def patch_presence(params: Path, n: int = 400) -> dict[str, int]:
     """How varied the presence labels are: of n training patches, how many hold no class, one, several."""
     from seg.config import load_config
     from seg.models.build import build_for
+    from seg.seam.presence import PresenceSampling, presence_counts
     from seg.train.datamodule import SegDataModule
-    from seg.train.presence import presence_counts
 
     cfg = load_config(params, {"train.supervision": "seam"})
     net = build_for(cfg)
-    dm = SegDataModule(cfg.data, cfg.train, cfg.model.spatial_dims, net.size_multiple, cfg.seam)
+    dm = SegDataModule(cfg.data, cfg.train, cfg.model.spatial_dims, net.size_multiple, PresenceSampling(cfg.seam))
     dm.setup("fit")
     return presence_counts(dm.train_set, n)
 

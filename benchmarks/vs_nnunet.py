@@ -41,10 +41,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from evaluate_vs_nnunet import agreement, print_agreement  # benchmarks/, first on sys.path when run as a script
+from train_hippocampus import DEFAULT_DATA, preprocess, run, train_ours
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-from evaluate_vs_nnunet import agreement, print_agreement  # noqa: E402
-from train_hippocampus import DEFAULT_DATA, preprocess, run, train_ours  # noqa: E402
 
 DATASET_ID = 4
 DATASET = "Dataset004_Hippocampus"

@@ -16,6 +16,16 @@ def centre_of_mass(label: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in (fg.mean(0) if len(fg) else np.array(label.shape) / 2))
 
 
+def crop_around(image, label, centre, size):
+    """Crop (1, C, *spatial) arrays or tensors to at most `size` around `centre` (bounded cost for large volumes)."""
+    sl = [slice(None), slice(None)]
+    for c, s, d in zip(centre, size, image.shape[2:]):
+        s = min(s, d)
+        lo = int(np.clip(c - s // 2, 0, d - s))
+        sl.append(slice(lo, lo + s))
+    return image[tuple(sl)], label[tuple(sl)]
+
+
 def _figure_rgb(fig) -> np.ndarray:
     import matplotlib.pyplot as plt
 

@@ -15,7 +15,7 @@ from seg.explain.cases import AnalysisCase
 from seg.explain.engine import CaseMaps, MapEngine
 from seg.explain.equivariance import equivariance
 from seg.explain.keys import MapId
-from seg.explain.pcm import pixel_correlation
+from seg.explain.pcm import refine_case_cams
 from seg.explain.scores import dice_curve, energy_inside, pearson
 from seg.explain.transforms import SpatialTransform
 
@@ -48,7 +48,7 @@ def measure_case(
     start = time.perf_counter()
     maps = engine.maps(case.image, features=True)
     primary = engine.layers[0]
-    pcm = pixel_correlation(maps.cams[primary], maps.features, pcm_window)
+    pcm = refine_case_cams(maps.cams[primary], maps.features, pcm_window)
     maps.features = None
     result = CaseResult(case.case_id, maps, pcm, fallback=list(maps.fallback))
     if transforms:

@@ -2,7 +2,7 @@
 precision / memory-layout / window-batch choices resolved by timing the network itself (`seg.runtime.tune`).
 Imports torch and `seg.config` only; stages call it before they build their Lightning trainer."""
 
-from seg.runtime.machine import Machine, available_cores, describe_machine, threads_per_process
+from seg.runtime.machine import Machine, available_cores, describe_machine, is_rank_zero, threads_per_process
 from seg.runtime.tune import InferSettings, TrainSettings, autocast, resolve_device, tune_inference, tune_training
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "autocast",
     "available_cores",
     "describe_machine",
+    "is_rank_zero",
     "resolve_device",
     "threads_per_process",
     "tune_inference",

@@ -1,5 +1,6 @@
 """The machine a stage runs on, as people and caches need it: CPU model, torch's CPU capability, whether the
-CPU runs bfloat16 natively, the cores this process may use, the GPU."""
+CPU runs bfloat16 natively, the cores this process may use, the GPU; and whether this process is the first of a
+multi-process run on it."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def available_cores() -> int:
 def threads_per_process(num_threads: int | None, processes: int = 1) -> int:
     """`num_threads`, or (None) this process' share of the cores it may use when `processes` share them."""
     return num_threads if num_threads is not None else max(available_cores() // max(processes, 1), 1)
+
+
+def is_rank_zero() -> bool:
+    """The first process on this machine (LOCAL_RANK 0, or no launcher set one): the one that prints, tunes and writes
+    a run's shared files, known before Lightning's trainer exists."""
+    return int(os.environ.get("LOCAL_RANK", "0")) == 0
 
 
 def _cpuinfo() -> tuple[str, set[str]]:

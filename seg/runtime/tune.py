@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from seg.files import stable_hash, write_json
-from seg.runtime.machine import describe_machine
+from seg.runtime.machine import describe_machine, is_rank_zero
 
 AUTO = "auto"
 PREFER_EXACT = 0.97  # bfloat16 is taken only where its time is below 97% of float32's: a tie keeps float32 exact
@@ -108,7 +108,7 @@ def _cache_key(mode: str, device: torch.device, config_key: str, shape: Sequence
 
 def _cached(key: str) -> dict | None:
     entry = _read_cache().get(key)
-    if entry is not None or int(os.environ.get("LOCAL_RANK", "0")) == 0:
+    if entry is not None or is_rank_zero():
         return entry
     deadline = time.monotonic() + WAIT_FOR_RANK0_S  # every DDP rank must pick the same precision: rank 0's
     while time.monotonic() < deadline:

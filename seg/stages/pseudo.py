@@ -1,6 +1,6 @@
 """Stage `pseudo` (`seam/dvc.yaml`): a SEAM model (`train.supervision: seam`) -> pseudo masks for the training cases
 of the fold, written as a cache (`seam.pseudo_cache`) that the normal segmentation training reads with
-`--set data.cache_dir=<seam.pseudo_cache>`; see `seg.train.pseudo`."""
+`--set data.cache_dir=<seam.pseudo_cache>`; see `seg.seam.pseudo`."""
 
 from __future__ import annotations
 
@@ -20,17 +20,11 @@ def run(cfg: Config, model: str | None = None, out: str | None = None, log=print
     """Pseudo masks of data.fold's training cases (of data.cache_dir) from `model` (default seam.model) into `out`
     (default seam.pseudo_cache); returns a PseudoResult."""
     from seg.infer.model_io import load_model
-    from seg.train.pseudo import write_pseudo_cache
+    from seg.seam.pseudo import write_pseudo_cache
 
     bundle = load_model(model or cfg.seam.model)
     return write_pseudo_cache(bundle, cfg.data.cache_dir, out or cfg.seam.pseudo_cache, cfg.data.fold,
                               cfg.seam.labels_file, log)
-
-
-def errors() -> tuple[type[Exception], ...]:
-    from seg.models.errors import ModelLoadError
-
-    return (ModelLoadError,)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from seg.config import DataConfig, SeamConfig, TrainConfig
+from seg.config import DataConfig, TrainConfig
 from seg.data.cache import Cache, CachedCase
+from seg.errors import ModelDataMismatch
 from seg.train.augment import build_augmentation
-from seg.train.presence import PresenceDataset, read_labels_file
 from seg.train.sampling import sample_patch
 
 
@@ -24,7 +24,7 @@ def default_patch_size(median: Sequence[float] | None, spatial_dims: int, multip
     60% more voxels per patch on padding; a patch a little smaller than the median volume loses nothing, since
     inference slides the window over the whole volume."""
     if median is None:
-        raise KeyError("fingerprint.json has no median shape; rerun `seg preprocess` or set train.patch_size.")
+        raise ModelDataMismatch("fingerprint.json has no median shape; rerun `seg preprocess` or set train.patch_size.")
     median = list(median)[-spatial_dims:]
     return tuple(int(max(1, math.floor(min(m, cap) / k + 0.5)) * k) for m, k in zip(median, multiple))
 
@@ -79,42 +79,37 @@ class VolumeDataset(Dataset):
 
 
 class SegDataModule(L.LightningDataModule):
-    """With `seam` (SEAM training) the training items are {"image", "presence"}: see `seg.train.presence`."""
+    """`sampling` (the objective's; None: patches with their masks) changes how training samples: SEAM's
+    (`seg.seam.presence.PresenceSampling`) yields {"image", "presence"} items."""
 
     def __init__(self, data: DataConfig, train: TrainConfig, spatial_dims: int, size_multiple: Sequence[int],
-                 seam: SeamConfig | None = None):
+                 sampling=None):
         super().__init__()
-        self.data_cfg, self.cfg, self.seam = data, train, seam
+        self.data_cfg, self.cfg, self.sampling = data, train, sampling
         self.cache_dir = data.cache_dir
         self.cache = Cache(data.cache_dir)
         self.fingerprint = self.cache.fingerprint
         data_dims = self.fingerprint.spatial_dims
         if spatial_dims not in (data_dims, data_dims - 1):
-            raise ValueError(
+            raise ModelDataMismatch(
                 f"model.spatial_dims={spatial_dims} does not fit {data_dims}D data in {self.cache_dir}. "
                 f"Use spatial_dims={data_dims} (or {data_dims - 1} to train on slices)."
             )
         self.slice_axis = train.slice_axis if spatial_dims == data_dims - 1 else None
-        if seam is not None and self.slice_axis is not None:
-            raise ValueError(f"train.supervision seam trains on whole {data_dims}D patches and labels; set "
-                             f"model.spatial_dims: {data_dims} (a {spatial_dims}D network on slices is not supported).")
+        if sampling is not None:
+            sampling.check(spatial_dims, data_dims, self.slice_axis)
         self.patch_size = tuple(train.patch_size or default_patch_size(
             self.fingerprint.median_shape_after_preprocessing, spatial_dims, size_multiple
         ))
-        if seam is not None and seam.patch_size:
-            self.patch_size = tuple(seam.patch_size)
-        elif seam is not None:  # half the network's patch: presence varies between patches
-            self.patch_size = tuple(max(m, int(round(p / 2 / m)) * m) for p, m in zip(self.patch_size, size_multiple))
+        if sampling is not None:
+            self.patch_size = sampling.patch_size(self.patch_size, size_multiple)
         if len(self.patch_size) != spatial_dims:
-            raise ValueError(f"train.patch_size {list(self.patch_size)} needs {spatial_dims} entries for a {spatial_dims}D model.")
+            raise ModelDataMismatch(f"train.patch_size {list(self.patch_size)} needs {spatial_dims} entries for a {spatial_dims}D model.")
         split = self.cache.split(data.fold)
         self.train_ids, self.val_ids = list(split.train), list(split.val)
         self.train_cases: list[CachedCase] = []
         self.val_cases: list[CachedCase] = []
-        if seam is not None and seam.labels_file:
-            if self.slice_axis is not None:
-                raise ValueError(f"seam.labels_file labels whole cases, which a {spatial_dims}D network on "
-                                 f"{data_dims}D data cannot take; set model.spatial_dims: {data_dims}.")
+        if sampling is not None and sampling.whole_cases:
             self.setup()
             self.patch_size = self.whole_case_patch(size_multiple)
 
@@ -122,19 +117,14 @@ class SegDataModule(L.LightningDataModule):
         if not self.train_cases:
             self.train_cases = [self.cache.case(i, seed=self.cfg.seed) for i in self.train_ids]
             self.val_cases = [self.cache.case(i, seed=self.cfg.seed) for i in self.val_ids]
-        # SEAM: patches anywhere (foreground oversampling would place them by the masks, which SEAM does not have)
-        sampling = self.cfg if self.seam is None else dataclasses.replace(self.cfg, foreground_fraction=0.0)
+        cfg = self.cfg
+        if self.sampling is not None:
+            cfg = dataclasses.replace(cfg, foreground_fraction=self.sampling.foreground_fraction)
         self.train_set = PatchDataset(
-            self.train_cases, self.patch_size, self.cfg.steps_per_epoch * self.cfg.batch_size, sampling, self.slice_axis
+            self.train_cases, self.patch_size, self.cfg.steps_per_epoch * self.cfg.batch_size, cfg, self.slice_axis
         )
-        if self.seam is not None:
-            self.train_set = PresenceDataset(self.train_set, len(self.fingerprint.class_names), self.case_labels())
-
-    def case_labels(self):
-        """Presence per training case from `seam.labels_file` (None: from each patch's mask)."""
-        if self.seam is None or not self.seam.labels_file:
-            return None
-        return read_labels_file(self.seam.labels_file, self.fingerprint.class_names, self.train_ids)
+        if self.sampling is not None:
+            self.train_set = self.sampling.dataset(self.train_set, self.fingerprint.class_names, self.train_ids)
 
     def whole_case_patch(self, size_multiple: Sequence[int]) -> tuple[int, ...]:
         """With a labels file each sample is a whole case: the largest training case, rounded up to the multiple."""

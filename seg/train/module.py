@@ -1,5 +1,6 @@
 """The LightningModule: it receives the network from outside, so the network never depends on Lightning, and its
-objective (`seg.train.objectives`: full supervision, or SEAM on presence labels)."""
+objective (`seg.train.objectives.Objective`: full supervision, or SEAM on presence labels), which it calls without
+knowing which one it is."""
 
 from __future__ import annotations
 
@@ -13,21 +14,21 @@ from torch import nn
 from seg.config import TrainConfig
 from seg.models import layers
 from seg.models.predict import sliding_window_logits
-from seg.train.objectives import FullSupervision, SeamSupervision, choose_background
+from seg.train.objectives import FullSupervision, Objective
 
 
 class SegmentationModule(L.LightningModule):
     nonfinite_limit = 20  # consecutive skipped steps before training stops with an error
 
     def __init__(self, net: nn.Module, cfg: TrainConfig, class_names: Sequence[str], patch_size: Sequence[int],
-                 slice_axis: int | None = None, objective: FullSupervision | SeamSupervision | None = None):
+                 slice_axis: int | None = None, objective: Objective | None = None):
         super().__init__()
         self.net, self.cfg = net, cfg
         self.class_names = list(class_names)
         self.patch_size = tuple(patch_size)
         self.slice_axis = slice_axis
         self.objective = objective or FullSupervision(cfg)
-        self.val_dice: list[torch.Tensor] = []  # per validation case: (K - 1,), or SEAM's (backgrounds, K - 1)
+        self.val_dice: list[torch.Tensor] = []  # per validation case, what the objective's `validate` scores
         self.val_callbacks: list = []  # called with (module, case batch, prediction) on the first val case
         self.export: dict | None = None  # config, fingerprint, meta: makes checkpoints loadable by `seg infer`
         self.skipped_steps = 0  # steps whose gradients were not finite (not applied)
@@ -107,21 +108,17 @@ class SegmentationModule(L.LightningModule):
         self.val_dice = []
 
     def on_validation_epoch_end(self) -> None:
-        """Per class, the mean Dice over this validation's cases where it is defined (`seg.metrics`: a case whose
-        prediction and reference both lack the class has none), gathered over ranks. SEAM: per class, the
-        background score with the best mean Dice, and the Dice there."""
+        """The objective's score of this validation from every rank's cases (full supervision: per class, the mean
+        Dice over the cases that define it; SEAM: per class, the background score with the best mean Dice)."""
         if not self.val_dice:
             return
         dice = torch.stack(self.val_dice)  # (cases, K - 1), or SEAM's (cases, backgrounds, K - 1)
         if self.trainer.world_size > 1:
             dice = self.all_gather(dice).flatten(0, 1)
-        if self.objective.name != "seam":
-            self._log_dice(torch.nanmean(dice.float(), 0), batch_size=len(dice))
-            return
-        background, best = choose_background(dice.cpu())
+        best, extra = self.objective.score_validation(dice, self.class_names)
         self._log_dice(best, batch_size=len(dice))
-        for name, value in zip(self.class_names[1:], background):
-            self.log(f"val/background_{name}", value)
+        for key, value in extra.items():
+            self.log(key, value)
 
     def _log_dice(self, dice: torch.Tensor, batch_size: int) -> None:
         """Per class and their mean (classes no case defines left out); values already gathered over ranks."""

@@ -5,29 +5,45 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from seg.config import Config, ModelConfig, flatten
 from seg.data.cache import Cache, Fingerprint
+from seg.errors import MissingInputError, ModelDataMismatch
+from seg.files import write_json
 from seg.models.bundle import ModelMeta, checkpoint_record, save_bundle, update_meta
-from seg.runtime import TrainSettings, describe_machine, resolve_device, threads_per_process, tune_training
+from seg.runtime import (
+    TrainSettings,
+    describe_machine,
+    is_rank_zero,
+    resolve_device,
+    threads_per_process,
+    tune_training,
+)
 from seg.runtime.quiet import quiet_lightning
-from seg.runtime.tune import model_key
-from seg.tracking.images import card_shaped
 from seg.tracking.model import log_pytorch_model, register_model, registry_name
 from seg.tracking.runs import log_tags, run_params, run_tags
 from seg.tracking.uri import artifact_location, tracking_uri
 from seg.train.average import weight_average
 from seg.train.history import HistoryCallback
+from seg.train.objectives import Objective, objective_for
 from seg.train.schedule import ValidationPlan, measure_and_plan
+from seg.train.validation_images import validation_image_logger
+
+if TYPE_CHECKING:
+    from lightning import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from seg.train.datamodule import SegDataModule
+    from seg.train.module import SegmentationModule
 
 STATE_FILE = "run.json"
 
@@ -40,6 +56,35 @@ class TrainResult:
     best_checkpoint: Path | None
 
 
+@dataclass
+class Prepared:
+    """What a run trains, and with what: the config as trained, the data, the network and its objective."""
+
+    cfg: Config
+    fingerprint: Fingerprint
+    names: list[str]
+    net: torch.nn.Module
+    dm: SegDataModule
+    objective: Objective
+    module: SegmentationModule
+    settings: TrainSettings
+    runtime: dict
+    plan: ValidationPlan
+
+
+@dataclass
+class Fitted:
+    """A finished `trainer.fit` and what recorded it."""
+
+    trainer: Trainer
+    logger: MLFlowLogger
+    checkpoint: ModelCheckpoint
+    history: HistoryCallback
+    meta: ModelMeta
+    uri: str
+    seconds: float
+
+
 def class_names(fingerprint: Fingerprint, out_channels: int) -> list[str]:
     labels = fingerprint.class_names
     return [str(x) for x in labels] if len(labels) == out_channels else ["background", *map(str, range(1, out_channels))]
@@ -48,49 +93,16 @@ def class_names(fingerprint: Fingerprint, out_channels: int) -> list[str]:
 def check_model_fits_data(model: ModelConfig, fingerprint: Fingerprint, cache_dir: str) -> None:
     channels = fingerprint.num_channels
     if channels != model.in_channels:
-        raise ValueError(
+        raise ModelDataMismatch(
             f"model.in_channels={model.in_channels} but {cache_dir}/fingerprint.json has {channels} image channel(s). "
             f"Set model.in_channels: {channels}."
         )
     labels = fingerprint.class_names
     if len(labels) != model.out_channels:
-        raise ValueError(
+        raise ModelDataMismatch(
             f"model.out_channels={model.out_channels} but {cache_dir}/fingerprint.json has {len(labels)} classes "
             f"(with background). Set model.out_channels: {len(labels)}."
         )
-
-
-def _gate_image_logger(logger, slice_axis: int | None, max_size, history: HistoryCallback, objective):
-    """Gate-map images of the first validation case, one per gate level and validation. Their MLflow step is the
-    validation's index (0, 1, ...), not the epoch: MLflow's image card starts its slider at step 0 and shows
-    nothing for a run whose first images are at epoch 18 (validation by wall clock); the epoch is in the
-    picture's title. A resumed run continues from the validations its (checkpointed) history holds."""
-    from seg.train.gate_images import cam_images, gate_images
-
-    logged: list[int] = []  # steps used so far in this process
-
-    def log(module, batch) -> None:
-        if module.global_rank != 0 or module.trainer.sanity_checking:
-            return
-        image, label = batch["image"], batch["label"]
-        if slice_axis is not None:  # 2D network on a 3D case: the slice through the structure
-            fg = np.argwhere(label[0, 0].cpu().numpy() > 0)
-            idx = int(fg[:, slice_axis].mean()) if len(fg) else label.shape[2 + slice_axis] // 2
-            image, label = image.select(2 + slice_axis, idx), label.select(2 + slice_axis, idx)
-        title = f"{batch['case_id']} epoch {module.current_epoch}"
-        if objective.name == "seam":  # SEAM: the classifier's CAM and its PCM refinement per class
-            presence = objective.presence({"label": label, "case_id": batch["case_id"]}, len(module.class_names))
-            pictures = cam_images(module.net, image.to(module.device), label, presence, max_size, title,
-                                  module.class_names[1:])
-        else:
-            pictures = gate_images(module.net, image.to(module.device), label, max_size, title)
-        step = logged[-1] + 1 if logged else history.validations()  # two validations may share an epoch's row
-        logged.append(step)
-        for name, rgb in pictures.items():
-            key = name if objective.name == "seam" else f"gate_{name}"
-            logger.experiment.log_image(logger.run_id, card_shaped(rgb), key=key, step=step)
-
-    return log
 
 
 def _runtime(settings: TrainSettings, threads: int, plan: ValidationPlan) -> dict:
@@ -102,20 +114,23 @@ def _runtime(settings: TrainSettings, threads: int, plan: ValidationPlan) -> dic
 
 
 def train(cfg: Config, resume: bool = False) -> TrainResult:
-    """Train with `cfg` (sections data, model, train); `resume` continues the last checkpoint's MLflow run."""
+    """Train with `cfg` (sections data, model, train; seam with `train.supervision: seam`); `resume` continues the
+    last checkpoint's MLflow run."""
+    job = prepare(cfg)
+    fitted = fit(job, resume)
+    return finish(job, fitted)
+
+
+def prepare(cfg: Config) -> Prepared:
+    """The objective, data, network, tuned settings and validation plan of a run; prints the start line."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import MLFlowLogger
 
     from seg.models.build import build_for
     from seg.train.datamodule import SegDataModule
     from seg.train.module import SegmentationModule
-    from seg.train.objectives import FullSupervision, SeamSupervision
-    from seg.train.progress import progress_callbacks
 
-    if cfg.train.supervision == "seam":  # what SEAM trains with is what the model folder and MLflow record
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
-            cfg.train, augment=cfg.seam.training_augment(cfg.train.augment)))
+    objective = objective_for(cfg)
+    cfg = objective.training_config(cfg)
     tc = cfg.train
     quiet_lightning()
     threads = threads_per_process(tc.num_threads, tc.devices if resolve_device(tc.accelerator).type == "cpu" else 1)
@@ -124,114 +139,154 @@ def train(cfg: Config, resume: bool = False) -> TrainResult:
     fingerprint = Cache(cfg.data.cache_dir).fingerprint
     check_model_fits_data(cfg.model, fingerprint, cfg.data.cache_dir)
     names = class_names(fingerprint, cfg.model.out_channels)
-    seam = cfg.seam if tc.supervision == "seam" else None
     net = build_for(cfg)
-    dm = SegDataModule(cfg.data, tc, cfg.model.spatial_dims, net.size_multiple, seam)
+    dm = SegDataModule(cfg.data, tc, cfg.model.spatial_dims, net.size_multiple, objective.sampling)
     settings = tune_training(net, dm.patch_size, cfg.model.in_channels, tc.batch_size, tc.precision,
-                             tc.channels_last, resolve_device(tc.accelerator),
-                             model_key(cfg.model) + (" seam" if seam else ""))  # another network: its own timing
+                             tc.channels_last, resolve_device(tc.accelerator), objective.timing_key(cfg.model))
     resolved = dataclasses.replace(tc, precision=settings.precision, channels_last=settings.channels_last,
                                    num_threads=threads)
-    objective = SeamSupervision(seam, dm.case_labels()) if seam else FullSupervision(resolved)
     module = SegmentationModule(net, resolved, names, dm.patch_size, dm.slice_axis, objective)
-    if seam and int(os.environ.get("LOCAL_RANK", "0")) == 0:
-        from seg.train.presence import describe_presence
-
-        print(f"seg train: {describe_presence(dm, tc.seed)}", flush=True)
-
-    out_dir = Path(tc.output_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    state_path = out_dir / STATE_FILE
-    plan = measure_and_plan(tc, module, dm, settings, state_path)
-    runtime = _runtime(settings, threads, plan)
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+    line = objective.describe_data(dm, tc.seed) if is_rank_zero() else None
+    if line:
+        print(f"seg train: {line}", flush=True)
+    plan = measure_and_plan(tc, module, dm, settings, Path(tc.output_dir) / STATE_FILE)
+    if is_rank_zero():
         print(f"seg train: {tc.describe_limits()}; {settings.describe()}; num_threads {threads}; {plan.describe()}",
               flush=True)
+    return Prepared(cfg, fingerprint, names, net, dm, objective, module, settings,
+                    _runtime(settings, threads, plan), plan)
+
+
+def checkpoint_to_resume(out_dir: Path) -> tuple[str, str, str]:
+    """(MLflow run id, tracking URI, checkpoint path) of the run `seg train --resume` continues: the newest
+    checkpoint that is whole (a damaged one is named in one line)."""
+    from seg.train.checkpoints import resume_checkpoint
+
+    state_path = out_dir / STATE_FILE
+    if not state_path.is_file():
+        raise MissingInputError(f"{state_path}: no run to resume. Run `seg train` without --resume first.")
+    checkpoint = resume_checkpoint(out_dir / "checkpoints")
+    state = json.loads(state_path.read_text())
+    return state["run_id"], state["tracking_uri"], str(checkpoint)
+
+
+def fit(job: Prepared, resume: bool) -> Fitted:
+    """The MLflow run (new, or the resumed one), checkpoints, callbacks and trainer; then `trainer.fit`."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from seg.train.progress import progress_callbacks
+
+    tc = job.cfg.train
+    out_dir = Path(tc.output_dir)
     uri = tracking_uri(tc.tracking_uri)
     run_id, ckpt_path = None, None
     if resume:
-        last = ckpt_dir / "last.ckpt"
-        if not last.is_file() or not state_path.is_file():
-            raise FileNotFoundError(f"{last}: no checkpoint to resume from. Run `seg train` without --resume first.")
-        state = json.loads(state_path.read_text())
-        run_id, uri, ckpt_path = state["run_id"], state["tracking_uri"], str(last)
-    elif int(os.environ.get("LOCAL_RANK", "0")) == 0:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # our own previous run's checkpoints, not user data
-
+        run_id, uri, ckpt_path = checkpoint_to_resume(out_dir)
+    elif is_rank_zero():
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # our own previous run's checkpoints, not user data
     logger = MLFlowLogger(
         experiment_name=tc.experiment, tracking_uri=uri, run_id=run_id, run_name=tc.run_name,
         artifact_location=artifact_location(uri),
-        tags=None if resume else run_tags(fingerprint.digest()), log_model=False,
+        tags=None if resume else run_tags(job.fingerprint.digest()), log_model=False,
     )
-    validates = bool(dm.val_ids)  # data.fold "all": no validation, the model is the weights the budget ends with
+    validates = bool(job.dm.val_ids)  # data.fold "all": no validation, the model is the weights the budget ends with
     checkpoint = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor="val/dice_mean" if validates else None, mode="max",
+        dirpath=out_dir / "checkpoints", filename="best", monitor="val/dice_mean" if validates else None, mode="max",
         save_last=True, save_top_k=1 if validates else 0, every_n_epochs=1,
     )
-    history = HistoryCallback(Path(tc.metrics_dir), names[1:])
+    history = HistoryCallback(Path(tc.metrics_dir), job.names[1:])
     progress, bar = progress_callbacks()
-    callbacks = [checkpoint, history, *weight_average(tc), *progress]
-    if tc.gate_images and (net.gate_names or seam):
-        max_size = tuple(2 * p for p in dm.patch_size)
-        module.val_callbacks.append(_gate_image_logger(logger, dm.slice_axis, max_size, history, objective))
-    trainer = L.Trainer(
+    if tc.gate_images and job.objective.logs_images(job.net):
+        max_size = tuple(2 * p for p in job.dm.patch_size)
+        job.module.val_callbacks.append(
+            validation_image_logger(logger, job.dm.slice_axis, max_size, history, job.objective))
+    trainer = _trainer(job, logger, [checkpoint, history, *weight_average(tc), *progress], bar)
+    meta = ModelMeta.for_training(job.cfg, job.names, job.dm.patch_size, job.dm.slice_axis,
+                                  precision=job.settings.precision, mlflow_run_id=logger.run_id, tracking_uri=uri,
+                                  runtime=job.runtime)
+    job.module.export = checkpoint_record(job.cfg, job.fingerprint, meta)
+    if trainer.global_rank == 0:
+        _record_start(job, logger, uri, resume)
+    start = time.time()
+    trainer.fit(job.module, datamodule=job.dm, ckpt_path=ckpt_path)
+    return Fitted(trainer, logger, checkpoint, history, meta, uri, time.time() - start)
+
+
+def _trainer(job: Prepared, logger, callbacks: list, progress_bar: bool):
+    import lightning as L
+
+    from seg.train.checkpoints import DurableCheckpointIO
+
+    tc = job.cfg.train
+    return L.Trainer(
         max_epochs=tc.epoch_limit() or -1,  # -1: no epoch limit (Lightning would otherwise stop at 1000)
         max_time=timedelta(minutes=tc.max_time_minutes) if tc.max_time_minutes else None,
-        accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy, precision=settings.precision,
+        accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy, precision=job.settings.precision,
         logger=logger, callbacks=callbacks, gradient_clip_val=tc.grad_clip or None,
-        num_sanity_val_steps=0, **plan.trainer_args(), log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
-        enable_progress_bar=bar, enable_model_summary=False,
-        default_root_dir=str(out_dir), use_distributed_sampler=True,
+        num_sanity_val_steps=0, **job.plan.trainer_args(), log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
+        enable_progress_bar=progress_bar, enable_model_summary=False,
+        default_root_dir=str(Path(tc.output_dir)), use_distributed_sampler=True,
+        plugins=[DurableCheckpointIO()],  # a kill during a checkpoint write leaves the previous one whole
     )
-    meta = ModelMeta.for_training(cfg, names, dm.patch_size, dm.slice_axis, precision=settings.precision,
-                                  mlflow_run_id=logger.run_id, tracking_uri=uri, runtime=runtime)
-    module.export = checkpoint_record(cfg, fingerprint, meta)
-    if trainer.global_rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(json.dumps({"run_id": logger.run_id, "tracking_uri": uri,
-                                          "validation": dataclasses.asdict(plan)}))
-        if not resume:
-            params, tags = run_params(flatten(cfg), runtime, dataset_name(fingerprint))
-            logger.log_hyperparams(params)
-            log_tags(logger.experiment, logger.run_id, tags)
-    start = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    elapsed = time.time() - start
 
-    best = Path(checkpoint.best_model_path) if checkpoint.best_model_path and validates else None
-    if trainer.global_rank != 0:
-        return TrainResult(Path(tc.model_dir), logger.run_id, {}, best)
+
+def _record_start(job: Prepared, logger, uri: str, resume: bool) -> None:
+    """The run state `--resume` and DDP ranks read; a new run's params and tags in MLflow."""
+    out_dir = Path(job.cfg.train.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(out_dir / STATE_FILE, {"run_id": logger.run_id, "tracking_uri": uri,
+                                      "validation": dataclasses.asdict(job.plan)})
+    if not resume:
+        params, tags = run_params(flatten(job.cfg), job.runtime, dataset_name(job.fingerprint))
+        logger.log_hyperparams(params)
+        log_tags(logger.experiment, logger.run_id, tags)
+
+
+def finish(job: Prepared, fitted: Fitted) -> TrainResult:
+    """The best weights back, the objective's work after fitting, the model folder saved, logged and registered."""
+    tc = job.cfg.train
+    validates = bool(job.dm.val_ids)
+    path = fitted.checkpoint.best_model_path
+    best = Path(path) if path and validates else None
+    if fitted.trainer.global_rank != 0:
+        return TrainResult(Path(tc.model_dir), fitted.logger.run_id, {}, best)
     if best is not None and best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
-    metrics = {**history.summary(elapsed, tc.batch_size * tc.steps_per_epoch * tc.devices), "runtime": runtime}
-    if seam:
-        from seg.train.seam_background import set_background
+        job.net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    samples = tc.batch_size * tc.steps_per_epoch * tc.devices
+    metrics = {**fitted.history.summary(fitted.seconds, samples), "runtime": job.runtime}
+    record, line = job.objective.after_fit(job.net, job.dm, job.names)
+    metrics.update(record)
+    if line:
+        print(f"seg train: {line}", flush=True)
+    meta = dataclasses.replace(fitted.meta, metrics=metrics)
+    model_dir = save_bundle(tc.model_dir, job.net, job.cfg, job.fingerprint, meta)
+    fitted.history.write_summary(metrics)
+    meta = _log_and_register(job, fitted, meta, model_dir, metrics, best)
+    update_meta(model_dir, meta)
+    return TrainResult(model_dir, fitted.logger.run_id, metrics, best)
 
-        metrics["seam"] = set_background(net, objective, dm, names, seam)
-        chosen = metrics["seam"]
-        classes = "; ".join(f"{n}: background score {v:g}, scales {chosen['scales'][n]}, "
-                            f"{'PCM-refined' if chosen['refine'][n] else 'the classifier CAM'}, shifted by "
-                            f"{chosen['shift'][n]} voxels" for n, v in chosen["background"].items())
-        print(f"seg train: SEAM maps per class {classes} ({chosen['chosen_by']})", flush=True)
-    meta = dataclasses.replace(meta, metrics=metrics)
-    model_dir = save_bundle(tc.model_dir, net, cfg, fingerprint, meta)
-    history.write_summary(metrics)
-    client = logger.experiment
-    client.log_metric(logger.run_id, "best/val_dice_mean", metrics.get("best_val_dice_mean", float("nan")))
+
+def _log_and_register(job: Prepared, fitted: Fitted, meta: ModelMeta, model_dir: Path, metrics: dict,
+                      best: Path | None) -> ModelMeta:
+    """The best score, checkpoint, plots and model in the MLflow run; the model registered when asked. Returns
+    `meta` with where MLflow holds the model."""
+    tc, run_id, client = job.cfg.train, fitted.logger.run_id, fitted.logger.experiment
+    client.log_metric(run_id, "best/val_dice_mean", metrics.get("best_val_dice_mean", float("nan")))
     if best is not None and best.is_file():
-        client.log_artifact(logger.run_id, str(best), "checkpoints")
+        client.log_artifact(run_id, str(best), "checkpoints")
     for png in Path(tc.metrics_dir).glob("*.png"):
-        client.log_artifact(logger.run_id, str(png), "plots")
-    model_uri = log_pytorch_model(net, cfg.model.in_channels, cfg.model.spatial_dims, logger.run_id, uri, model_dir)
+        client.log_artifact(run_id, str(png), "plots")
+    model_uri = log_pytorch_model(job.net, job.cfg.model.in_channels, job.cfg.model.spatial_dims, run_id, fitted.uri,
+                                  model_dir)
     meta = dataclasses.replace(meta, mlflow_model_uri=model_uri)
-    name = registry_name(tc.registered_model, dataset_name(fingerprint))
+    name = registry_name(tc.registered_model, dataset_name(job.fingerprint))
     if name:
-        registration = register_model(model_uri, name, logger.run_id, uri, tc.champion_alias)
+        registration = register_model(model_uri, name, run_id, fitted.uri, tc.champion_alias)
         meta = dataclasses.replace(meta, registered_model=registration.uri)
         print(f"seg train: {registration.describe()}", flush=True)
-    update_meta(model_dir, meta)
-    return TrainResult(model_dir, logger.run_id, metrics, best)
+    return meta
 
 
 def dataset_name(fingerprint: Fingerprint) -> str:

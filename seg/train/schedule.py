@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 from seg.config import AUTO, TrainConfig
-from seg.runtime import TrainSettings, resolve_device
+from seg.runtime import TrainSettings, is_rank_zero, resolve_device
 from seg.runtime.tune import autocast
 
 
@@ -109,7 +108,7 @@ def measure_and_plan(tc: TrainConfig, module, dm, settings: TrainSettings, state
     start), since every rank must validate at the same steps."""
     if not dm.val_ids:  # data.fold "all": every non-test case trains
         return ValidationPlan(None, None, None, None, "data.fold all: no validation fold")
-    if int(os.environ.get("LOCAL_RANK", "0")) > 0 and state_path.is_file():
+    if not is_rank_zero() and state_path.is_file():
         saved = json.loads(state_path.read_text()).get("validation")
         if saved:
             return ValidationPlan(**saved)

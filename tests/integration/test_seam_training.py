@@ -10,7 +10,7 @@ import json
 import pytest
 import yaml
 
-from seg.models.bundle import load_bundle
+from seg.infer.model_io import load_model
 from train_helpers import run_seg, synthetic_project
 
 pytestmark = pytest.mark.slow
@@ -40,10 +40,9 @@ def _localises(tmp_path, case_ids) -> None:
     import torch
 
     from seg.data.cache import Cache
-    from seg.models.bundle import load_bundle
-    from seg.train.presence import presence_of
+    from seg.seam.presence import presence_of
 
-    net, cache = load_bundle(tmp_path / "seam").net, Cache(tmp_path / "cache")
+    net, cache = load_model(tmp_path / "seam").net, Cache(tmp_path / "cache")
     ratios = []
     with torch.no_grad():
         for case_id in case_ids:
@@ -72,7 +71,7 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     assert not set(chosen["cases"]) & set(splits[0]["train"])  # chosen on validation cases only
     assert all(len(v) == spatial_dims and all(abs(s) <= 6 for s in v) for v in chosen["shift"].values())  # max_shift
     assert all(v and set(v) <= {0.5, 1.0, 1.5, 2.0} for v in chosen["scales"].values())  # seam.infer_scales
-    bundle = load_bundle(tmp_path / "seam")  # what seg pseudo / infer apply
+    bundle = load_model(tmp_path / "seam")  # what seg pseudo / infer apply
     assert bundle.net.shift.tolist() == [chosen["shift"]["head"], chosen["shift"]["body"]]
     assert [[s for s, on in zip(bundle.net.seam.infer_scales, row) if on] for row in bundle.net.scale_mask.tolist()] \
         == [chosen["scales"]["head"], chosen["scales"]["body"]]

@@ -100,6 +100,25 @@ def test_resume_after_kill_continues_same_run(tmp_path, ema_decay):
     assert ("current_model_state" in last) == (ema_decay > 0)  # with EMA the raw weights resume training
 
 
+def test_resume_names_a_damaged_checkpoint_and_takes_the_newest_whole_one(tmp_path):
+    cfg = tiny_project(tmp_path, max_epochs=2, steps_per_epoch=2, gate_images=False)
+    assert run_seg("train", "--config", str(cfg)).returncode == 0
+    checkpoints = tmp_path / "out" / "checkpoints"
+    with open(checkpoints / "last.ckpt", "r+b") as f:  # what a kill during a plain write or a full disk leaves
+        f.truncate(1000)
+    res = run_seg("train", "--config", str(cfg), "--resume")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"seg train: {checkpoints / 'last.ckpt'} is damaged: not a complete checkpoint" in res.stderr
+    assert "resuming from best.ckpt" in res.stderr and "Traceback" not in res.stderr
+    for name in ("last.ckpt", "best.ckpt"):
+        with open(checkpoints / name, "r+b") as f:
+            f.truncate(1000)
+    res = run_seg("train", "--config", str(cfg), "--resume")
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-3000:]
+    assert "is damaged" in lines[0] and "Run `seg train` without --resume to start over." in lines[0]
+
+
 def test_train_2d_network_on_slices_of_3d_volumes(tmp_path):
     cfg = tiny_project(tmp_path, spatial_dims=2)
     res = run_seg("train", "--config", str(cfg))

@@ -1,4 +1,5 @@
-"""The Pixel Correlation Module against a dense reference and on a toy image whose answer is known."""
+"""SEAM's Pixel Correlation Module on one case (as the analysis runs it) against a dense reference and on a toy image
+whose answer is known."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import itertools
 import pytest
 import torch
 
-from seg.explain.pcm import pixel_correlation
+from seg.explain.pcm import refine_case_cams
 
 
 def dense_pcm(cams: torch.Tensor, features: torch.Tensor, window: int) -> torch.Tensor:
@@ -31,7 +32,7 @@ def dense_pcm(cams: torch.Tensor, features: torch.Tensor, window: int) -> torch.
 def test_shifted_slices_match_the_dense_definition(shape, window):
     torch.manual_seed(0)
     cams, features = torch.rand(2, *shape), torch.randn(4, *shape)
-    assert torch.allclose(pixel_correlation(cams, features, window), dense_pcm(cams, features, window), atol=1e-5)
+    assert torch.allclose(refine_case_cams(cams, features, window), dense_pcm(cams, features, window), atol=1e-5)
 
 
 def test_toy_two_regions_no_leak_and_known_values():
@@ -43,7 +44,7 @@ def test_toy_two_regions_no_leak_and_known_values():
     features[1, :, 4:] = 1.0
     cam = torch.zeros(1, h, w)
     cam[0, 2, 3] = 1.0  # on the boundary column of the left region
-    out = pixel_correlation(cam, features, window)[0]
+    out = refine_case_cams(cam, features, window)[0]
     assert out[:, 4:].abs().max() == 0  # nothing crosses into the right region
     for y, x in itertools.product(range(h), range(4)):
         left = [(y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
@@ -59,13 +60,13 @@ def test_constant_cam_per_region_is_a_fixed_point_and_window_1_is_identity():
     cam = torch.zeros(1, 5, 6, 4)
     cam[0, :3] = 0.8
     cam[0, 3:] = 0.1
-    assert torch.allclose(pixel_correlation(cam, features, 5), cam, atol=1e-6)
+    assert torch.allclose(refine_case_cams(cam, features, 5), cam, atol=1e-6)
     noisy = torch.rand(3, 5, 6, 4)
-    assert torch.allclose(pixel_correlation(noisy, torch.rand(4, 5, 6, 4) + 0.1, 1), noisy)
+    assert torch.allclose(refine_case_cams(noisy, torch.rand(4, 5, 6, 4) + 0.1, 1), noisy)
 
 
 def test_bad_window_and_shapes_are_errors():
     with pytest.raises(ValueError, match="odd"):
-        pixel_correlation(torch.rand(1, 4, 4), torch.rand(2, 4, 4), 4)
+        refine_case_cams(torch.rand(1, 4, 4), torch.rand(2, 4, 4), 4)
     with pytest.raises(ValueError, match="differ"):
-        pixel_correlation(torch.rand(1, 4, 4), torch.rand(2, 4, 5), 3)
+        refine_case_cams(torch.rand(1, 4, 4), torch.rand(2, 4, 5), 3)

@@ -94,3 +94,14 @@ def test_the_machine_line_names_cpu_capability_bf16_and_cores():
     line = machine.describe_machine().line()
     m = machine.describe_machine()
     assert m.capability in line and f"{m.cores} cores" in line and "bf16" in line and m.torch_version in line
+
+
+def test_rank_zero_is_the_process_without_a_launcher_rank_or_with_rank_0(monkeypatch):
+    from seg.runtime import is_rank_zero
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert is_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert not is_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert is_rank_zero()

@@ -5,6 +5,8 @@
     data      seg.data                                 base
     models    seg.models                               base, data (the model bundle holds the data fingerprint)
     services  seg.runtime, seg.tracking                base, data, models
+    methods   seg.seam                                 base, data, models, services (SEAM registers its network
+                                                       with seg.models.build, which never imports it)
     stages    seg.train, seg.infer                     everything above; never each other
               seg.explain                              everything above and seg.infer (it predicts), never train
     commands  seg.stages, seg.cli, seg.config_docs     everything
@@ -32,9 +34,10 @@ ALLOWED = {
     "seg.models": BASE | {"seg.data"},
     "seg.runtime": BASE | {"seg.data", "seg.models"},
     "seg.tracking": BASE | {"seg.data", "seg.models"},
-    "seg.train": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking"},
-    "seg.infer": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking"},
-    "seg.explain": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking", "seg.infer"},
+    "seg.seam": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking"},
+    "seg.train": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking", "seg.seam"},
+    "seg.infer": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking", "seg.seam"},
+    "seg.explain": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking", "seg.seam", "seg.infer"},
     "seg.stages": None,  # None: anything
     "seg.cli": None,
     "seg.config_docs": None,

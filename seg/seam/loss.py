@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from seg.config import SeamConfig
 from seg.models.layers import interp_mode
-from seg.models.seam import SeamBranch, SeamNet, max_norm
+from seg.seam.network import SeamBranch, SeamNet, max_norm
 
 
 @dataclass

@@ -4,11 +4,11 @@ evaluation sweeps its score on the ground truth it reports, a complaint in its i
 network and reported with the cases that chose them.
 
 The shift: a classifier learns that a class is in a patch, not exactly where; its maps may sit a few voxels off the
-structures, the same way on every case of a model. The scales: each scale's maps place a class differently (Task04,
-one model: anterior best from the scales 0.5 and 1.0, posterior from 1.5), so one sum for all classes trades one
-class against another.
+structures, the same way on every case of a model. The scales: each scale's maps place a class differently (one
+class best placed by the small scales, another by the large ones), so one sum for all classes trades one class
+against another.
 
-The PCM: it helps some models and not others (DSB2018, two seeds: +0.04, -0.02) and blurs classes that look alike,
+The PCM: it helps some models and not others and blurs classes that look alike,
 so with `seam.refine: auto` each class takes the PCM-refined maps or the classifier's, whichever scores better: the
 search below runs from the refined maps of every class and from the classifier's, and the better result is kept.
 
@@ -21,13 +21,14 @@ the search, so maps that sit right stay where they are and every scale stays sum
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import torch
 
 from seg.config import SeamConfig
-from seg.models.seam import background_scores, combine, pick
-from seg.train.objectives import BACKGROUNDS, SeamSupervision, choose_background, sweep_backgrounds
+from seg.seam.network import background_scores, combine, pick
+from seg.seam.sweep import BACKGROUNDS, choose_background, sweep_backgrounds
 
 
 @dataclass
@@ -59,7 +60,7 @@ def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: lis
                             for r, p, y in zip(maps(use), presence, labels)])
 
     def value(dice: torch.Tensor) -> float:  # the classes' mean Dice, averaged
-        mean = dice.float().mean(0)
+        mean = torch.nanmean(dice.double(), 0).nan_to_num(-math.inf)  # a score no case defines never wins
         return float(mean.max(0).values.mean() if fixed is None else mean[fixed, range(mean.shape[1])].mean())
 
     def search(use: list[bool] | None) -> Calibration:
@@ -92,20 +93,80 @@ def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: lis
     return max((search([start] * classes) for start in (True, False)), key=lambda found: value(found.dice))
 
 
+@dataclass
+class CaseMaps:
+    """One validation case as the calibration reads it: per-scale maps (`SeamNet.scale_maps`, (S, 1, K - 1, *size))
+    of the classifier and of the PCM, whichever `seam.refine` needs (None: not computed), its presence (1, K - 1) and
+    its mask (1, 1, *size)."""
+
+    cam: torch.Tensor | None
+    refined: torch.Tensor | None
+    presence: torch.Tensor
+    label: torch.Tensor
+
+
 @torch.no_grad()
-def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamConfig) -> dict:
-    """Set `net.scale_mask`, `net.shift`, `net.refine_mask` and `net.background` (per foreground class) and return the
-    record for train.json / model.json (`calibration_record`, plus how and on which cases they were chosen)."""
+def case_maps(net, image: torch.Tensor, label: torch.Tensor, presence: torch.Tensor, refine: bool | str) -> CaseMaps:
+    """The maps `choose_maps` needs with `seam.refine` = `refine` (auto: both kinds, from one pass)."""
+    if refine == "auto":
+        cam, refined, _ = net.scale_maps_both(image)
+        return CaseMaps(cam.cpu(), refined.cpu(), presence.cpu(), label)
+    maps = net.scale_maps(image, refine=bool(refine))[0].cpu()
+    return CaseMaps(None if refine else maps, maps if refine else None, presence.cpu(), label)
+
+
+@dataclass
+class MapChoice:
+    scale_mask: torch.Tensor  # (K - 1, S): 1 where class k sums scale s
+    shift: list[list[int]]  # per class, voxels per axis
+    refine: list[bool]  # per class, PCM-refined maps (True) or the classifier's
+    background: tuple[float, ...]  # per class
+    dice: torch.Tensor  # (cases, backgrounds swept, K - 1) Dice at these scales and shifts
+    best: torch.Tensor  # (K - 1,) mean Dice over the cases at each class's background score
+
+    def maps(self, cam: torch.Tensor, refined: torch.Tensor, presence: torch.Tensor) -> torch.Tensor:
+        """A case's (B, K - 1, *size) class scores under this choice, from both kinds of per-scale maps."""
+        return combine(pick(cam, refined, self.refine), self.scale_mask, self.shift, presence)
+
+
+def choose_maps(cases: list[CaseMaps], num_classes: int, seam: SeamConfig,
+                background: tuple[float, ...] | None = None) -> MapChoice:
+    """Per class, the scales, shift, PCM or not (`seam.refine` auto) and background score with the best mean Dice over
+    `cases`, as `seg train` chooses them; `seam.shift` and `background` (one score per class), where given, stay
+    fixed. The one calibration: training and the SEAM benchmark both choose with it."""
+    backgrounds = tuple(sorted(set(background))) if background is not None else BACKGROUNDS
+    own = [backgrounds.index(v) for v in background] if background is not None else None
+    presence, labels = [c.presence for c in cases], [c.label for c in cases]
+    cams, refined = [c.cam for c in cases], [c.refined for c in cases]
+    choose_scales = seam.choose_scales and len(seam.infer_scales) > 1
+    if seam.refine == "auto":
+        found = calibrate(cams, presence, labels, num_classes, seam.max_shift, backgrounds, own, seam.shift,
+                          choose_scales, refined=refined)
+    else:
+        found = calibrate(refined if seam.refine else cams, presence, labels, num_classes, seam.max_shift,
+                          backgrounds, own, seam.shift, choose_scales)
+    if background is not None:  # each class at its own fixed score
+        chosen, best = background, torch.nanmean(found.dice.double(), 0)[own, range(num_classes - 1)]
+    else:
+        chosen, best = choose_background(found.dice)
+    refine = found.refine if found.refine is not None else [bool(seam.refine)] * (num_classes - 1)
+    return MapChoice(found.scale_mask, found.shift, refine, chosen, found.dice, best)
+
+
+@torch.no_grad()
+def calibrate_network(net, objective, dm, class_names, seam: SeamConfig) -> dict:
+    """Set `net.scale_mask`, `net.shift`, `net.refine_mask` and `net.background` (per foreground class), chosen on the
+    validation cases of `dm` with their presence as `objective` reads it, and return the record for train.json /
+    model.json (`calibration_record`, plus how and on which cases they were chosen)."""
     k = len(class_names)
     if seam.background is not None:
         net.background.copy_(background_scores(seam.background, k - 1))
     if seam.shift is not None:
         net.shift.copy_(torch.tensor([list(seam.shift)] * (k - 1), dtype=net.shift.dtype))
     choose_scales = seam.choose_scales and len(seam.infer_scales) > 1
-    choose_refine = seam.refine == "auto"
-    if not choose_refine:
+    if seam.refine != "auto":
         net.refine_mask.fill_(float(seam.refine))
-    if seam.background is not None and seam.shift is not None and not choose_scales and not choose_refine:
+    if seam.background is not None and seam.shift is not None and not choose_scales and seam.refine != "auto":
         return {**calibration_record(net, class_names), "cases": [],
                 "chosen_by": "seam.background, seam.shift and seam.refine (fixed in the config), every scale summed"}
     dm.setup("fit")
@@ -114,41 +175,26 @@ def set_background(net, objective: SeamSupervision, dm, class_names, seam: SeamC
                 "chosen_by": "the defaults (no validation cases to choose on: data.fold all); set seam.background, "
                              "seam.shift and seam.refine"}
     net.eval()
-    raw, refined, presence, labels = [], [], [], []
+    cases = []
     for case in dm.val_cases:
-        image = torch.from_numpy(case.image)[None]
         label = torch.from_numpy(case.label.astype("int64"))[None]
-        if choose_refine:  # the classifier's maps and the PCM-refined ones, from one pass
-            cam, pcm, _ = net.scale_maps_both(image)
-            raw.append(cam.cpu())
-            refined.append(pcm.cpu())
-        else:
-            raw.append(net.scale_maps(image)[0].cpu())
-        presence.append(objective.presence({"label": label, "case_id": case.case_id}, k).cpu())
-        labels.append(label)
-    fixed = seam.background is not None
-    backgrounds = tuple(sorted({float(v) for v in net.background.tolist()})) if fixed else BACKGROUNDS
-    own = [backgrounds.index(float(v)) for v in net.background.tolist()] if fixed else None
-    found = calibrate(raw, presence, labels, k, seam.max_shift, backgrounds, own, seam.shift, choose_scales,
-                      refined=refined if choose_refine else None)
+        presence = objective.presence({"label": label, "case_id": case.case_id}, k)
+        cases.append(case_maps(net, torch.from_numpy(case.image)[None], label, presence, seam.refine))
+    fixed = tuple(float(v) for v in net.background.tolist()) if seam.background is not None else None
+    found = choose_maps(cases, k, seam, fixed)
     net.scale_mask.copy_(found.scale_mask)
     net.shift.copy_(torch.tensor(found.shift, dtype=net.shift.dtype))
-    if found.refine is not None:
-        net.refine_mask.copy_(torch.tensor(found.refine, dtype=net.refine_mask.dtype))
-    if fixed:  # each class at its own fixed score
-        best = found.dice.float().mean(0)[own, range(k - 1)]
-    else:
-        background, best = choose_background(found.dice)
-        net.background.copy_(torch.tensor(background, dtype=net.background.dtype, device=net.background.device))
+    net.refine_mask.copy_(torch.tensor(found.refine, dtype=net.refine_mask.dtype))
+    net.background.copy_(torch.tensor(found.background, dtype=net.background.dtype, device=net.background.device))
     chosen = [*(["the scales"] if choose_scales else []), *(["the shift"] if seam.shift is None else []),
-              *(["PCM or not"] if choose_refine else []), *([] if fixed else ["the background score"])]
+              *(["PCM or not"] if seam.refine == "auto" else []), *([] if fixed else ["the background score"])]
     out = {**calibration_record(net, class_names),
            "chosen_by": f"per class, {join(chosen)} with the best mean Dice over the {len(dm.val_cases)} validation "
                         f"cases",
            "cases": [c.case_id for c in dm.val_cases],
-           "validation_dice": {n: round(float(d), 4) for n, d in zip(class_names[1:], best)}}
+           "validation_dice": {n: round(float(d), 4) for n, d in zip(class_names[1:], found.best)}}
     if not fixed:
-        curve = found.dice.float().mean(0)  # (backgrounds, K - 1) mean Dice at the chosen scales and shifts
+        curve = torch.nanmean(found.dice.double(), 0)  # (backgrounds, K - 1) mean Dice, chosen scales and shifts
         out["curve"] = {n: {f"{t:.2f}": round(float(v), 4) for t, v in zip(BACKGROUNDS, curve[:, c])}
                         for c, n in enumerate(class_names[1:])}
     return out

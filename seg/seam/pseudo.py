@@ -20,9 +20,10 @@ import torch
 from seg.data.cache import CASES, Cache
 from seg.files import atomic_folder, read_json, write_json, write_npz
 from seg.models.bundle import ModelBundle
-from seg.train.objectives import dice_per_class
-from seg.train.presence import presence_of, read_labels_file
-from seg.train.seam_background import calibration_record
+from seg.models.errors import ModelLoadError
+from seg.seam.calibration import calibration_record
+from seg.seam.presence import presence_of, read_labels_file
+from seg.metrics import dice_per_class
 
 RECORD = "pseudo.json"  # <pseudo cache>/pseudo.json: the model, the background, per-case presence and Dice
 
@@ -46,7 +47,7 @@ def pseudo_mask(model: ModelBundle, image: np.ndarray, presence: torch.Tensor) -
 def write_pseudo_cache(model: ModelBundle, source: str | Path, out: str | Path, fold: int | str,
                        labels_file: str | None = None, log=print) -> PseudoResult:
     if not hasattr(model.net, "scores"):
-        raise ValueError(f"{model.source}: not a SEAM model (train it with train.supervision: seam).")
+        raise ModelLoadError(f"{model.source}: not a SEAM model (train it with train.supervision: seam).")
     start = time.perf_counter()
     cache = Cache(source)
     names = list(cache.fingerprint.class_names)
@@ -68,7 +69,7 @@ def write_pseudo_cache(model: ModelBundle, source: str | Path, out: str | Path, 
                                 "dice": {n: round(float(v), 4) for n, v in zip(names[1:], d)}}
             log(f"pseudo mask {case_id} [{i + 1}/{len(train_ids)}]: " + ", ".join(
                 f"{n} {v:.3f}" for n, v in records[case_id]["dice"].items()))
-        mean = torch.stack(dice).mean(0) if dice else torch.zeros(len(names) - 1)
+        mean = torch.nanmean(torch.stack(dice).double(), 0) if dice else torch.zeros(len(names) - 1)
         summary = {n: round(float(v), 4) for n, v in zip(names[1:], mean)}
         placement = calibration_record(model.net, names)
         background = placement["background"]

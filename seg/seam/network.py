@@ -10,7 +10,7 @@ summed over its share of `seam.infer_scales` (SEAM's multi-scale inference; `net
 `net.shift[k]` voxels per axis, max-normalised, zero where class k is absent (`presence`; None: the classifier
 decides, sigmoid of the pooled CAM > 0.5, averaged over the scales); channel 0 the background score of the class
 whose map is the largest there (`net.background`, one per class). Refinement, scales, shifts and background scores
-are chosen on validation cases (`seg.train.seam_background`). Their argmax is SEAM's pseudo mask: class k where k's
+are chosen on validation cases (`seg.seam.calibration`). Their argmax is SEAM's pseudo mask: class k where k's
 map is the largest and above k's background score. `net.outputs(x)` and `net(x)` return log-scores as logits, so
 `seg infer` and `seg analyze` apply a SEAM model like a segmentation network (softmax of the logits = the scores
 normalised to sum 1).
@@ -30,8 +30,8 @@ from torch import nn
 from seg.config import ConfigError
 from seg.models import layers
 from seg.models.layers import interp_mode
-from seg.models.pcm import pixel_correlation
 from seg.models.unet import AttentionUNet, UNetOutput, build_encoder
+from seg.seam.pcm import pixel_correlation
 
 if TYPE_CHECKING:
     from seg.config import ModelConfig, SeamConfig
@@ -41,9 +41,8 @@ LOG_FLOOR = 1e-6  # log-scores are clamped here: softmax stays finite where ever
 # With seam.pcm_window null, all-pairs affinities (SEAM) up to this many CAM cells (a training patch's grid, a small
 # image); beyond it (a whole volume or large image at inference), a local window. The PCM learns its projection on
 # training patches, where every pair lies within one patch: all pairs of a grid many times larger mix regions it never
-# had to tell apart, and the refined maps flatten (Task04 whole cases at 1/2, a classifier's refined CAMs: validation
-# Dice 0.19 / 0.08 with all pairs, 0.23 / 0.21 with the window; DSB2018 images lose 0.02 with it). The window is
-# O(cells) in memory; all pairs of 16384 cells take 1 GiB.
+# had to tell apart, and the refined maps flatten (measured in docs/benchmarks.md). The window is O(cells) in memory;
+# all pairs of 16384 cells take 1 GiB.
 DENSE_CELLS = 4096
 LARGE_WINDOW = 9
 

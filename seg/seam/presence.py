@@ -12,12 +12,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from seg.config import ConfigError
+from seg.errors import ModelDataMismatch
+
+if TYPE_CHECKING:
+    from seg.config import SeamConfig
 
 
 def presence_of(label: np.ndarray | torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -55,6 +60,42 @@ def read_labels_file(path: str | Path, class_names: Sequence[str], case_ids: Seq
             vec[k - 1] = 1.0
         out[case_id] = vec
     return out
+
+
+class PresenceSampling:
+    """How the training data module samples for SEAM: patches anywhere (foreground oversampling would place them by
+    the masks, which SEAM does not have), half the network's patch unless `seam.patch_size` says (presence varies
+    between patches), or whole cases with a labels file; each item {"image", "presence"}."""
+
+    foreground_fraction = 0.0
+
+    def __init__(self, seam: SeamConfig):
+        self.seam = seam
+        self.case_labels: dict[str, torch.Tensor] | None = None  # from the labels file, once read
+
+    @property
+    def whole_cases(self) -> bool:
+        """A labels file labels whole cases: each sample is one."""
+        return bool(self.seam.labels_file)
+
+    def check(self, spatial_dims: int, data_dims: int, slice_axis: int | None) -> None:
+        if slice_axis is not None:
+            raise ModelDataMismatch(f"train.supervision seam trains on whole {data_dims}D patches and labels; set "
+                             f"model.spatial_dims: {data_dims} (a {spatial_dims}D network on slices is not supported).")
+
+    def patch_size(self, network_patch: Sequence[int], size_multiple: Sequence[int]) -> tuple[int, ...]:
+        if self.seam.patch_size:
+            return tuple(self.seam.patch_size)
+        return tuple(max(m, int(round(p / 2 / m)) * m) for p, m in zip(network_patch, size_multiple))
+
+    def read_case_labels(self, class_names: Sequence[str], train_ids: Sequence[str]) -> dict[str, torch.Tensor] | None:
+        """Presence per training case from `seam.labels_file` (None: from each patch's mask)."""
+        if self.whole_cases and self.case_labels is None:
+            self.case_labels = read_labels_file(self.seam.labels_file, class_names, train_ids)
+        return self.case_labels
+
+    def dataset(self, patches: Dataset, class_names: Sequence[str], train_ids: Sequence[str]) -> PresenceDataset:
+        return PresenceDataset(patches, len(class_names), self.read_case_labels(class_names, train_ids))
 
 
 class PresenceDataset(Dataset):
