@@ -29,7 +29,7 @@ from seg.infer.cases import (
     attach_labels,
     find_cases,
 )
-from seg.models.bundle import ModelBundle
+from seg.model_folder import ModelBundle
 
 
 @dataclass

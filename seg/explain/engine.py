@@ -23,7 +23,7 @@ from seg.config import ConfigError
 from seg.errors import ModelDataMismatch
 from seg.explain.cam import cam_map, has_plain_cam, plain_cam
 from seg.infer.predictor import Predictor
-from seg.models.bundle import ModelBundle
+from seg.model_folder import ModelBundle
 from seg.models.layers import interp_mode
 from seg.models.predict import sliding_window
 

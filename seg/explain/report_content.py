@@ -12,7 +12,7 @@ from seg.explain.measure import CaseResult
 from seg.explain.report import Figure, Table, write_report
 from seg.explain.aggregate import best_dice
 from seg.explain.transforms import FAMILIES, SpatialTransform
-from seg.models.bundle import ModelBundle
+from seg.model_folder import ModelBundle
 
 DEFINITIONS = {
     "Grid": "All numbers are measured on the preprocessed grid (the network's input: canonical orientation, cropped, "

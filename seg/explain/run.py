@@ -26,7 +26,7 @@ from seg.explain.scores import THRESHOLDS
 from seg.explain.aggregate import choose_thresholds, mean_curves, summarize_analysis
 from seg.explain.transforms import SpatialTransform, spatial_transforms
 from seg.files import write_json
-from seg.models.bundle import ModelBundle
+from seg.model_folder import ModelBundle
 from seg.pictures import render_curves
 from seg.case_progress import CaseProgress
 from seg.runtime import describe_machine, tune_inference

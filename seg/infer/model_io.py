@@ -11,7 +11,7 @@ from pathlib import Path
 import seg.seam  # noqa: F401  registers SEAM's network, so SEAM model folders load here
 from seg.files import read_json
 from seg.infer.postprocess import FILE, Postprocessing
-from seg.models.bundle import WEIGHTS, ModelBundle, ModelLoadError, load_bundle, load_checkpoint
+from seg.model_folder import WEIGHTS, ModelBundle, ModelLoadError, load_bundle, load_checkpoint
 
 
 def is_mlflow_uri(text: str) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seg.models.bundle import ModelBundle
+from seg.model_folder import ModelBundle
 from seg.models.layers import interp_mode
 from seg.models.predict import sliding_window
 from seg.runtime import InferSettings, tune_inference

@@ -20,7 +20,7 @@ from seg.infer.case_metrics import metrics_rows, summarize_metrics
 from seg.infer.postprocess import Postprocessing
 from seg.infer.process import process_case
 from seg.infer.records import EXISTS, OK, CaseRecord
-from seg.models.bundle import ModelBundle
+from seg.model_folder import ModelBundle
 from seg.case_progress import CaseProgress
 from seg.runtime import InferSettings, describe_machine, resolve_device, threads_per_process
 from seg.runtime.quiet import quiet_lightning

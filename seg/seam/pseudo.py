@@ -19,7 +19,7 @@ import torch
 
 from seg.data.cache import CASES, Cache
 from seg.files import atomic_folder, read_json, write_json, write_npz
-from seg.models.bundle import ModelBundle
+from seg.model_folder import ModelBundle
 from seg.models.errors import ModelLoadError
 from seg.seam.calibration import calibration_record
 from seg.seam.presence import presence_of, read_labels_file

@@ -18,7 +18,7 @@ from seg.config import Config, ModelConfig, flatten
 from seg.data.cache import Cache, Fingerprint
 from seg.errors import MissingInputError, ModelDataMismatch
 from seg.files import write_json
-from seg.models.bundle import ModelMeta, checkpoint_record, save_bundle, update_meta
+from seg.model_folder import ModelMeta, checkpoint_record, save_bundle, update_meta
 from seg.runtime import (
     TrainSettings,
     describe_machine,

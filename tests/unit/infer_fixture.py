@@ -16,7 +16,7 @@ def tiny_model_folder(root: Path, dataset: Path, spatial_dims: int = 3, seed: in
     from seg.data.cache import Cache
     from seg.data.preprocess import preprocess_dataset
     from seg.models import build_model
-    from seg.models.bundle import ModelMeta, save_bundle
+    from seg.model_folder import ModelMeta, save_bundle
 
     data = DataConfig(root=str(dataset), cache_dir=str(root / "cache"), num_workers=0, folds=2)
     cache = root / "cache"

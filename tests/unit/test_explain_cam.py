@@ -19,7 +19,7 @@ from seg.explain.keys import CAM, MapId
 from seg.explain.cam_targets import layer_table, resolve_layers
 from seg.explain.transforms import spatial_transforms
 from seg.models import build_model
-from seg.models.bundle import ModelBundle, ModelMeta
+from seg.model_folder import ModelBundle, ModelMeta
 from seg.models.unet import UNetOutput
 
 METHODS = ("gradcam", "gradcampp", "hirescam")

@@ -19,7 +19,7 @@ from seg.explain.measure import CaseResult
 from seg.explain.outputs import write_maps
 from seg.explain.run import analyze
 from seg.models import build_model
-from seg.models.bundle import ModelBundle, ModelMeta
+from seg.model_folder import ModelBundle, ModelMeta
 
 SHAPE = (14, 9, 12)
 

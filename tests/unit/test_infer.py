@@ -19,7 +19,7 @@ from seg.infer.cases import find_cases
 from seg.infer.model_io import load_model, load_models
 from seg.infer.predictor import EnsemblePredictor, Predictor, make_predictor, mirror_axes
 from seg.metrics import dice
-from seg.models.bundle import ModelMeta, checkpoint_record
+from seg.model_folder import ModelMeta, checkpoint_record
 from seg.models.errors import ModelLoadError
 
 
@@ -186,7 +186,7 @@ def test_model_saved_before_stem_stride_existed_loads_as_full_resolution(model_d
     import yaml
 
     from seg.models import build_model
-    from seg.models.bundle import save_bundle
+    from seg.model_folder import save_bundle
 
     folder = load_model(model_dir)
     old_cfg = dataclasses.replace(folder.config, model=dataclasses.replace(folder.config.model, stem_stride=1))
@@ -311,7 +311,7 @@ def test_infer_with_two_models_or_their_folder_writes_the_input_geometry_and_lis
 
 def test_a_member_that_cannot_be_averaged_fails_in_one_line_naming_it(folds_dir, tmp_path, capsys):
     from seg.models import build_model
-    from seg.models.bundle import save_bundle
+    from seg.model_folder import save_bundle
 
     a = load_model(folds_dir / "fold_0")
     two = dataclasses.replace(a.config, model=dataclasses.replace(a.config.model, out_channels=2))

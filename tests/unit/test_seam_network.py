@@ -8,7 +8,7 @@ import torch
 from seam_fixture import small
 
 from seg.config import Config, ConfigError, SeamConfig, from_dict
-from seg.models.bundle import ModelMeta, load_bundle, save_bundle
+from seg.model_folder import ModelMeta, load_bundle, save_bundle
 from seg.seam.network import SeamNet, default_cam_level, max_norm
 
 

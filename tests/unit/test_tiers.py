@@ -3,8 +3,9 @@
     base      seg.config, seg.errors, seg.files,       nothing of seg (config: errors and files)
               seg.pictures, seg.case_progress, seg.metrics
     data      seg.data                                 base
-    models    seg.models                               base, data (the model bundle holds the data fingerprint)
-    services  seg.runtime, seg.tracking                base, data, models
+    models    seg.models                               base (a network knows nothing of the data layer)
+    services  seg.runtime, seg.tracking,               base, data, models (the model folder holds a network and
+              seg.model_folder                         the data fingerprint it was trained on)
     methods   seg.seam                                 base, data, models, services (SEAM registers its network
                                                        with seg.models.build, which never imports it)
     stages    seg.train, seg.infer                     everything above; never each other
@@ -31,13 +32,14 @@ ALLOWED = {
     "seg.case_progress": set(),
     "seg.metrics": set(),
     "seg.data": BASE,
-    "seg.models": BASE | {"seg.data"},
+    "seg.models": BASE,
+    "seg.model_folder": BASE | {"seg.data", "seg.models"},
     "seg.runtime": BASE | {"seg.data", "seg.models"},
     "seg.tracking": BASE | {"seg.data", "seg.models"},
-    "seg.seam": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking"},
-    "seg.train": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking", "seg.seam"},
-    "seg.infer": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking", "seg.seam"},
-    "seg.explain": BASE | {"seg.data", "seg.models", "seg.runtime", "seg.tracking", "seg.seam", "seg.infer"},
+    "seg.seam": BASE | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking"},
+    "seg.train": BASE | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking", "seg.seam"},
+    "seg.infer": BASE | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking", "seg.seam"},
+    "seg.explain": BASE | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking", "seg.seam", "seg.infer"},
     "seg.stages": None,  # None: anything
     "seg.cli": None,
     "seg.config_docs": None,
@@ -93,7 +95,7 @@ def test_train_infer_and_explain_are_separate():
 @pytest.mark.parametrize("source,expected", [
     ("from seg.data.cache import Cache\n", "seg.data.cache"),
     ("def f():\n    from .cache import Cache\n", "seg.data.cache"),
-    ("import seg.models.bundle as b\n", "seg.models.bundle"),
+    ("import seg.model_folder as b\n", "seg.model_folder"),
 ])
 def test_the_parser_sees_imports_everywhere(tmp_path, monkeypatch, source, expected):
     """The check itself: module-level, function-level and relative imports are all found."""
