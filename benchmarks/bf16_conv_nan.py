@@ -4,8 +4,8 @@ autocast, and for seg's guarded Conv3d (seg/models/bf16_safe_conv.py).
 
 Each cell runs forward + backward under CPU bf16 autocast for `--seconds`, one random input and fresh random
 upstream gradients, as seg's conv blocks do (no bias: a norm follows), and counts the calls whose weight gradient
-holds a NaN or inf. The fault reads uninitialised memory, so its rate moves from run to run and cell to cell. A non-zero count in the `raw` column
-in the first two columns is the oneDNN fault the guard exists for; the last column must stay 0.
+holds a NaN or inf. The fault reads uninitialised memory, so its rate moves from run to run and cell to cell. A
+non-zero count in the first two columns is the oneDNN fault the guard exists for; the last column must stay 0.
 
 Run:  python benchmarks/bf16_conv_nan.py [--seconds 2] [--threads 2]
 """
@@ -20,8 +20,14 @@ import torch
 from seg.models.bf16_safe_conv import Conv3d
 
 CASES = [  # (channels, grid): the stem network's bottleneck at a 32x48x32 patch first
-    (128, (2, 3, 2)), (64, (2, 4, 4)), (128, (2, 32, 24)), (128, (2, 2, 2)),
-    (128, (3, 3, 3)), (128, (4, 6, 4)), (128, (5, 7, 5)), (128, (4, 2, 2)),
+    (128, (2, 3, 2)),
+    (64, (2, 4, 4)),
+    (128, (2, 32, 24)),
+    (128, (2, 2, 2)),
+    (128, (3, 3, 3)),
+    (128, (4, 6, 4)),
+    (128, (5, 7, 5)),
+    (128, (4, 2, 2)),
 ]
 
 
@@ -47,7 +53,8 @@ def op_failures(channels: int, grid: tuple[int, ...], seconds: float) -> tuple[i
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         _, grad_w, _ = torch.ops.aten.convolution_backward(
-            torch.randn_like(y), x, w, None, [1] * 3, [1] * 3, [1] * 3, False, [0] * 3, 1, [False, True, False])
+            torch.randn_like(y), x, w, None, [1] * 3, [1] * 3, [1] * 3, False, [0] * 3, 1, [False, True, False]
+        )
         calls += 1
         bad += not bool(torch.isfinite(grad_w).all())
     return bad, calls
@@ -60,8 +67,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.seconds:g} s per cell: non-finite weight "
-          f"gradients / calls")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {args.seconds:g} s per cell: non-finite weight "
+        f"gradients / calls"
+    )
     print(f"{'channels':>8}  {'grid':<10} {'aten op':>12} {'nn.Conv3d':>12} {'seg Conv3d':>12}")
     for channels, grid in CASES:
         raw = torch.nn.Conv3d(channels, channels, 3, padding=1, bias=False)

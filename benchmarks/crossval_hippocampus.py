@@ -35,14 +35,26 @@ def write_params(work: Path, data: Path, minutes: float, threads: int, folds: li
     import yaml
 
     cfg = yaml.safe_load((REPO / "params.yaml").read_text())
-    cfg["data"].update({"root": str(data), "cache_dir": str(work / "cache"), "folds": 5, "seed": 0,
-                        "test_fraction": 0.2})
-    cfg["train"].update({"max_time_minutes": minutes, "val_every": 100000,
-                         "num_threads": threads, "registered_model": None, "gate_images": False,
-                         "tracking_uri": f"sqlite:///{work / 'mlflow.db'}"})
+    cfg["data"].update(
+        {"root": str(data), "cache_dir": str(work / "cache"), "folds": 5, "seed": 0, "test_fraction": 0.2}
+    )
+    cfg["train"].update(
+        {
+            "max_time_minutes": minutes,
+            "val_every": 100000,
+            "num_threads": threads,
+            "registered_model": None,
+            "gate_images": False,
+            "tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
+        }
+    )
     cfg["infer"].update({"tta": tta, "num_threads": threads})
-    cfg["crossval"] = {"folds": folds, "models": str(work / "models"), "predictions": str(work / "crossval"),
-                       "metrics_file": str(work / "metrics" / "crossval.json")}
+    cfg["crossval"] = {
+        "folds": folds,
+        "models": str(work / "models"),
+        "predictions": str(work / "crossval"),
+        "metrics_file": str(work / "metrics" / "crossval.json"),
+    }
     params = work / "params.yaml"
     params.write_text(yaml.safe_dump(cfg))
     return params
@@ -51,8 +63,19 @@ def write_params(work: Path, data: Path, minutes: float, threads: int, folds: li
 def test_dice(work: Path, model: Path, name: str) -> dict:
     """Predict the test part with `model` (a fold folder, or the folder of folds: their ensemble)."""
     out = work / "test" / name
-    seg("infer", "--config", work / "params.yaml", "--model", model, "--fold", "all", "--output", out,
-        "--metrics-file", work / "metrics" / f"test_{name}.json")
+    seg(
+        "infer",
+        "--config",
+        work / "params.yaml",
+        "--model",
+        model,
+        "--fold",
+        "all",
+        "--output",
+        out,
+        "--metrics-file",
+        work / "metrics" / f"test_{name}.json",
+    )
     summary = json.loads((out / "metrics.json").read_text())["summary"]
     return {"dice": {k[5:].lower(): v for k, v in summary.items() if k.startswith("dice_")}, "cases": summary["cases"]}
 
@@ -81,15 +104,39 @@ def main() -> None:
         for k in args.folds:
             model = work / "models" / f"fold_{k}"
             if not (model / "weights.pt").is_file():
-                seg("train", "--config", params, "--set", f"data.fold={k}", "--set", f"train.model_dir={model}",
-                    "--set", f"train.output_dir={work / 'train' / f'fold_{k}'}",
-                    "--set", f"train.metrics_dir={work / 'metrics' / f'fold_{k}'}")
+                seg(
+                    "train",
+                    "--config",
+                    params,
+                    "--set",
+                    f"data.fold={k}",
+                    "--set",
+                    f"train.model_dir={model}",
+                    "--set",
+                    f"train.output_dir={work / 'train' / f'fold_{k}'}",
+                    "--set",
+                    f"train.metrics_dir={work / 'metrics' / f'fold_{k}'}",
+                )
             train = json.loads((work / "metrics" / f"fold_{k}" / "train.json").read_text())
-            seg("infer", "--config", params, "--model", model, "--fold", k, "--output", work / "crossval" / f"fold_{k}",
-                "--metrics-file", work / "metrics" / f"fold_{k}" / "infer.json")
+            seg(
+                "infer",
+                "--config",
+                params,
+                "--model",
+                model,
+                "--fold",
+                k,
+                "--output",
+                work / "crossval" / f"fold_{k}",
+                "--metrics-file",
+                work / "metrics" / f"fold_{k}" / "infer.json",
+            )
             folds[k] = {"epochs": train["epochs"], "samples_per_s": train.get("samples_per_s", 0.0)}
-            print(f"fold {k}: {train['epochs']} epochs, {folds[k]['samples_per_s']:.2f} samples/s "
-                  f"({time.perf_counter() - start:.0f} s so far)", flush=True)
+            print(
+                f"fold {k}: {train['epochs']} epochs, {folds[k]['samples_per_s']:.2f} samples/s "
+                f"({time.perf_counter() - start:.0f} s so far)",
+                flush=True,
+            )
         print(seg("crossval", "--config", params), flush=True)
         crossval = json.loads((work / "metrics" / "crossval.json").read_text())
         results = {"ensemble": test_dice(work, work / "models", "ensemble")}
@@ -101,10 +148,14 @@ def main() -> None:
     from seg.runtime import describe_machine
 
     print(f"machine: {describe_machine().line()}")
-    print(f"{data.name}: {results['ensemble']['cases']} test cases (data.test_fraction 0.2), folds {args.folds} of 5, "
-          f"{args.minutes:g} min of training each, {args.threads} threads, TTA {'on' if args.tta else 'off'}")
-    print(f"cross-validation ({crossval['cases']} cases): mean Dice {crossval['dice_mean_without_postprocessing']:.4f}"
-          f" -> {crossval['dice_mean']:.4f} with {crossval['postprocessing']}")
+    print(
+        f"{data.name}: {results['ensemble']['cases']} test cases (data.test_fraction 0.2), folds {args.folds} of 5, "
+        f"{args.minutes:g} min of training each, {args.threads} threads, TTA {'on' if args.tta else 'off'}"
+    )
+    print(
+        f"cross-validation ({crossval['cases']} cases): mean Dice {crossval['dice_mean_without_postprocessing']:.4f}"
+        f" -> {crossval['dice_mean']:.4f} with {crossval['postprocessing']}"
+    )
     classes = [k for k in results["ensemble"]["dice"] if k != "mean"]
     print(f"{'test part':26s} " + " ".join(f"{c[:9]:>9s}" for c in classes) + f" {'mean':>7s}")
     for name, r in results.items():

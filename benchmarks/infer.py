@@ -36,7 +36,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def seg_infer(model: str, inputs: list[str], out: Path, extra: list[str], labels: str | None = None) -> tuple[float, dict]:
+def seg_infer(
+    model: str, inputs: list[str], out: Path, extra: list[str], labels: str | None = None
+) -> tuple[float, dict]:
     """Run `seg infer` on a list of files (through a glob-free folder of symlinks); (seconds, predictions.json)."""
     src = out.parent / f"{out.name}-inputs"
     src.mkdir(parents=True, exist_ok=True)
@@ -44,8 +46,21 @@ def seg_infer(model: str, inputs: list[str], out: Path, extra: list[str], labels
         link = src / Path(f).name
         if not link.exists():
             link.symlink_to(Path(f).resolve())
-    cmd = [sys.executable, "-m", "seg.cli", "infer", "--model", model, "--input", str(src), "--output", str(out),
-           "--overwrite", *extra, *(["--labels", labels] if labels else [])]
+    cmd = [
+        sys.executable,
+        "-m",
+        "seg.cli",
+        "infer",
+        "--model",
+        model,
+        "--input",
+        str(src),
+        "--output",
+        str(out),
+        "--overwrite",
+        *extra,
+        *(["--labels", labels] if labels else []),
+    ]
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     seconds = time.perf_counter() - start
@@ -65,8 +80,9 @@ def auto_precision(net, model) -> str:
     """What `precision: auto` picks for `net` at the model's patch size here (windows fixed at 2, as measured)."""
     from seg.runtime import tune_inference
 
-    return tune_inference(net, model.patch_size, model.config.model.in_channels, "auto", 2,
-                          config_key=type(net).__name__).precision
+    return tune_inference(
+        net, model.patch_size, model.config.model.in_channels, "auto", 2, config_key=type(net).__name__
+    ).precision
 
 
 def monai_speed(model, images: list[np.ndarray], overlap: float, precision: str) -> float:
@@ -76,8 +92,9 @@ def monai_speed(model, images: list[np.ndarray], overlap: float, precision: str)
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
     with torch.inference_mode(), ctx:
         for image in images:  # one untimed pass, as ours gets
-            sliding_window_inference(torch.from_numpy(image)[None], model.patch_size, 2, net, overlap=overlap,
-                                     mode="gaussian")
+            sliding_window_inference(
+                torch.from_numpy(image)[None], model.patch_size, 2, net, overlap=overlap, mode="gaussian"
+            )
     voxels, start = 0, time.perf_counter()
     with torch.inference_mode(), ctx:
         for image in images:
@@ -113,10 +130,15 @@ def large_volume(model: str, work: Path, precision: str, shape=(512, 512, 400)) 
     nib.save(nib.Nifti1Image(volume.astype(np.float32), np.diag([0.8, 0.8, 1.0, 1.0])), path)
     del volume
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    seconds, pred = seg_infer(model, [str(path)], work / "large-out", ["--no-tta", "--precision", precision])
+    seconds, _ = seg_infer(model, [str(path)], work / "large-out", ["--no-tta", "--precision", precision])
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"shape": list(shape), "seconds": round(seconds, 1), "peak_rss_gib": round(peak_kib / 2**20, 2),
-            "peak_grew": peak_kib > before, "voxels_per_s": round(int(np.prod(shape)) / seconds)}
+    return {
+        "shape": list(shape),
+        "seconds": round(seconds, 1),
+        "peak_rss_gib": round(peak_kib / 2**20, 2),
+        "peak_grew": peak_kib > before,
+        "voxels_per_s": round(int(np.prod(shape)) / seconds),
+    }
 
 
 def main() -> None:
@@ -151,21 +173,29 @@ def main() -> None:
         for name, extra in (("seg infer --no-tta", ["--no-tta"]), ("seg infer (TTA)", [])):
             seconds, pred = seg_infer(args.model, files, work / name.replace(" ", "_"), [*common, *extra], label_dir)
             busy = sum(r["predict_seconds"] for r in pred["cases"].values())
-            results[name] = {"voxels_per_s": round(voxels / busy), "wall_s": round(seconds, 1), "metrics": pred["metrics"]}
+            results[name] = {
+                "voxels_per_s": round(voxels / busy),
+                "wall_s": round(seconds, 1),
+                "metrics": pred["metrics"],
+            }
         picks = {"ours": auto_precision(model.net, model), "monai": auto_precision(monai_net(model), model)}
         for precision in ("32", "bf16"):
             results[f"ours Predictor {precision}{'*' if picks['ours'] == precision else ''} (network only)"] = {
-                "voxels_per_s": round(ours_network_speed(model, images, args.overlap, precision, False))}
+                "voxels_per_s": round(ours_network_speed(model, images, args.overlap, precision, False))
+            }
             results[f"monai AttentionUnet {precision}{'*' if picks['monai'] == precision else ''} (network only)"] = {
-                "voxels_per_s": round(monai_speed(model, images, args.overlap, precision))}
+                "voxels_per_s": round(monai_speed(model, images, args.overlap, precision))
+            }
         if args.large:
             results["large"] = large_volume(args.model, work, args.precision)
     from seg.runtime import describe_machine
 
     print(f"machine: {describe_machine().line()}")
-    print(f"model {args.model}  patch {list(model.patch_size)}  overlap {args.overlap}  seg infer --precision "
-          f"{args.precision} (resolved: {pred['settings']['precision']}, windows {pred['settings']['sw_batch_size']})  "
-          f"threads {args.threads}  cases {len(cases)} ({voxels} voxels)")
+    print(
+        f"model {args.model}  patch {list(model.patch_size)}  overlap {args.overlap}  seg infer --precision "
+        f"{args.precision} (resolved: {pred['settings']['precision']}, windows {pred['settings']['sw_batch_size']})  "
+        f"threads {args.threads}  cases {len(cases)} ({voxels} voxels)"
+    )
     print(f"{'':38s} {'voxels/s':>10s}  {'dice per class':s}")
     for name, r in results.items():
         if name == "large":
@@ -177,8 +207,10 @@ def main() -> None:
     print(f"ours / monai, network only, each at its auto precision: {at('ours Predictor') / at('monai'):.2f}x")
     if "large" in results:
         lg = results["large"]
-        print(f"512x512x400 volume, seg infer --no-tta: {lg['seconds']} s, peak RSS {lg['peak_rss_gib']} GiB, "
-              f"{lg['voxels_per_s']:,d} voxels/s")
+        print(
+            f"512x512x400 volume, seg infer --no-tta: {lg['seconds']} s, peak RSS {lg['peak_rss_gib']} GiB, "
+            f"{lg['voxels_per_s']:,d} voxels/s"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -78,9 +78,15 @@ def memory_format(name: str, dims: int) -> torch.memory_format:
 def build_network(name: str, dims: int, classes: int) -> torch.nn.Module:
     name = name.removesuffix("-cl")
     if name in OURS:
-        cfg = ModelConfig(spatial_dims=dims, in_channels=1, out_channels=classes, channels=CHANNELS,
-                          strides=STRIDES, deep_supervision=0,
-                          **(dict(stem_stride=1, first_stage_convs=1) if name == "ours-full" else {}))
+        cfg = ModelConfig(
+            spatial_dims=dims,
+            in_channels=1,
+            out_channels=classes,
+            channels=CHANNELS,
+            strides=STRIDES,
+            deep_supervision=0,
+            **(dict(stem_stride=1, first_stage_convs=1) if name == "ours-full" else {}),
+        )
         return build_model(cfg)
     cls = {"monai-att": AttentionUnet, "monai-unet": UNet}[name]
     return cls(dims, 1, classes, channels=CHANNELS, strides=STRIDES)
@@ -175,11 +181,21 @@ def measure(net_name: str, setting: str, precision: str, args: argparse.Namespac
     model.eval()
     gf_fwd = counted_gflop(forward)
     return dict(
-        network=net_name, setting=setting, precision=precision, size=list(size), batch=batch,
+        network=net_name,
+        setting=setting,
+        precision=precision,
+        size=list(size),
+        batch=batch,
         params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        train_sps=batch / t_train, fwd_sps=batch / t_fwd, train_gflop=gf_train, fwd_gflop=gf_fwd,
-        train_gflops=gf_train / t_train, fwd_gflops=gf_fwd / t_fwd,
-        train_mib=mem_train, fwd_mib=mem_fwd, exact_memory=mem.exact,
+        train_sps=batch / t_train,
+        fwd_sps=batch / t_fwd,
+        train_gflop=gf_train,
+        fwd_gflop=gf_fwd,
+        train_gflops=gf_train / t_train,
+        fwd_gflops=gf_fwd / t_fwd,
+        train_mib=mem_train,
+        fwd_mib=mem_fwd,
+        exact_memory=mem.exact,
     )
 
 
@@ -209,15 +225,19 @@ def matmul_peak(n: int, repeats: int, threads: int) -> dict[str, float]:
         dtype = getattr(torch, precision)
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         a @ b  # warm-up
-        best = min(median_time(lambda: a @ b, 0, 1) for _ in range(repeats))
+        best = min(median_time(lambda a=a, b=b: a @ b, 0, 1) for _ in range(repeats))
         peaks[precision] = 2 * n**3 / best / 1e9
     return peaks
+
+
+def _row(results: list[dict], network: str, setting: str, precision: str) -> dict:
+    return next(r for r in results if (r["network"], r["setting"], r["precision"]) == (network, setting, precision))
 
 
 def _child(conn, fn, fn_args) -> None:
     try:
         conn.send(("ok", fn(*fn_args)))
-    except BaseException:
+    except BaseException:  # noqa: BLE001 -- the parent prints the child's traceback
         conn.send(("error", traceback.format_exc()))
     conn.close()
 
@@ -239,12 +259,18 @@ def in_fresh_process(fn, *fn_args):
 # ------------------------------------------------------------------------------------------ report
 
 COLUMNS = [  # header, key, width, format spec
-    ("network", "network", 12, "<"), ("params", "params", 9, ","),
-    ("train/s", "train_sps", 8, ".2f"), ("fwd/s", "fwd_sps", 8, ".2f"),
-    ("GF/train", "train_gflop", 9, ".1f"), ("GF/fwd", "fwd_gflop", 8, ".1f"),
-    ("GF/s tr", "train_gflops", 8, ".1f"), ("%pk tr", "train_pct", 7, ".1f"),
-    ("GF/s fw", "fwd_gflops", 8, ".1f"), ("%pk fw", "fwd_pct", 7, ".1f"),
-    ("MiB tr", "train_mib", 8, ".0f"), ("MiB fw", "fwd_mib", 8, ".0f"),
+    ("network", "network", 12, "<"),
+    ("params", "params", 9, ","),
+    ("train/s", "train_sps", 8, ".2f"),
+    ("fwd/s", "fwd_sps", 8, ".2f"),
+    ("GF/train", "train_gflop", 9, ".1f"),
+    ("GF/fwd", "fwd_gflop", 8, ".1f"),
+    ("GF/s tr", "train_gflops", 8, ".1f"),
+    ("%pk tr", "train_pct", 7, ".1f"),
+    ("GF/s fw", "fwd_gflops", 8, ".1f"),
+    ("%pk fw", "fwd_pct", 7, ".1f"),
+    ("MiB tr", "train_mib", 8, ".0f"),
+    ("MiB fw", "fwd_mib", 8, ".0f"),
 ]
 RATIOS = [("train/s", "train_sps"), ("fwd/s", "fwd_sps"), ("params", "params"), ("MiB train", "train_mib")]
 
@@ -258,10 +284,13 @@ def table_line(row: dict | None) -> str:
     return " ".join(cells)
 
 
-def print_results(results: list[dict], peaks: dict[str, float], args: argparse.Namespace,
-                  picks: dict[tuple[str, str], str]) -> list[dict]:
-    print(f"\nmatmul peak ({args.matmul}x{args.matmul}, {args.threads} threads): "
-          + ", ".join(f"{p} {g:,.0f} GFLOP/s" for p, g in peaks.items()))
+def print_results(
+    results: list[dict], peaks: dict[str, float], args: argparse.Namespace, picks: dict[tuple[str, str], str]
+) -> list[dict]:
+    print(
+        f"\nmatmul peak ({args.matmul}x{args.matmul}, {args.threads} threads): "
+        + ", ".join(f"{p} {g:,.0f} GFLOP/s" for p, g in peaks.items())
+    )
     ratios = []
     for setting in SETTINGS:
         for precision in PRECISIONS:
@@ -277,33 +306,52 @@ def print_results(results: list[dict], peaks: dict[str, float], args: argparse.N
                 print(table_line({**r, "network": r["network"] + mark}))
             for name in OURS:
                 ours, att = rows[name], rows[BASELINES[name]]
-                ratios.append(dict(network=name, baseline=BASELINES[name], setting=setting, precision=precision,
-                                   **{key: ours[key] / att[key] if att[key] else float("nan") for _, key in RATIOS}))
+                ratios.append(
+                    dict(
+                        network=name,
+                        baseline=BASELINES[name],
+                        setting=setting,
+                        precision=precision,
+                        **{key: ours[key] / att[key] if att[key] else float("nan") for _, key in RATIOS},
+                    )
+                )
     print("\nratios ours / MONAI AttentionUnet in the same memory layout")
     print(f"{'network':<10} {'vs':<12} {'setting':<8} {'precision':<9} " + " ".join(f"{h:>10}" for h, _ in RATIOS))
     for r in ratios:
-        print(f"{r['network']:<10} {r['baseline']:<12} {r['setting']:<8} {r['precision']:<9} "
-              + " ".join(f"{r[k]:>10.2f}" for _, k in RATIOS))
+        print(
+            f"{r['network']:<10} {r['baseline']:<12} {r['setting']:<8} {r['precision']:<9} "
+            + " ".join(f"{r[k]:>10.2f}" for _, k in RATIOS)
+        )
     print("\nratios at the precision auto picks for each network (* in the tables), training step and forward")
     for setting in SETTINGS:
         for name in OURS:
             base = BASELINES[name]
-            at = lambda net: next(r for r in results if r["network"] == net and r["setting"] == setting  # noqa: E731
-                                  and r["precision"] == picks[(net, setting)])
-            ours, att = at(name), at(base)
-            print(f"{name:<10} ({picks[(name, setting)]}) vs {base} ({picks[(base, setting)]}) {setting}: "
-                  f"train/s {ours['train_sps'] / att['train_sps']:.2f}x, fwd/s {ours['fwd_sps'] / att['fwd_sps']:.2f}x")
-            ratios.append(dict(network=name, baseline=base, setting=setting, precision="auto",
-                               train_sps=ours["train_sps"] / att["train_sps"], fwd_sps=ours["fwd_sps"] / att["fwd_sps"],
-                               params=ours["params"] / att["params"], train_mib=ours["train_mib"] / att["train_mib"]))
+            ours, att = (_row(results, net, setting, picks[(net, setting)]) for net in (name, base))
+            print(
+                f"{name:<10} ({picks[(name, setting)]}) vs {base} ({picks[(base, setting)]}) {setting}: "
+                f"train/s {ours['train_sps'] / att['train_sps']:.2f}x, fwd/s {ours['fwd_sps'] / att['fwd_sps']:.2f}x"
+            )
+            ratios.append(
+                dict(
+                    network=name,
+                    baseline=base,
+                    setting=setting,
+                    precision="auto",
+                    train_sps=ours["train_sps"] / att["train_sps"],
+                    fwd_sps=ours["fwd_sps"] / att["fwd_sps"],
+                    params=ours["params"] / att["params"],
+                    train_mib=ours["train_mib"] / att["train_mib"],
+                )
+            )
     if not all(r["exact_memory"] for r in results):
         print("note: /proc/self/clear_refs unavailable; memory is the ru_maxrss increase (may underestimate)")
     return ratios
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps (default 2)")
@@ -326,19 +374,35 @@ def main() -> None:
             for net in NETWORKS:
                 results.append(in_fresh_process(measure, net, setting, precision, args))
                 r = results[-1]
-                print(f"  measured {setting} {precision:<8} {net:<12} train {r['train_sps']:7.2f}/s "
-                      f"fwd {r['fwd_sps']:7.2f}/s  [{time.perf_counter() - start:5.0f} s]", flush=True)
-    picks = {(net, setting): in_fresh_process(auto_pick, net, setting, args) for setting in SETTINGS for net in NETWORKS}
+                print(
+                    f"  measured {setting} {precision:<8} {net:<12} train {r['train_sps']:7.2f}/s "
+                    f"fwd {r['fwd_sps']:7.2f}/s  [{time.perf_counter() - start:5.0f} s]",
+                    flush=True,
+                )
+    picks = {
+        (net, setting): in_fresh_process(auto_pick, net, setting, args) for setting in SETTINGS for net in NETWORKS
+    }
     peaks_after = in_fresh_process(matmul_peak, args.matmul, repeats, args.threads)
     peaks = {p: max(g, peaks_after[p]) for p, g in peaks.items()}
     ratios = print_results(results, peaks, args, picks)
-    print(f"\ntotal {time.perf_counter() - start:.0f} s; {describe_machine().line()}, threads {args.threads}, "
-          f"steps {args.steps}, warm-up {args.warmup}")
+    print(
+        f"\ntotal {time.perf_counter() - start:.0f} s; {describe_machine().line()}, threads {args.threads}, "
+        f"steps {args.steps}, warm-up {args.warmup}"
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(args=vars(args), machine=describe_machine().line(), matmul_peak_gflops=peaks,
-                           auto_picks={f"{n} {s}": p for (n, s), p in picks.items()}, results=results, ratios=ratios),
-                      f, indent=1)
+            json.dump(
+                dict(
+                    args=vars(args),
+                    machine=describe_machine().line(),
+                    matmul_peak_gflops=peaks,
+                    auto_picks={f"{n} {s}": p for (n, s), p in picks.items()},
+                    results=results,
+                    ratios=ratios,
+                ),
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -56,18 +56,35 @@ def preprocess(data: Path, cache: Path) -> None:
     run([sys.executable, "-m", "seg.cli", "preprocess", "--root", str(data), "--out", str(cache)])
 
 
-def train_ours(cache: Path, work: Path, minutes: float, threads: int, precision: str, config: str | None,
-               tta: bool, fold: int = 0, validate: bool = False) -> dict:
+def train_ours(
+    cache: Path,
+    work: Path,
+    minutes: float,
+    threads: int,
+    precision: str,
+    config: str | None,
+    tta: bool,
+    fold: int = 0,
+    validate: bool = False,
+) -> dict:
     import yaml
 
     cfg = yaml.safe_load(Path(config or REPO / "params.yaml").read_text())
     cfg.setdefault("data", {}).update({"cache_dir": str(cache), "fold": fold, "folds": 5})
     no_validation = {} if validate else {"val_every": 100000, "val_every_minutes": None}
-    cfg.setdefault("train", {}).update({
-        "max_time_minutes": minutes, **no_validation,
-        "num_threads": threads, "precision": precision, "model_dir": str(work / "model"), "output_dir": str(work / "out"),
-        "metrics_dir": str(work / "metrics"), "tracking_uri": f"sqlite:///{work / 'mlflow.db'}", "gate_images": False,
-    })
+    cfg.setdefault("train", {}).update(
+        {
+            "max_time_minutes": minutes,
+            **no_validation,
+            "num_threads": threads,
+            "precision": precision,
+            "model_dir": str(work / "model"),
+            "output_dir": str(work / "out"),
+            "metrics_dir": str(work / "metrics"),
+            "tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
+            "gate_images": False,
+        }
+    )
     cfg["infer"] = {**cfg.get("infer", {}), "metrics_file": str(work / "metrics" / "infer.json")}
     params = work / "params.yaml"
     work.mkdir(parents=True, exist_ok=True)
@@ -77,12 +94,33 @@ def train_ours(cache: Path, work: Path, minutes: float, threads: int, precision:
     train_s = time.perf_counter() - start
     summary = json.loads((work / "metrics" / "train.json").read_text())
     out = work / "pred"
-    run([sys.executable, "-m", "seg.cli", "infer", "--config", str(params), "--model", str(work / "model"),
-         "--output", str(out), "--num-threads", str(threads), *([] if tta else ["--no-tta"])])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "seg.cli",
+            "infer",
+            "--config",
+            str(params),
+            "--model",
+            str(work / "model"),
+            "--output",
+            str(out),
+            "--num-threads",
+            str(threads),
+            *([] if tta else ["--no-tta"]),
+        ]
+    )
     metrics = json.loads((out / "metrics.json").read_text())["summary"]
-    return {"dice": {k[5:].lower(): v for k, v in metrics.items() if k.startswith("dice_")}, "epochs": summary["epochs"],
-            "samples_per_s": summary.get("samples_per_s", 0.0), "train_s": round(train_s, 1), "cases": metrics["cases"],
-            "precision": summary["runtime"]["precision"], "validation": summary["runtime"]["validation"]}
+    return {
+        "dice": {k[5:].lower(): v for k, v in metrics.items() if k.startswith("dice_")},
+        "epochs": summary["epochs"],
+        "samples_per_s": summary.get("samples_per_s", 0.0),
+        "train_s": round(train_s, 1),
+        "cases": metrics["cases"],
+        "precision": summary["runtime"]["precision"],
+        "validation": summary["runtime"]["validation"],
+    }
 
 
 def _pad_to(x: np.ndarray, multiple: int = 8) -> np.ndarray:
@@ -110,7 +148,7 @@ def train_monai(cache: Path, minutes: float, threads: int, fold: int = 0, seed: 
     shape = [int(np.ceil(max(im.shape[1 + a] for im, _ in train) / 8) * 8) for a in range(3)]
 
     def padded(x: np.ndarray) -> np.ndarray:
-        return np.pad(x, [(0, 0)] + [(0, t - s) for s, t in zip(x.shape[1:], shape)])
+        return np.pad(x, [(0, 0)] + [(0, t - s) for s, t in zip(x.shape[1:], shape, strict=True)])
 
     samples, start = 0, time.perf_counter()
     net.train()
@@ -139,8 +177,12 @@ def train_monai(cache: Path, minutes: float, threads: int, fold: int = 0, seed: 
             logits = net(x)[(..., *(slice(0, s) for s in image.shape[1:]))]
             dices.append(dice_per_class(logits.argmax(1)[0], torch.from_numpy(label)[0], 3).numpy())
     d = [nanmean(per_class) for per_class in np.stack(dices).T]  # a case lacking a class in both maps: left out
-    return {"dice": {"anterior": d[0], "posterior": d[1], "mean": nanmean(d)},
-            "samples_per_s": round(samples / train_s, 2), "train_s": round(train_s, 1), "cases": len(test)}
+    return {
+        "dice": {"anterior": d[0], "posterior": d[1], "mean": nanmean(d)},
+        "samples_per_s": round(samples / train_s, 2),
+        "train_s": round(train_s, 1),
+        "cases": len(test),
+    }
 
 
 def main() -> None:
@@ -172,8 +214,17 @@ def main() -> None:
         if args.only in (None, "ours"):
             for precision in precisions:
                 name = f"ours {precision}" if args.compare_precisions else "ours"
-                results[name] = train_ours(cache, work / name.replace(" ", "_"), args.minutes, args.threads, precision,
-                                           args.config, args.tta, args.fold, args.validate)
+                results[name] = train_ours(
+                    cache,
+                    work / name.replace(" ", "_"),
+                    args.minutes,
+                    args.threads,
+                    precision,
+                    args.config,
+                    args.tta,
+                    args.fold,
+                    args.validate,
+                )
         if args.only in (None, "monai"):
             results["monai AttentionUnet"] = train_monai(cache, args.minutes, args.threads, args.fold)
     from seg.runtime import describe_machine
@@ -181,17 +232,25 @@ def main() -> None:
     print(f"machine: {describe_machine().line()}")
     print(f"{Path(args.data).name}, fold {args.fold} of 5 (80/20), {args.minutes:g} min each, {args.threads} threads")
     classes = [k for k in next(iter(results.values()))["dice"] if k != "mean"]  # the dataset's foreground classes
-    print(f"{'':22s} " + " ".join(f"{c[:9]:>9s}" for c in classes)
-          + f" {'mean':>7s} {'samples/s':>10s} {'train s':>8s} {'cases':>6s}")
+    print(
+        f"{'':22s} "
+        + " ".join(f"{c[:9]:>9s}" for c in classes)
+        + f" {'mean':>7s} {'samples/s':>10s} {'train s':>8s} {'cases':>6s}"
+    )
     for name, r in results.items():
         d = r["dice"]
-        print(f"{name:22s} " + " ".join(f"{d.get(c, float('nan')):9.3f}" for c in classes)
-              + f" {d['mean']:7.3f} {r['samples_per_s']:10.2f} {r['train_s']:8.1f} {r['cases']:6d}"
-              + (f"  precision {r['precision']}; {r['validation']}" if "precision" in r else ""))
+        print(
+            f"{name:22s} "
+            + " ".join(f"{d.get(c, float('nan')):9.3f}" for c in classes)
+            + f" {d['mean']:7.3f} {r['samples_per_s']:10.2f} {r['train_s']:8.1f} {r['cases']:6d}"
+            + (f"  precision {r['precision']}; {r['validation']}" if "precision" in r else "")
+        )
     if args.compare_precisions and args.only in (None, "ours"):
         fastest = max(results["ours 32"]["samples_per_s"], results["ours bf16-mixed"]["samples_per_s"])
         auto = results["ours auto"]
-        print(f"auto picked {auto['precision']}: {auto['samples_per_s'] / fastest:.3f}x the faster of 32 and bf16-mixed")
+        print(
+            f"auto picked {auto['precision']}: {auto['samples_per_s'] / fastest:.3f}x the faster of 32 and bf16-mixed"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -58,8 +58,20 @@ def held_out_split(cache: Path, fold: int = 0) -> tuple[list[str], list[str]]:
 
 
 def evaluate(pred: Path, labels: Path, out: Path, classes: list[str]) -> dict:
-    run([sys.executable, "-m", "seg.cli", "evaluate", str(pred), str(labels), "--output", str(out),
-         "--classes", *classes])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "seg.cli",
+            "evaluate",
+            str(pred),
+            str(labels),
+            "--output",
+            str(out),
+            "--classes",
+            *classes,
+        ]
+    )
     return json.loads((out / "evaluation.json").read_text())
 
 
@@ -70,9 +82,15 @@ def _dice(summary: dict) -> dict:
 
 
 def nnunet_env(root: Path, threads: int) -> dict[str, str]:
-    return {**os.environ, "nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(root / "preprocessed"),
-            "nnUNet_results": str(root / "results"), "nnUNet_n_proc_DA": str(max(threads - 1, 0)),
-            "OMP_NUM_THREADS": str(threads), "nnUNet_compile": "f"}
+    return {
+        **os.environ,
+        "nnUNet_raw": str(root / "raw"),
+        "nnUNet_preprocessed": str(root / "preprocessed"),
+        "nnUNet_results": str(root / "results"),
+        "nnUNet_n_proc_DA": str(max(threads - 1, 0)),
+        "OMP_NUM_THREADS": str(threads),
+        "nnUNet_compile": "f",
+    }
 
 
 def nn(bin_dir: Path, tool: str, *args: str, env: dict, timeout: float | None = None, log: Path | None = None):
@@ -96,8 +114,16 @@ def nn(bin_dir: Path, tool: str, *args: str, env: dict, timeout: float | None = 
     return log.read_text()
 
 
-def train_nnunet(data: Path, work: Path, train_ids: list[str], test_ids: list[str], minutes: float, threads: int,
-                 bin_dir: Path, tta: bool) -> tuple[Path, dict]:
+def train_nnunet(
+    data: Path,
+    work: Path,
+    train_ids: list[str],
+    test_ids: list[str],
+    minutes: float,
+    threads: int,
+    bin_dir: Path,
+    tta: bool,
+) -> tuple[Path, dict]:
     env = nnunet_env(work, threads)
     staging = work / "msd" / data.name  # the converter wants an MSD folder with imagesTs; the files stay in place
     for sub in ("imagesTr", "labelsTr"):
@@ -108,27 +134,65 @@ def train_nnunet(data: Path, work: Path, train_ids: list[str], test_ids: list[st
     (staging / "imagesTs").mkdir(exist_ok=True)
     shutil.copy(data / "dataset.json", staging / "dataset.json")
     start = time.perf_counter()
-    nn(bin_dir, "nnUNetv2_convert_MSD_dataset", "-i", str(staging), "-overwrite_id", str(DATASET_ID), "-np",
-       str(threads), env=env)
-    nn(bin_dir, "nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", str(threads),
-       "--no_pbar", env=env)
+    nn(
+        bin_dir,
+        "nnUNetv2_convert_MSD_dataset",
+        "-i",
+        str(staging),
+        "-overwrite_id",
+        str(DATASET_ID),
+        "-np",
+        str(threads),
+        env=env,
+    )
+    nn(
+        bin_dir,
+        "nnUNetv2_plan_and_preprocess",
+        "-d",
+        str(DATASET_ID),
+        "-c",
+        "3d_fullres",
+        "-np",
+        str(threads),
+        "--no_pbar",
+        env=env,
+    )
     prep_s = time.perf_counter() - start
     split = [{"train": train_ids, "val": test_ids}] + [{"train": train_ids, "val": test_ids}] * 4
     (work / "preprocessed" / DATASET / "splits_final.json").write_text(json.dumps(split))
     start = time.perf_counter()
-    log = nn(bin_dir, "nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-device", "cpu", env=env,
-             timeout=minutes * 60, log=work / "nnunet_train.log")
+    log = nn(
+        bin_dir,
+        "nnUNetv2_train",
+        str(DATASET_ID),
+        "3d_fullres",
+        "0",
+        "-device",
+        "cpu",
+        env=env,
+        timeout=minutes * 60,
+        log=work / "nnunet_train.log",
+    )
     train_s = time.perf_counter() - start
     fold = work / "results" / DATASET / "nnUNetTrainer__nnUNetPlans__3d_fullres" / "fold_0"
     checkpoint = "checkpoint_best.pth" if (fold / "checkpoint_best.pth").is_file() else "checkpoint_latest.pth"
     epochs = len(re.findall(r"Epoch time:", log))
     plans = json.loads((work / "preprocessed" / DATASET / "nnUNetPlans.json").read_text())
     batch = plans["configurations"]["3d_fullres"]["batch_size"]
-    info = {"epochs": epochs, "checkpoint": checkpoint, "train_s": round(train_s, 1), "preprocess_s": round(prep_s, 1),
-            "batch_size": batch, "patch_size": plans["configurations"]["3d_fullres"]["patch_size"]}
+    info = {
+        "epochs": epochs,
+        "checkpoint": checkpoint,
+        "train_s": round(train_s, 1),
+        "preprocess_s": round(prep_s, 1),
+        "batch_size": batch,
+        "patch_size": plans["configurations"]["3d_fullres"]["patch_size"],
+    }
     if not (fold / checkpoint).is_file():  # not one epoch (250 iterations) done: nothing to score
-        print(f"nnU-Net finished no epoch (250 iterations of batch {batch}) in {minutes:g} min, so it wrote no "
-              f"checkpoint to score (see {work / 'nnunet_train.log'})", file=sys.stderr)
+        print(
+            f"nnU-Net finished no epoch (250 iterations of batch {batch}) in {minutes:g} min, so it wrote no "
+            f"checkpoint to score (see {work / 'nnunet_train.log'})",
+            file=sys.stderr,
+        )
         return None, {**info, "checkpoint": None, "samples_per_s": round(250 * batch / train_s, 2)}
     inputs = work / "heldout_images"
     inputs.mkdir(exist_ok=True)
@@ -136,9 +200,31 @@ def train_nnunet(data: Path, work: Path, train_ids: list[str], test_ids: list[st
         src = work / "raw" / DATASET / "imagesTr" / f"{case}_0000.nii.gz"
         (inputs / src.name).symlink_to(src.resolve())
     out = work / "nnunet_pred"
-    nn(bin_dir, "nnUNetv2_predict", "-i", str(inputs), "-o", str(out), "-d", str(DATASET_ID), "-c", "3d_fullres",
-       "-f", "0", "-chk", checkpoint, "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar",
-       *([] if tta else ["--disable_tta"]), env=env)
+    nn(
+        bin_dir,
+        "nnUNetv2_predict",
+        "-i",
+        str(inputs),
+        "-o",
+        str(out),
+        "-d",
+        str(DATASET_ID),
+        "-c",
+        "3d_fullres",
+        "-f",
+        "0",
+        "-chk",
+        checkpoint,
+        "-device",
+        "cpu",
+        "-npp",
+        "1",
+        "-nps",
+        "1",
+        "--disable_progress_bar",
+        *([] if tta else ["--disable_tta"]),
+        env=env,
+    )
     return out, {**info, "samples_per_s": round(epochs * 250 * batch / train_s, 2)}
 
 
@@ -178,34 +264,57 @@ def main() -> None:
             scored = evaluate(work / "seg" / "pred", labels, work / "seg" / "evaluation", classes)
             results["seg"] = {**ours, "dice": _dice(scored), "cases": scored["cases"]}
         if args.only in (None, "nnunet"):
-            pred, info = train_nnunet(data, work / "nnunet", train_ids, test_ids, args.minutes, args.threads, bin_dir,
-                                      args.tta)
+            pred, info = train_nnunet(
+                data, work / "nnunet", train_ids, test_ids, args.minutes, args.threads, bin_dir, args.tta
+            )
             if pred is None:  # samples/s is then an upper bound: fewer than 250 iterations were done
                 nan = float("nan")
-                results["nnU-Net v2 3d_fullres"] = {**info, "dice": {**{c.split("=")[1]: nan for c in classes},
-                                                                     "mean": nan}, "cases": 0}
+                results["nnU-Net v2 3d_fullres"] = {
+                    **info,
+                    "dice": {**{c.split("=")[1]: nan for c in classes}, "mean": nan},
+                    "cases": 0,
+                }
             else:
                 scored = evaluate(pred, labels, work / "nnunet" / "evaluation", classes)
                 results["nnU-Net v2 3d_fullres"] = {**info, "dice": _dice(scored), "cases": scored["cases"]}
             # the scorer itself: seg evaluate against nnUNetv2_evaluate_folder on every prediction folder made here
             prep = work / "nnunet" / "preprocessed" / DATASET
             folders = {"seg": work / "seg" / "pred", "nnU-Net v2 3d_fullres": pred}
-            agree = {name: agreement(folder, labels, classes, bin_dir, work / "agreement" / name.split()[0],
-                                     args.threads, prep / "dataset.json", prep / "nnUNetPlans.json")
-                     for name, folder in folders.items() if folder is not None and folder.is_dir()}
+            agree = {
+                name: agreement(
+                    folder,
+                    labels,
+                    classes,
+                    bin_dir,
+                    work / "agreement" / name.split()[0],
+                    args.threads,
+                    prep / "dataset.json",
+                    prep / "nnUNetPlans.json",
+                )
+                for name, folder in folders.items()
+                if folder is not None and folder.is_dir()
+            }
     from seg.runtime import describe_machine
 
     print(f"machine: {describe_machine().line()}")
-    print(f"{data.name}: {len(train_ids)} training, {len(test_ids)} held-out cases (seg's fold 0 of 5); "
-          f"{args.minutes:g} min of training each, {args.threads} threads; scored by seg evaluate")
+    print(
+        f"{data.name}: {len(train_ids)} training, {len(test_ids)} held-out cases (seg's fold 0 of 5); "
+        f"{args.minutes:g} min of training each, {args.threads} threads; scored by seg evaluate"
+    )
     classes = [k for k in next(iter(results.values()))["dice"] if k != "mean"]
     print(f"{'':24s} " + " ".join(f"{c[:9]:>9s}" for c in classes) + f" {'mean':>7s} {'samples/s':>10s} {'epochs':>7s}")
     for name, r in results.items():
         d = r["dice"]
-        print(f"{name:24s} " + " ".join(f"{d[c]:9.4f}" for c in classes) + f" {d['mean']:7.4f} "
-              f"{r['samples_per_s']:10.2f} {r['epochs']:7d}" + (f"  ({r['checkpoint']})" if r.get("checkpoint") else "")
-              + ("  (no epoch finished: no checkpoint; samples/s is an upper bound)" if "checkpoint" in r
-                 and not r["checkpoint"] else ""))
+        print(
+            f"{name:24s} " + " ".join(f"{d[c]:9.4f}" for c in classes) + f" {d['mean']:7.4f} "
+            f"{r['samples_per_s']:10.2f} {r['epochs']:7d}"
+            + (f"  ({r['checkpoint']})" if r.get("checkpoint") else "")
+            + (
+                "  (no epoch finished: no checkpoint; samples/s is an upper bound)"
+                if "checkpoint" in r and not r["checkpoint"]
+                else ""
+            )
+        )
     for name, res in agree.items():
         print_agreement(name, res)
     if args.json:

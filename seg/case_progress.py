@@ -31,8 +31,9 @@ class CaseProgress:
         if total > 1 and wants_bar(stream):
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, desc=what, unit="case", file=stream or sys.stdout, leave=False,
-                            dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, desc=what, unit="case", file=stream or sys.stdout, leave=False, dynamic_ncols=True
+            )
 
     def eta(self) -> float:
         elapsed = time.monotonic() - self.started

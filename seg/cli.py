@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("model", help="build the configured network and print its levels, gates and cost")
     p.add_argument("--config", default="params.yaml", help="YAML config (default: params.yaml)")
-    p.add_argument("--size", type=int, nargs="+", default=None, help="input spatial size to cost (default: 64 per axis)")
+    p.add_argument(
+        "--size", type=int, nargs="+", default=None, help="input spatial size to cost (default: 64 per axis)"
+    )
     p.set_defaults(func=_cmd_model_summary)
 
     for name, stage in STAGES.items():

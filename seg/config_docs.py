@@ -135,8 +135,9 @@ def _cell(text: str, code: bool = False) -> str:
 
 def config_reference_markdown() -> str:
     """The Markdown reference: a `###` heading, the section's docstring and a table per section."""
-    header = (f"<!-- Generated from the field docs in seg/config/ by `{WRITE_HINT} {REFERENCE_PAGE}`: "
-              "edit them there. -->")
+    header = (
+        f"<!-- Generated from the field docs in seg/config/ by `{WRITE_HINT} {REFERENCE_PAGE}`: edit them there. -->"
+    )
     out = [header, ""]
     for section in sections():
         out.append(f"### `{section.key}`" if section.key else "### top level")

@@ -104,15 +104,23 @@ def class_metrics(pred: Any, ref: Any, spacing: Sequence[float], tolerance: floa
     p, r = np.asarray(pred, dtype=bool), np.asarray(ref, dtype=bool)
     tp, fp, fn = counts(p, r)
     voxel = float(np.prod(spacing))
-    out = {"tp": tp, "fp": fp, "fn": fn, "dice": dice_from_counts(tp, fp, fn), "hd95": hd95(p, r, spacing),
-           "volume_pred": (tp + fp) * voxel, "volume_ref": (tp + fn) * voxel}
+    out = {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "dice": dice_from_counts(tp, fp, fn),
+        "hd95": hd95(p, r, spacing),
+        "volume_pred": (tp + fp) * voxel,
+        "volume_ref": (tp + fn) * voxel,
+    }
     if tolerance is not None:
         out["surface_dice"] = surface_dice(p, r, spacing, tolerance)
     return out
 
 
-def threshold_sweep(scores: torch.Tensor, ref: torch.Tensor, thresholds: Sequence[float],
-                    inclusive: bool = False) -> torch.Tensor:
+def threshold_sweep(
+    scores: torch.Tensor, ref: torch.Tensor, thresholds: Sequence[float], inclusive: bool = False
+) -> torch.Tensor:
     """scores (C, *S), ref (C, *S) boolean -> (len(thresholds), C) float64 Dice of {scores > t} (`inclusive`:
     {scores >= t}) against `ref`, for every threshold t (in any order) and channel c; NaN where both are empty.
 

@@ -79,8 +79,9 @@ class ModelMeta:
             raise ModelLoadError(f"{source}: the model records no patch size. Retrain with this seg version.")
         d["patch_size"] = tuple(int(s) for s in size)
         mirrored = d.get("mirrored_axes")
-        d["mirrored_axes"] = (tuple(mirrored) if mirrored is not None
-                              else config.train.augment.mirrored_axes(config.model.spatial_dims))
+        d["mirrored_axes"] = (
+            tuple(mirrored) if mirrored is not None else config.train.augment.mirrored_axes(config.model.spatial_dims)
+        )
         d.setdefault("slice_axis", None)
         d.setdefault("config_hash", config_hash(config))
         d.setdefault("seg_version", "")
@@ -184,7 +185,7 @@ def _fingerprint(data: Mapping[str, Any], where: Path) -> Fingerprint:
 def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, or a pickle that needs arbitrary code
+    except Exception as e:  # noqa: BLE001 -- truncated file, or a pickle that needs arbitrary code
         raise ModelLoadError(
             f"{path}: cannot load safely with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0][:160]}). "
             f"Use a file written by `seg train`."
@@ -199,8 +200,9 @@ def _config(data: dict[str, Any], where: Path) -> Config:
     return from_dict(Config, data, str(where))
 
 
-def _assemble(state: dict[str, torch.Tensor], config: Config, fingerprint: Fingerprint, meta: dict,
-              source: str) -> ModelBundle:
+def _assemble(
+    state: dict[str, torch.Tensor], config: Config, fingerprint: Fingerprint, meta: dict, source: str
+) -> ModelBundle:
     from seg.models.build import build_for
 
     trained_with = meta.get("seg_version")

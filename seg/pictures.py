@@ -19,7 +19,7 @@ def centre_of_mass(label: np.ndarray) -> tuple[int, ...]:
 def crop_around(image, label, centre, size):
     """Crop (1, C, *spatial) arrays or tensors to at most `size` around `centre` (bounded cost for large volumes)."""
     sl = [slice(None), slice(None)]
-    for c, s, d in zip(centre, size, image.shape[2:]):
+    for c, s, d in zip(centre, size, image.shape[2:], strict=True):
         s = min(s, d)
         lo = int(np.clip(c - s // 2, 0, d - s))
         sl.append(slice(lo, lo + s))

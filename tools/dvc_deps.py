@@ -1,7 +1,7 @@
 """dvc.yaml's code deps: each stage of the default pipeline lists exactly the files under seg/ and pipelines/ that
 its command imports (module level and inside functions, followed transitively from `pipelines/<stage>.py`),
-plus the config package seg/config/ (every default lives there). A directory stands for all its .py files, so it is listed
-only when the stage imports every one of them.
+plus the config package seg/config/ (every default lives there). A directory stands for all its .py files, so it
+is listed only when the stage imports every one of them.
 
     python tools/dvc_deps.py            # print each stage's code deps
     python tools/dvc_deps.py --check    # exit 1 when dvc.yaml differs (tests/unit/test_dvc_deps.py asserts it)
@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: import_graph beside it
-from import_graph import REPO, imports, module_file  # noqa: E402
+from import_graph import REPO, imports, module_file
 
 STAGES = ("preprocess", "train", "infer", "analyze")
 CODE_ROOTS = ("seg", "pipelines")  # deps under these are code, derived from the import graph
@@ -101,10 +101,9 @@ def code_deps_text() -> str:
 def main(argv: list[str]) -> int:
     if "--write" in argv:
         (REPO / "dvc.yaml").write_text(code_deps_text())
-    elif "--check" in argv:
-        if yaml.safe_load(code_deps_text()) != yaml.safe_load((REPO / "dvc.yaml").read_text()):
-            print("dvc.yaml: the code deps differ from what the stages import; run `make dvc-deps`", file=sys.stderr)
-            return 1
+    elif "--check" in argv and yaml.safe_load(code_deps_text()) != yaml.safe_load((REPO / "dvc.yaml").read_text()):
+        print("dvc.yaml: the code deps differ from what the stages import; run `make dvc-deps`", file=sys.stderr)
+        return 1
     for name in STAGES:
         print(f"{name}:\n" + "".join(f"  - {d}\n" for d in suggested_deps(required_code(name))))
     return 0

@@ -28,8 +28,9 @@ def module_file(name: str, repo: Path = REPO) -> Path | None:
 
 
 def is_ours(name: str, repo: Path = REPO) -> bool:
-    return name == "seg" or name.startswith("seg.") or (
-        "." not in name and (repo / "pipelines" / f"{name}.py").is_file())
+    return (
+        name == "seg" or name.startswith("seg.") or ("." not in name and (repo / "pipelines" / f"{name}.py").is_file())
+    )
 
 
 def _is_type_checking(node: ast.AST) -> bool:
@@ -37,7 +38,8 @@ def _is_type_checking(node: ast.AST) -> bool:
         return False
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _skipped_nodes(tree: ast.AST) -> set[int]:
@@ -67,8 +69,9 @@ def _dynamic_target(node: ast.Call) -> str | None:
     return None
 
 
-def imports(path: Path, module: str, type_checking: bool = False,
-            ours: Callable[[str], bool] = is_ours) -> list[tuple[int, str]]:
+def imports(
+    path: Path, module: str, type_checking: bool = False, ours: Callable[[str], bool] = is_ours
+) -> list[tuple[int, str]]:
     """(line, module) for every module of ours that `path` (the module `module`) imports, anywhere in the file:
     `import`, `from ... import` (a name that is a submodule counts as that module too), relative imports and
     dynamic imports of a literal. `if TYPE_CHECKING:` blocks count only with `type_checking`."""

@@ -14,15 +14,7 @@ from seg.config.infer import INFER_PRECISIONS, InferConfig
 from seg.config.loading import Config, flatten, from_dict, load_config, to_dict
 from seg.config.model import ACTS, ATTENTION_MODULES, DECODER_MERGES, GATE_LEVELS, GATE_MODES, NORMS, ModelConfig
 from seg.config.seam import MAX_CHOSEN_SCALES, SeamConfig
-from seg.config.train import (
-    DEFAULT_EPOCHS,
-    OPTIMIZERS,
-    PRECISIONS,
-    SCHEDULES,
-    SUPERVISIONS,
-    AugmentConfig,
-    TrainConfig,
-)
+from seg.config.train import DEFAULT_EPOCHS, OPTIMIZERS, PRECISIONS, SCHEDULES, SUPERVISIONS, AugmentConfig, TrainConfig
 
 __all__ = [
     "ACTS",

@@ -22,29 +22,17 @@ class AnalyzeConfig:
     output: str = doc("outputs/analysis", "NIfTI maps, PNG overlays and report.html")
     max_cases: int = doc(4, "cases analysed (the first ones, sorted by id)")
     cam_method: str = doc("gradcam", "gradcam, gradcampp or hirescam")
-    cam_layers: tuple[str, ...] | None = doc(
-        None, "module names (`seg layers MODEL`); None: what the 1x1 head reads"
-    )
+    cam_layers: tuple[str, ...] | None = doc(None, "module names (`seg layers MODEL`); None: what the 1x1 head reads")
     scales: tuple[float, ...] = doc((0.5, 1.5), "rescale factors of the equivariance test (with flips and rot90)")
     pcm_window: int = doc(5, "neighbourhood (voxels per axis) of the Pixel Correlation Module's affinities")
     metrics_file: str = doc("metrics/analysis.json", "summary figures for `dvc metrics show`")
     log_mlflow: bool = doc(True, "log maps, overlays and the report into the model's MLflow run")
-    transforms: tuple[str, ...] = doc(
-        TRANSFORM_FAMILIES, "equivariance families; each costs CAM passes per case"
-    )
-    threshold_cases: int = doc(
-        4, "training-fold cases that choose the CAM Dice threshold; 0: half the analysed cases"
-    )
-    whole_case_voxels: int = doc(
-        262144, "cases up to this size get one exact window; larger ones patch-sized windows"
-    )
+    transforms: tuple[str, ...] = doc(TRANSFORM_FAMILIES, "equivariance families; each costs CAM passes per case")
+    threshold_cases: int = doc(4, "training-fold cases that choose the CAM Dice threshold; 0: half the analysed cases")
+    whole_case_voxels: int = doc(262144, "cases up to this size get one exact window; larger ones patch-sized windows")
     overlap: float = doc(0.5, "sliding-window overlap for cases larger than whole_case_voxels")
-    precision: str = doc(
-        "32", "of the prediction pass (auto: timed, as infer); 32 keeps equivariance errors exact"
-    )
-    num_threads: int = doc(
-        1, "torch intra-op threads; small volumes gain little from 2, and a busy core stalls them"
-    )
+    precision: str = doc("32", "of the prediction pass (auto: timed, as infer); 32 keeps equivariance errors exact")
+    num_threads: int = doc(1, "torch intra-op threads; small volumes gain little from 2, and a busy core stalls them")
 
     def __post_init__(self) -> None:
         one_of("analyze.cam_method", self.cam_method, CAM_METHODS)

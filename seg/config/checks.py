@@ -19,7 +19,7 @@ class ConfigError(UserError, ValueError):
 
 
 def did_you_mean(value: Any, choices: Iterable[str], cutoff: float = 0.6, prefix: str = "") -> str:
-    """" Did you mean 'x'?" for the choice nearest to a misspelt `value`, or "" when none is close enough.
+    """ " Did you mean 'x'?" for the choice nearest to a misspelt `value`, or "" when none is close enough.
 
     `cutoff` is difflib's similarity in [0, 1]; `prefix` (a section such as "model.") is written before the
     suggestion but not compared."""

@@ -19,19 +19,13 @@ class DataConfig:
     root: str | None = doc(None, "None: generate and use the embedded synthetic dataset (no download needed)")
     layout: str = doc("auto", "auto / msd (dataset.json or imagesTr+labelsTr) / 2d (images/ + masks/)")
     spatial_dims: int | None = doc(None, "None: from dataset.json tensorImageSize or the files themselves")
-    target_spacing: tuple[float, ...] | None = doc(
-        None, "None: dataset median; coarser is faster but loses detail"
-    )
+    target_spacing: tuple[float, ...] | None = doc(None, "None: dataset median; coarser is faster but loses detail")
     normalization: str = doc("auto", 'auto: CT -> ct, else zscore (per case); "none" keeps raw intensities')
-    ct_percentiles: tuple[float, float] = doc(
-        (0.5, 99.5), "clip range (foreground percentiles) for ct normalisation"
-    )
+    ct_percentiles: tuple[float, float] = doc((0.5, 99.5), "clip range (foreground percentiles) for ct normalisation")
     crop_nonzero: bool = doc(True, "crop to the non-zero region: less memory and compute; restore pads it back")
     image_order: int = doc(3, "spline order for image resampling: 3 is sharper, 1 is faster and never overshoots")
     color: str = doc("grey", "RGB(A) 2D images: grey (luma), first (channel 0), or rgb (3 input channels)")
-    allow_empty_labels: bool = doc(
-        False, "True keeps cases without foreground (negatives) instead of skipping them"
-    )
+    allow_empty_labels: bool = doc(False, "True keeps cases without foreground (negatives) instead of skipping them")
     cache_dir: str = doc("data/preprocessed", "the preprocessed cache the train, infer and analyze stages read")
     folds: int = doc(5, "k of the k-fold split; more folds train on more data per fold but cost more runs")
     fold: int | str = doc(

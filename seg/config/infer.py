@@ -15,20 +15,17 @@ class InferConfig:
     """Batch inference (`seg infer` and the DVC infer stage); command-line flags override these."""
 
     model: str | tuple[str, ...] = doc(
-        "models/latest", "model folder, Lightning checkpoint, or MLflow URI (runs:/<id>/model); a list, or a folder "
-        "of model folders (folds): an ensemble, softmax averaged"
+        "models/latest",
+        "model folder, Lightning checkpoint, or MLflow URI (runs:/<id>/model); a list, or a folder "
+        "of model folders (folds): an ensemble, softmax averaged",
     )
-    input: str | None = doc(
-        None, "folder, file or glob; None: the pipeline's evaluation cases (the cache's val fold)"
-    )
+    input: str | None = doc(None, "folder, file or glob; None: the pipeline's evaluation cases (the cache's val fold)")
     output: str = doc("outputs/predictions", "label maps, predictions.json, metrics; probabilities/, gates/")
     labels: str | None = doc(None, "folder of reference label maps; None with input None: the evaluation labels")
     tta: bool = doc(True, "mirroring over every spatial axis (2^dims passes), averaged")
     overlap: float = doc(0.5, "sliding-window overlap; the Gaussian weighting hides window seams")
     sw_batch_size: int | str = doc("auto", "windows per forward pass; auto: 1, 2 or 4, timed here")
-    precision: str = doc(
-        "auto", "auto: the faster of 32 and bf16, timed here (CUDA: bf16 or 16); float32 accumulation"
-    )
+    precision: str = doc("auto", "auto: the faster of 32 and bf16, timed here (CUDA: bf16 or 16); float32 accumulation")
     probabilities: bool = doc(False, "also write float probability maps (one channel per class)")
     gates: bool = doc(False, "also write the gate maps per level, stitched and resampled to the input's space")
     overwrite: bool = doc(False, "False: a rerun skips cases whose outputs are complete")

@@ -42,19 +42,27 @@ class Config:
         """The checks that read two sections at once (each section has checked its own fields)."""
         self.train.augment.mirrored_axes(self.model.spatial_dims)  # an axis the patches lack fails at load time
         if self.seam.cam_level is not None and self.seam.cam_level >= len(self.model.channels):
-            raise ConfigError(f"seam.cam_level {self.seam.cam_level} is not an encoder level of model.channels "
-                              f"{list(self.model.channels)}; pick 1..{len(self.model.channels) - 1}.")
+            raise ConfigError(
+                f"seam.cam_level {self.seam.cam_level} is not an encoder level of model.channels "
+                f"{list(self.model.channels)}; pick 1..{len(self.model.channels) - 1}."
+            )
         if self.seam.patch_size is not None and len(self.seam.patch_size) != self.model.spatial_dims:
-            raise ConfigError(f"seam.patch_size {list(self.seam.patch_size)} needs {self.model.spatial_dims} entries "
-                              f"for a {self.model.spatial_dims}D model.")
+            raise ConfigError(
+                f"seam.patch_size {list(self.seam.patch_size)} needs {self.model.spatial_dims} entries "
+                f"for a {self.model.spatial_dims}D model."
+            )
         if self.seam.shift is not None and len(self.seam.shift) != self.model.spatial_dims:
-            raise ConfigError(f"seam.shift {list(self.seam.shift)} needs one number of voxels per axis "
-                              f"({self.model.spatial_dims} for a {self.model.spatial_dims}D model), or null to choose "
-                              f"it on validation cases.")
+            raise ConfigError(
+                f"seam.shift {list(self.seam.shift)} needs one number of voxels per axis "
+                f"({self.model.spatial_dims} for a {self.model.spatial_dims}D model), or null to choose "
+                f"it on validation cases."
+            )
         bad = [k for k in self.crossval.folds if k >= self.data.folds]
         if bad:
-            raise ConfigError(f"crossval.folds {bad} do not exist with data.folds={self.data.folds}; pick from "
-                              f"0..{self.data.folds - 1}.")
+            raise ConfigError(
+                f"crossval.folds {bad} do not exist with data.folds={self.data.folds}; pick from "
+                f"0..{self.data.folds - 1}."
+            )
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -103,7 +111,7 @@ def _convert(value: Any, tp: Any, where: str, source: str) -> Any:
         if value is not None:
             raise ConfigError(f"{source}: '{where}' must be null, got {value!r}.")
         return None
-    if isinstance(tp, type) and (tp is int and isinstance(value, bool) or not isinstance(value, tp)):
+    if isinstance(tp, type) and ((tp is int and isinstance(value, bool)) or not isinstance(value, tp)):
         raise ConfigError(f"{source}: '{where}' must be {tp.__name__}, got {type(value).__name__} {value!r}.")
     return value
 

@@ -15,6 +15,7 @@ GATE_LEVELS = ("all", "none")  # the named choices of model.gate_levels; a list 
 ATTENTION_MODULES = ("se", "cbam", "scse")
 DECODER_MERGES = ("1x1", "3x3")
 
+
 def _at_least(name: str, value: Any, minimum: int, optional: bool = False) -> None:
     """An int >= minimum (or None where `optional`), else an error naming the key and what arrived."""
     if optional and value is None:
@@ -28,8 +29,9 @@ def _per_axis(name: str, value: Any, dims: int) -> tuple[int, ...]:
     """A stride as one factor per axis: an int for all axes, or `dims` ints."""
     axes = (value,) * dims if is_int(value) else tuple(value) if isinstance(value, list | tuple) else ()
     if len(axes) != dims or not all(is_int(a) and a >= 1 for a in axes):
-        raise ConfigError(f"{name} must be an int >= 1 or {dims} of them (one per axis of spatial_dims={dims}), "
-                          f"got {value!r}.")
+        raise ConfigError(
+            f"{name} must be an int >= 1 or {dims} of them (one per axis of spatial_dims={dims}), got {value!r}."
+        )
     return axes
 
 
@@ -40,18 +42,21 @@ def _per_stage(name: str, spec: Any, n: int) -> tuple[str | None, ...]:
     elif isinstance(spec, dict):
         stages = {}
         for k, v in spec.items():
-            if not (is_int(k) or isinstance(k, str) and k.isdigit()) or not 0 <= int(k) < n:
+            if not (is_int(k) or (isinstance(k, str) and k.isdigit())) or not 0 <= int(k) < n:
                 raise ConfigError(f"{name}: stage index {k!r} out of range; this network has stages 0..{n - 1}.")
             stages[int(k)] = v
         names = tuple(stages.get(i) for i in range(n))
     elif isinstance(spec, list | tuple):
         names = tuple(spec) or (None,) * n
         if len(names) != n:
-            raise ConfigError(f"{name}: expected {n} entries (one per stage), got {len(names)}: {list(names)}. "
-                              f"Give one module (or null) per stage, one name for all, or {{stage: name}}.")
+            raise ConfigError(
+                f"{name}: expected {n} entries (one per stage), got {len(names)}: {list(names)}. "
+                f"Give one module (or null) per stage, one name for all, or {{stage: name}}."
+            )
     else:
-        raise ConfigError(f"{name} must be a module name, null, a list (one per stage) or a mapping "
-                          f"{{stage: name}}, got {spec!r}.")
+        raise ConfigError(
+            f"{name} must be a module name, null, a list (one per stage) or a mapping {{stage: name}}, got {spec!r}."
+        )
     for v in names:
         if v is not None:
             one_of(f"{name} entry", v, (*ATTENTION_MODULES, "none"))
@@ -78,10 +83,10 @@ class ModelConfig:
     gate_mode: str = doc("concatenation", "or concatenation_softmax / concatenation_residual")
     gate_heads: int = doc(1, "> 1: multi-head gating on every gated skip")
     sub_sample_factor: int | None = doc(None, "None: each gate works on its gating signal's grid (the stride)")
-    encoder_attention: str | None | tuple[str | None, ...] | dict[int, str | None] = doc(
+    encoder_attention: str | tuple[str | None, ...] | dict[int, str | None] | None = doc(
         None, "se / cbam / scse, on all stages, per stage (a list), or by stage index ({stage: name})"
     )
-    decoder_attention: str | None | tuple[str | None, ...] | dict[int, str | None] = doc(
+    decoder_attention: str | tuple[str | None, ...] | dict[int, str | None] | None = doc(
         None, "se / cbam / scse on decoder stages, placed the same ways"
     )
     attention_reduction: int = doc(4, "channel reduction ratio of SE / CBAM / scSE")
@@ -94,8 +99,9 @@ class ModelConfig:
     )
     pad_input: bool = doc(True, "pad to the stride multiple and crop back; False makes a wrong size an error")
     stem_stride: int | tuple[int, ...] = doc(
-        2, "2: the U at half resolution, a light full-res head restores the grid (far cheaper); "
-        "1: full res; or one int per axis"
+        2,
+        "2: the U at half resolution, a light full-res head restores the grid (far cheaper); "
+        "1: full res; or one int per axis",
     )
     stem_channels: int | None = doc(None, "channels of that full-resolution head; None = channels[0] // 2")
 
@@ -107,8 +113,9 @@ class ModelConfig:
                 f"model.in_channels and out_channels must be >= 1, got {self.in_channels} and {self.out_channels}."
             )
         if not is_int(self.kernel_size) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ConfigError(f"model.kernel_size must be an odd int >= 1 ('same' padding keeps sizes), "
-                              f"got {self.kernel_size!r}.")
+            raise ConfigError(
+                f"model.kernel_size must be an odd int >= 1 ('same' padding keeps sizes), got {self.kernel_size!r}."
+            )
         one_of("model.norm", self.norm, NORMS)
         one_of("model.act", self.act, ACTS)
         if not 0.0 <= self.dropout < 1.0:
@@ -121,8 +128,10 @@ class ModelConfig:
         try:
             self.stem_stride_per_axis()
         except ConfigError:
-            raise ConfigError(f"model.stem_stride must be 1 (full resolution), 2 (half) or one int >= 1 per axis, "
-                              f"got {self.stem_stride!r}.") from None
+            raise ConfigError(
+                f"model.stem_stride must be 1 (full resolution), 2 (half) or one int >= 1 per axis, "
+                f"got {self.stem_stride!r}."
+            ) from None
         _at_least("stem_channels", self.stem_channels, 1, optional=True)
 
     def _check_levels(self) -> None:
@@ -173,8 +182,10 @@ class ModelConfig:
             return tuple(range(n_skips)) if self.gate_levels == "all" else ()
         if not isinstance(self.gate_levels, list | tuple) or not all(is_int(i) for i in self.gate_levels):
             hint = did_you_mean(self.gate_levels, GATE_LEVELS, 0.4) if isinstance(self.gate_levels, str) else ""
-            raise ConfigError(f"model.gate_levels must be one of {', '.join(GATE_LEVELS)}, null or a list of skip "
-                              f"indices 0..{n_skips - 1}, got {self.gate_levels!r}.{hint}")
+            raise ConfigError(
+                f"model.gate_levels must be one of {', '.join(GATE_LEVELS)}, null or a list of skip "
+                f"indices 0..{n_skips - 1}, got {self.gate_levels!r}.{hint}"
+            )
         levels = tuple(sorted(set(self.gate_levels)))
         bad = [i for i in levels if not 0 <= i < n_skips]
         if bad:
@@ -183,5 +194,7 @@ class ModelConfig:
 
     def stage_attention(self) -> tuple[tuple[str | None, ...], tuple[str | None, ...]]:
         """The attention module (or None) of every encoder stage and every decoder stage."""
-        return (_per_stage("model.encoder_attention", self.encoder_attention, len(self.channels)),
-                _per_stage("model.decoder_attention", self.decoder_attention, len(self.channels) - 1))
+        return (
+            _per_stage("model.encoder_attention", self.encoder_attention, len(self.channels)),
+            _per_stage("model.decoder_attention", self.decoder_attention, len(self.channels) - 1),
+        )

@@ -23,9 +23,7 @@ class AugmentConfig:
         None, "spatial axes mirrored (0 = first); None: all. TTA mirrors the same ones"
     )
     rot90_prob: float = doc(0.5, "only in planes where the patch is square, so shapes never change")
-    affine_prob: float = doc(
-        0.2, "rotation + scaling: robust to pose and size, but the slowest transform on CPU"
-    )
+    affine_prob: float = doc(0.2, "rotation + scaling: robust to pose and size, but the slowest transform on CPU")
     rotate_degrees: float = doc(15.0, "maximum rotation per axis of the affine transform")
     scale_range: tuple[float, float] = doc((0.85, 1.25), "affine scale factor, one for all axes, from this range")
     intensity_prob: float = doc(0.15, "scale and shift of intensities")
@@ -36,8 +34,10 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         axes = self.flip_axes
         if axes is not None and (min(axes, default=0) < 0 or len(set(axes)) != len(axes)):
-            raise ConfigError(f"train.augment.flip_axes must be distinct spatial axes counted from 0 (e.g. [0] mirrors "
-                              f"left-right only), or null for all, got {list(axes)}.")
+            raise ConfigError(
+                f"train.augment.flip_axes must be distinct spatial axes counted from 0 (e.g. [0] mirrors "
+                f"left-right only), or null for all, got {list(axes)}."
+            )
 
     def mirrored_axes(self, dims: int) -> tuple[int, ...]:
         """The spatial axes training mirrors, and test-time augmentation may mirror: none when flip_prob is 0.
@@ -50,8 +50,10 @@ class AugmentConfig:
             return ()
         axes = tuple(range(dims)) if self.flip_axes is None else tuple(self.flip_axes)
         if any(a >= dims for a in axes):
-            raise ConfigError(f"train.augment.flip_axes {list(axes)} names an axis the {dims}D patches do not have; "
-                              f"use axes 0..{dims - 1}, or null for all.")
+            raise ConfigError(
+                f"train.augment.flip_axes {list(axes)} names an axis the {dims}D patches do not have; "
+                f"use axes 0..{dims - 1}, or null for all."
+            )
         return axes
 
 
@@ -65,9 +67,7 @@ class TrainConfig:
     batch_size: int = doc(4, "patches per step (per process with DDP); a larger batch keeps more cores busy")
     foreground_fraction: float = doc(0.33, "share of patches centred on foreground (nnU-Net's oversampling)")
     max_epochs: int | None = doc(None, "epochs of steps_per_epoch batches; null: none with a time budget, else 100")
-    max_time_minutes: float | None = doc(
-        None, "wall-clock budget; with max_epochs too, whichever comes first ends it"
-    )
+    max_time_minutes: float | None = doc(None, "wall-clock budget; with max_epochs too, whichever comes first ends it")
     steps_per_epoch: int = doc(50, "an epoch is a fixed number of patch batches, independent of dataset size")
     optimizer: str = doc("adamw", "adamw or sgd (Nesterov, nnU-Net style)")
     lr: float = doc(3e-3, "peak learning rate (after warm-up)")
@@ -76,24 +76,18 @@ class TrainConfig:
     schedule: str = doc("poly", "poly (nnU-Net) or cosine decay over max_epochs (or the time budget)")
     warmup_epochs: int = doc(0, "linear learning-rate warm-up")
     grad_clip: float = doc(12.0, "global norm; 0 disables")
-    ema_decay: float = doc(
-        0.0, "> 0: validate and save an exponential moving average of the weights (e.g. 0.999)"
-    )
+    ema_decay: float = doc(0.0, "> 0: validate and save an exponential moving average of the weights (e.g. 0.999)")
     dice_weight: float = doc(1.0, "weight of the soft Dice term of the loss")
     ce_weight: float = doc(1.0, "weight of the cross-entropy term of the loss")
     seed: int = doc(0, "seeds torch, numpy and data-loader workers")
     num_threads: int | None = doc(None, "torch intra-op threads per process; null: the cores it may use / devices")
     num_workers: int = doc(0, "data-loader processes; on 2 cores they compete with compute")
-    precision: str = doc(
-        "auto", "auto: the faster of 32 and bf16-mixed, timed here (CUDA: bf16-mixed or 16-mixed)"
-    )
+    precision: str = doc("auto", "auto: the faster of 32 and bf16-mixed, timed here (CUDA: bf16-mixed or 16-mixed)")
     channels_last: bool | str = doc("auto", "NDHWC/NHWC layout while training; auto: timed against contiguous")
     accelerator: str = doc("auto", "auto, cpu or gpu")
     devices: int = doc(1, "processes (CPU) or GPUs; > 1 needs strategy ddp")
     strategy: str = doc("auto", '"ddp" for several processes (gloo on CPU, nccl on GPU)')
-    val_every: int | str = doc(
-        "auto", "epochs between validations; auto: every epoch while validation fits val_share"
-    )
+    val_every: int | str = doc("auto", "epochs between validations; auto: every epoch while validation fits val_share")
     val_every_minutes: float | None = doc(
         None, "validate every N minutes of wall clock and when the budget ends instead"
     )
@@ -107,15 +101,9 @@ class TrainConfig:
     tracking_uri: str | None = doc(None, "None: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow.db")
     experiment: str = doc("seg", "MLflow experiment name")
     run_name: str | None = doc(None, "MLflow run name (None: MLflow picks one)")
-    registered_model: str | None = doc(
-        "auto", "MLflow registry name; auto: seg-<dataset folder>; null: not registered"
-    )
-    champion_alias: str = doc(
-        "champion", "alias moved to the version of that name with the best validation Dice"
-    )
-    gate_images: bool = doc(
-        True, "log gate-map (SEAM: CAM) images for a fixed validation case every validation"
-    )
+    registered_model: str | None = doc("auto", "MLflow registry name; auto: seg-<dataset folder>; null: not registered")
+    champion_alias: str = doc("champion", "alias moved to the version of that name with the best validation Dice")
+    gate_images: bool = doc(True, "log gate-map (SEAM: CAM) images for a fixed validation case every validation")
     supervision: str = doc("full", "full: masks; seam: only which classes a patch holds (the seam section)")
 
     def epoch_limit(self) -> int | None:
@@ -132,8 +120,10 @@ class TrainConfig:
             return f"trains for {minutes:g} min (no epoch limit)"
         if not minutes:
             return f"trains {epochs} epochs of {self.steps_per_epoch} steps (no time budget)"
-        return (f"trains {epochs} epochs of {self.steps_per_epoch} steps or {minutes:g} min, whichever comes first "
-                f"(set train.max_epochs null to train for the whole budget)")
+        return (
+            f"trains {epochs} epochs of {self.steps_per_epoch} steps or {minutes:g} min, whichever comes first "
+            f"(set train.max_epochs null to train for the whole budget)"
+        )
 
     def __post_init__(self) -> None:
         one_of("train.supervision", self.supervision, SUPERVISIONS)
@@ -144,8 +134,10 @@ class TrainConfig:
         auto_or("train.val_every", self.val_every, int, minimum=1)
         thread_count("train.num_threads", self.num_threads)
         if not 0.0 < self.val_share < 1.0:
-            raise ConfigError(f"train.val_share must be in (0, 1) (0.1: validation may take a tenth of the wall "
-                              f"clock), got {self.val_share}.")
+            raise ConfigError(
+                f"train.val_share must be in (0, 1) (0.1: validation may take a tenth of the wall "
+                f"clock), got {self.val_share}."
+            )
         if not 0.0 <= self.foreground_fraction <= 1.0:
             raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {self.foreground_fraction}.")
         for name in ("batch_size", "steps_per_epoch", "devices"):
@@ -157,16 +149,22 @@ class TrainConfig:
         if not 0.0 <= self.val_overlap < 1.0:
             raise ConfigError(f"train.val_overlap must be in [0, 1), got {self.val_overlap}.")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ConfigError(f"train.ema_decay must be in [0, 1) (0 disables the weight average, 0.999 is "
-                              f"typical), got {self.ema_decay}.")
+            raise ConfigError(
+                f"train.ema_decay must be in [0, 1) (0 disables the weight average, 0.999 is "
+                f"typical), got {self.ema_decay}."
+            )
         if self.val_every_minutes is not None and self.val_every_minutes <= 0:
-            raise ConfigError(f"train.val_every_minutes must be > 0 (or null: every val_every epochs), "
-                              f"got {self.val_every_minutes}.")
+            raise ConfigError(
+                f"train.val_every_minutes must be > 0 (or null: every val_every epochs), got {self.val_every_minutes}."
+            )
 
     def _check_limits(self) -> None:
         if self.max_epochs is not None and (not is_int(self.max_epochs) or self.max_epochs < 1):
-            raise ConfigError(f"train.max_epochs must be an int >= 1, or null (no epoch limit with a time budget), "
-                              f"got {self.max_epochs!r}.")
+            raise ConfigError(
+                f"train.max_epochs must be an int >= 1, or null (no epoch limit with a time budget), "
+                f"got {self.max_epochs!r}."
+            )
         if self.max_time_minutes is not None and self.max_time_minutes <= 0:
-            raise ConfigError(f"train.max_time_minutes must be > 0, or null (no time budget), "
-                              f"got {self.max_time_minutes}.")
+            raise ConfigError(
+                f"train.max_time_minutes must be > 0, or null (no time budget), got {self.max_time_minutes}."
+            )

@@ -148,15 +148,17 @@ def _channel_intensities(
     intensity, normalization = [], []
     for c, name in enumerate(names):
         values = np.concatenate([s[c] for s in samples if s.size], axis=0)
-        intensity.append({
-            "mean": float(values.mean()),
-            "std": float(values.std()),
-            "min": float(min(a["intensity"][c]["min"] for a in valid)),
-            "max": float(max(a["intensity"][c]["max"] for a in valid)),
-            "median": float(np.median(values)),
-            f"percentile_{lo:g}": float(np.percentile(values, lo)),
-            f"percentile_{hi:g}": float(np.percentile(values, hi)),
-        })
+        intensity.append(
+            {
+                "mean": float(values.mean()),
+                "std": float(values.std()),
+                "min": float(min(a["intensity"][c]["min"] for a in valid)),
+                "max": float(max(a["intensity"][c]["max"] for a in valid)),
+                "median": float(np.median(values)),
+                f"percentile_{lo:g}": float(np.percentile(values, lo)),
+                f"percentile_{hi:g}": float(np.percentile(values, hi)),
+            }
+        )
         scheme = scheme_for_modality(name, cfg.normalization)
         normalization.append(ct_parameters(values, (lo, hi)) if scheme == "ct" else {"scheme": scheme})
     return intensity, normalization

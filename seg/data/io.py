@@ -62,7 +62,7 @@ def _read_nifti(path: Path, spatial_dims: int | None) -> tuple[np.ndarray, Geome
     try:
         img = nib.load(str(path))
         array = np.asanyarray(img.dataobj)  # loads every byte: a truncated file fails here, not later
-    except Exception as e:  # nibabel raises many types for corrupt files (EOFError, zlib.error, ImageFileError)
+    except Exception as e:  # noqa: BLE001 -- nibabel raises many types for corrupt files (EOFError, zlib.error, ImageFileError)
         msg = _nibabel_reason(e)
         raise ImageReadError(
             f"{path}: cannot be read as NIfTI ({msg}); it is truncated or corrupt. Re-export or re-copy it."

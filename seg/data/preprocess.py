@@ -66,9 +66,9 @@ def preprocess_image(
 ) -> tuple[np.ndarray, CaseProperties]:
     """Preprocess a new image (its channel files, in order) exactly as the training cases were.
 
-    fingerprint: the dataset's Fingerprint, its plan or the path of `fingerprint.json`. Returns (C, *spatial) float32 and the properties
-    that `restore_to_original` needs. Raises DataError (one line: file, problem, fix) for an unusable image, and
-    EmptyImageError (a DataError that carries the file's geometry) for an all-zero one.
+    fingerprint: the dataset's Fingerprint, its plan or the path of `fingerprint.json`. Returns (C, *spatial)
+    float32 and the properties that `restore_to_original` needs. Raises DataError (one line: file, problem, fix)
+    for an unusable image, and EmptyImageError (a DataError that carries the file's geometry) for an all-zero one.
     """
     if isinstance(fingerprint, str | Path):
         fingerprint = Fingerprint.from_dict(read_json(fingerprint), str(fingerprint))

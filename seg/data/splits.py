@@ -12,7 +12,9 @@ from seg.data.errors import DataError
 from seg.files import write_json
 
 
-def make_splits(case_ids: Sequence[str], folds: int, seed: int, test_fraction: float = 0.0) -> list[dict[str, list[str]]]:
+def make_splits(
+    case_ids: Sequence[str], folds: int, seed: int, test_fraction: float = 0.0
+) -> list[dict[str, list[str]]]:
     """k folds as [{"train": [...], "val": [...], "test": [...]}, ...]: a test part of round(test_fraction * n)
     cases is drawn first and lies in no fold (the same list in every entry); every other case is in exactly one
     val list. Ids are sorted before shuffling, so the order in which cases were found does not matter."""

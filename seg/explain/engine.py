@@ -79,8 +79,14 @@ class MapEngine:
         """`image`: preprocessed (C, *S) float32. `features`: also return the head's input features."""
         x = torch.as_tensor(image, dtype=torch.float32)
         roi = self.roi(x.shape[1:])
-        predictor = Predictor(self.model, self.overlap, tta=False, precision=self.precision,
-                              sw_batch_size=self.sw_batch_size, roi_size=roi)
+        predictor = Predictor(
+            self.model,
+            self.overlap,
+            tta=False,
+            precision=self.precision,
+            sw_batch_size=self.sw_batch_size,
+            roi_size=roi,
+        )
         pred = predictor.predict(x, gates=True)
         labels = pred.labels()
         masks, fallback = [], []
@@ -90,8 +96,13 @@ class MapEngine:
             masks.append(m if m.any() else torch.ones_like(m))
         mask = torch.stack(masks).float().clone()  # (K - 1, *S); clone: a normal tensor, not an inference tensor
         out = sliding_window(
-            self._window(x.shape[0], features), torch.cat([x, mask])[None], roi, self.net_dims, self.overlap,
-            self.sw_batch_size, self.slice_axis,
+            self._window(x.shape[0], features),
+            torch.cat([x, mask])[None],
+            roi,
+            self.net_dims,
+            self.overlap,
+            self.sw_batch_size,
+            self.slice_axis,
         )
         fg = range(1, self.num_classes)
         cams = {layer: torch.cat([out[f"cam/{layer}/{k}"][0] for k in fg]).clamp_min_(0) for layer in self.layers}
@@ -125,7 +136,7 @@ class MapEngine:
                     for k in range(1, k_all):
                         score = (logits[:, k] * masks[:, k - 1]).sum()  # per window: samples add independently
                         grads = torch.autograd.grad(score, targets, retain_graph=k < k_all - 1, allow_unused=True)
-                        for name, a, g in zip(layers, targets, grads):
+                        for name, a, g in zip(layers, targets, grads, strict=True):
                             cam = cam_map(self.method, a.detach(), g) if g is not None else torch.zeros_like(a[:, :1])
                             out[f"cam/{name}/{k}"] = self._fit(cam, win)
             finally:
@@ -161,7 +172,7 @@ class MapEngine:
 
     def _fit(self, t: torch.Tensor, win: tuple[int, ...]) -> torch.Tensor:
         """A layer's map (B, C, *s) on the network's padded grid (or a coarser level of it) -> (B, C, *win)."""
-        padded = tuple(math.ceil(w / m) * m for w, m in zip(win, self.multiple))
+        padded = tuple(math.ceil(w / m) * m for w, m in zip(win, self.multiple, strict=True))
         if tuple(t.shape[2:]) != padded:
             t = F.interpolate(t, size=padded, mode=interp_mode(len(win)), align_corners=False)
         return t[(slice(None), slice(None), *(slice(0, w) for w in win))]

@@ -63,8 +63,10 @@ def write_report(
     notes: Sequence[str] = (),
 ) -> Path:
     """`figures`: (section heading, figures) pairs; `definitions`: term -> what it measures."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><table class='facts'>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1><table class='facts'>",
+    ]
     parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items()]
     parts.append("</table>")
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]

@@ -8,36 +8,36 @@ from pathlib import Path
 
 from seg.config import AnalyzeConfig
 from seg.explain import keys
+from seg.explain.aggregate import best_dice
 from seg.explain.measure import CaseResult
 from seg.explain.report import Figure, Table, write_report
-from seg.explain.aggregate import best_dice
 from seg.explain.transforms import FAMILIES, SpatialTransform
 from seg.model_folder import ModelBundle
 
 DEFINITIONS = {
     "Grid": "All numbers are measured on the preprocessed grid (the network's input: canonical orientation, cropped, "
-            "resampled to the target spacing), where the reference labels of the cache live; the map files are "
-            "restored to each original image's grid and geometry.",
+    "resampled to the target spacing), where the reference labels of the cache live; the map files are "
+    "restored to each original image's grid and geometry.",
     "CAM score": "Segmentation Grad-CAM: the score of class k is the sum of its logit over the voxels predicted as k "
-                 "in the case; when nothing is predicted as k, the whole volume's sum (counted as 'fallback cases').",
+    "in the case; when nothing is predicted as k, the whole volume's sum (counted as 'fallback cases').",
     "Target layers": "On the input of the 1x1 head (decoder.0, or full_res with a strided stem), Grad-CAM equals the "
-                     "plain CAM up to a positive factor: the gradient of a linear head is its weight. Deeper layers "
-                     "(decoder.1, encoder.3, see `seg layers MODEL`) show what the coarser features contribute.",
+    "plain CAM up to a positive factor: the gradient of a linear head is its weight. Deeper layers "
+    "(decoder.1, encoder.3, see `seg layers MODEL`) show what the coarser features contribute.",
     "Equivariance error": "For a transform T with inverse T^-1: d(T^-1 map(T x), map(x)), d(a, b) = ||a - b||_1 / "
-                          "(||a||_1 + ||b||_1), 0 = perfectly equivariant, 1 = disjoint. CAMs are divided by their "
-                          "maximum first; gate maps are compared as they are. Flips and rot90 have exact inverses; "
-                          "rescaling is inverted by resampling back (exact only up to interpolation). Per family: "
-                          "mean over axes, planes or scales, then over cases.",
+    "(||a||_1 + ||b||_1), 0 = perfectly equivariant, 1 = disjoint. CAMs are divided by their "
+    "maximum first; gate maps are compared as they are. Flips and rot90 have exact inverses; "
+    "rescaling is inverted by resampling back (exact only up to interpolation). Per family: "
+    "mean over axes, planes or scales, then over cases.",
     "PCM": "SEAM's Pixel Correlation Module: each voxel's CAM becomes the affinity-weighted mean of the CAM in a local "
-           "window, affinity = ReLU(cosine similarity) of the network's last decoder features (the head's input).",
+    "window, affinity = ReLU(cosine similarity) of the network's last decoder features (the head's input).",
     "Dice at the chosen threshold": "Each map is min-max normalised per case and class, thresholded at t in "
-                                    "0.05..0.95, and compared with the reference; t maximises the mean Dice on the "
-                                    "selection cases, and the Dice shown is the mean over the scored cases.",
+    "0.05..0.95, and compared with the reference; t maximises the mean Dice on the "
+    "selection cases, and the Dice shown is the mean over the scored cases.",
     "Energy inside mask": "Share of the map's mass inside the reference: sum(map * mask) / sum(map); compare with the "
-                          "mask fraction (the share of voxels inside the mask: what a uniform map scores). Gate maps "
-                          "use the union of the foreground classes.",
+    "mask fraction (the share of voxels inside the mask: what a uniform map scores). Gate maps "
+    "use the union of the foreground classes.",
     "Gate/CAM correlation": "Pearson correlation over all voxels of the preprocessed grid between a gate level's map "
-                            "and a class's CAM (primary layer), mean over cases.",
+    "and a class's CAM (primary layer), mean over cases.",
 }
 
 
@@ -68,22 +68,51 @@ def report_for(
     }
     per_class = Table(
         "CAMs per class",
-        ["class", "Dice raw", "t raw", "Dice PCM", "t PCM", "best Dice raw (scored, optimistic)", "energy raw",
-         "energy PCM", "energy plain CAM", "mask fraction", "fallback cases"],
-        [[n, m(keys.cam(n, "dice_raw")), thresholds["raw"].get(n), m(keys.cam(n, "dice_pcm")), thresholds["pcm"].get(n),
-          (best_dice(scored, n, "raw") or (None, None))[1], m(keys.cam(n, "energy_inside_raw")),
-          m(keys.cam(n, "energy_inside_pcm")), m(keys.cam(n, "energy_inside_plain")), m(keys.cam(n, "mask_fraction")),
-          int(m(keys.cam(n, "fallback_cases")) or 0)] for n in names],
+        [
+            "class",
+            "Dice raw",
+            "t raw",
+            "Dice PCM",
+            "t PCM",
+            "best Dice raw (scored, optimistic)",
+            "energy raw",
+            "energy PCM",
+            "energy plain CAM",
+            "mask fraction",
+            "fallback cases",
+        ],
+        [
+            [
+                n,
+                m(keys.cam(n, "dice_raw")),
+                thresholds["raw"].get(n),
+                m(keys.cam(n, "dice_pcm")),
+                thresholds["pcm"].get(n),
+                (best_dice(scored, n, "raw") or (None, None))[1],
+                m(keys.cam(n, "energy_inside_raw")),
+                m(keys.cam(n, "energy_inside_pcm")),
+                m(keys.cam(n, "energy_inside_plain")),
+                m(keys.cam(n, "mask_fraction")),
+                int(m(keys.cam(n, "fallback_cases")) or 0),
+            ]
+            for n in names
+        ],
     )
     families = [f for f in FAMILIES if any(t.family == f for t in transforms)]
     levels = list(model.net.gate_names)
     rows = [[f"CAM {n}", *(m(keys.cam(n, f"equivariance.{f}")) for f in families)] for n in names]
     rows += [[f"gate {lv}", *(m(keys.gate(lv, f"equivariance.{f}")) for f in families)] for lv in levels]
     equivariance = Table("Equivariance error per transform family (0 = equivariant)", ["map", *families], rows)
-    gates = Table("Gate maps", ["level", "energy inside foreground", "foreground fraction"],
-                  [[lv, m(keys.gate(lv, "energy_inside")), m(keys.gates("mask_fraction"))] for lv in levels])
-    correlation = Table("Gate/CAM Pearson correlation (preprocessed grid)", ["class", *levels],
-                        [[n, *(m(keys.cam(n, f"gate_correlation.{lv}")) for lv in levels)] for n in names])
+    gates = Table(
+        "Gate maps",
+        ["level", "energy inside foreground", "foreground fraction"],
+        [[lv, m(keys.gate(lv, "energy_inside")), m(keys.gates("mask_fraction"))] for lv in levels],
+    )
+    correlation = Table(
+        "Gate/CAM Pearson correlation (preprocessed grid)",
+        ["class", *levels],
+        [[n, *(m(keys.cam(n, f"gate_correlation.{lv}")) for lv in levels)] for n in names],
+    )
     figures = []
     if "dice_curves" in pictures:
         curve = Figure("mean over the scored cases; dotted: the chosen thresholds", pictures["dice_curves"])
@@ -92,7 +121,18 @@ def report_for(
         picture_keys = [f"{r.case_id}_gates", *(f"{r.case_id}_{n}" for n in names)]
         figs = [Figure(key, pictures[key]) for key in picture_keys if key in pictures]
         figures.append((f"Case {r.case_id} ({r.seconds:.1f} s)", figs))
-    notes = [f"{n}: nothing predicted in {int(m(keys.cam(n, 'fallback_cases')) or 0)} case(s); their CAMs use the "
-             f"whole-volume score." for n in names if m(keys.cam(n, "fallback_cases"))]
-    return write_report(path, f"Analysis of {Path(model.source).name}", facts,
-                        [per_class, equivariance, gates, correlation], figures, DEFINITIONS, notes)
+    notes = [
+        f"{n}: nothing predicted in {int(m(keys.cam(n, 'fallback_cases')) or 0)} case(s); their CAMs use the "
+        f"whole-volume score."
+        for n in names
+        if m(keys.cam(n, "fallback_cases"))
+    ]
+    return write_report(
+        path,
+        f"Analysis of {Path(model.source).name}",
+        facts,
+        [per_class, equivariance, gates, correlation],
+        figures,
+        DEFINITIONS,
+        notes,
+    )

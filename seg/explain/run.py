@@ -15,22 +15,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seg.case_progress import CaseProgress
 from seg.config import AnalyzeConfig
+from seg.explain.aggregate import choose_thresholds, mean_curves, summarize_analysis
+from seg.explain.cam_targets import resolve_layers
 from seg.explain.cases import AnalysisCase
 from seg.explain.engine import MapEngine
-from seg.explain.cam_targets import resolve_layers
 from seg.explain.measure import CaseResult, measure_case
 from seg.explain.outputs import KINDS, case_pictures, write_maps, write_png
 from seg.explain.report_content import report_for
 from seg.explain.scores import THRESHOLDS
-from seg.explain.aggregate import choose_thresholds, mean_curves, summarize_analysis
 from seg.explain.transforms import SpatialTransform, spatial_transforms
 from seg.files import write_json
 from seg.model_folder import ModelBundle
 from seg.pictures import render_curves
-from seg.case_progress import CaseProgress
 from seg.runtime import describe_machine, tune_inference
-from seg.runtime.tune import model_key
+from seg.runtime.tune_cache import model_key
 from seg.tracking.analysis import log_analysis
 
 REPORT_FILE = "report.html"  # <output>/report.html: self-contained, opens offline
@@ -80,7 +80,7 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
     measured = _measure_and_write(engine, cases, names, cfg, model.slice_axis, out, case_done)
     progress.close()
 
-    labelled = [r for r, c in zip(measured.results, cases) if c.label is not None]
+    labelled = [r for r, c in zip(measured.results, cases, strict=True) if c.label is not None]
     chosen_on, scored, source = _split(chosen_on, labelled)
     fixed = {kind: dict.fromkeys(names, 0.5) for kind in ("raw", "pcm")}
     thresholds = choose_thresholds(chosen_on, names) if chosen_on else fixed
@@ -89,19 +89,35 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     _picture_curves(scored, names, thresholds, out, measured)
 
-    report = report_for(out / REPORT_FILE, model, cfg, engine.layers, measured.results, scored, metrics, thresholds,
-                        source, measured.transforms, names, measured.pictures)
+    report = report_for(
+        out / REPORT_FILE,
+        model,
+        cfg,
+        engine.layers,
+        measured.results,
+        scored,
+        metrics,
+        thresholds,
+        source,
+        measured.transforms,
+        names,
+        measured.pictures,
+    )
     write_json(out / DETAILS_FILE, _finite(_details(model, cfg, engine, measured, source, thresholds, metrics, names)))
     if cfg.metrics_file:
         write_json(cfg.metrics_file, metrics)
-    logged = (log_analysis(model.meta.mlflow_run_id, model.meta.tracking_uri, out, measured.rgbs, metrics)
-              if cfg.log_mlflow else None)
+    logged = (
+        log_analysis(model.meta.mlflow_run_id, model.meta.tracking_uri, out, measured.rgbs, metrics)
+        if cfg.log_mlflow
+        else None
+    )
     return AnalysisSummary(out, metrics, report, source, logged, time.perf_counter() - start)
 
 
 @dataclass
 class _Measured:
     """The analysed cases' results (maps dropped) and the pictures written for them."""
+
     results: list[CaseResult] = field(default_factory=list)
     pictures: dict[str, bytes] = field(default_factory=dict)  # PNG bytes, for the report
     rgbs: dict[str, np.ndarray] = field(default_factory=dict)  # the same pictures, for MLflow's image viewer
@@ -111,8 +127,14 @@ class _Measured:
 def _map_engine(model: ModelBundle, cfg: AnalyzeConfig, log: Callable[[str], None]) -> MapEngine:
     """The CAM layers resolved before anything is removed (a typo costs nothing), the prediction pass tuned."""
     layers = resolve_layers(model.net, cfg.cam_layers)
-    settings = tune_inference(model.net, model.patch_size, model.config.model.in_channels, cfg.precision, 1,
-                              config_key=model_key(model.config.model))
+    settings = tune_inference(
+        model.net,
+        model.patch_size,
+        model.config.model.in_channels,
+        cfg.precision,
+        1,
+        config_key=model_key(model.config.model),
+    )
     log(f"prediction pass: {settings.describe()}; CAM passes float32; num_threads {torch.get_num_threads()}")
     return MapEngine(model, layers, cfg.cam_method, cfg.overlap, cfg.whole_case_voxels, precision=settings.precision)
 
@@ -124,8 +146,13 @@ def _clear_output(output: str) -> Path:
     return out
 
 
-def _measure_selection(engine: MapEngine, selected: Sequence[AnalysisCase], names: list[str], cfg: AnalyzeConfig,
-                       case_done: Callable[[str], None]) -> list[CaseResult]:
+def _measure_selection(
+    engine: MapEngine,
+    selected: Sequence[AnalysisCase],
+    names: list[str],
+    cfg: AnalyzeConfig,
+    case_done: Callable[[str], None],
+) -> list[CaseResult]:
     """The cases that choose the thresholds: measured only, nothing written."""
     chosen_on = []
     for case in selected:
@@ -135,8 +162,15 @@ def _measure_selection(engine: MapEngine, selected: Sequence[AnalysisCase], name
     return chosen_on
 
 
-def _measure_and_write(engine: MapEngine, cases: Sequence[AnalysisCase], names: list[str], cfg: AnalyzeConfig,
-                       slice_axis: int | None, out: Path, case_done: Callable[[str], None]) -> _Measured:
+def _measure_and_write(
+    engine: MapEngine,
+    cases: Sequence[AnalysisCase],
+    names: list[str],
+    cfg: AnalyzeConfig,
+    slice_axis: int | None,
+    out: Path,
+    case_done: Callable[[str], None],
+) -> _Measured:
     """The analysed cases: measured, their maps and overlays written, their maps dropped once written."""
     measured = _Measured()
     for case in cases:
@@ -148,37 +182,59 @@ def _measure_and_write(engine: MapEngine, cases: Sequence[AnalysisCase], names: 
             measured.rgbs[key] = rgb
         result.drop_maps()
         measured.results.append(result)
-        fallback = [n for n, f in zip(names, result.fallback) if f]
+        fallback = [n for n, f in zip(names, result.fallback, strict=True) if f]
         note = f"  nothing predicted: {', '.join(fallback)}" if fallback else ""
         case_done(f"{case.case_id}  {result.seconds:.1f} s{note}")
     return measured
 
 
-def _picture_curves(scored: list[CaseResult], names: list[str], thresholds: dict, out: Path,
-                    measured: _Measured) -> None:
+def _picture_curves(
+    scored: list[CaseResult], names: list[str], thresholds: dict, out: Path, measured: _Measured
+) -> None:
     """The scored cases' mean Dice over thresholds, with the chosen thresholds marked (none without scored cases)."""
     curves = mean_curves(scored, names)
     if curves:
         chosen = {f"{n} {k}": t for k, by_class in thresholds.items() for n, t in by_class.items()}
-        measured.rgbs["dice_curves"] = render_curves(THRESHOLDS, curves, chosen,
-                                                     "Dice of thresholded maps (scored cases)")
+        measured.rgbs["dice_curves"] = render_curves(
+            THRESHOLDS, curves, chosen, "Dice of thresholded maps (scored cases)"
+        )
         measured.pictures["dice_curves"] = write_png(measured.rgbs["dice_curves"], out / "overlays" / "dice_curves.png")
 
 
-def _details(model: ModelBundle, cfg: AnalyzeConfig, engine: MapEngine, measured: _Measured, source: str,
-             thresholds: dict, metrics: dict, names: list[str]) -> dict:
+def _details(
+    model: ModelBundle,
+    cfg: AnalyzeConfig,
+    engine: MapEngine,
+    measured: _Measured,
+    source: str,
+    thresholds: dict,
+    metrics: dict,
+    names: list[str],
+) -> dict:
     """analysis.json: the model, the settings, where the thresholds come from, the metrics and per-case numbers."""
     return {
         "model": {"source": model.source, "mlflow_run_id": model.meta.mlflow_run_id},
-        "settings": {"cam_method": cfg.cam_method, "cam_layers": engine.layers, "pcm_window": cfg.pcm_window,
-                     "transforms": [t.name for t in measured.transforms], "grid": "preprocessed",
-                     "precision": engine.precision, "machine": describe_machine().line()},
+        "settings": {
+            "cam_method": cfg.cam_method,
+            "cam_layers": engine.layers,
+            "pcm_window": cfg.pcm_window,
+            "transforms": [t.name for t in measured.transforms],
+            "grid": "preprocessed",
+            "precision": engine.precision,
+            "machine": describe_machine().line(),
+        },
         "threshold_source": source,
         "thresholds": thresholds,
         "metrics": metrics,
-        "cases": {r.case_id: {"seconds": round(r.seconds, 2), "fallback": dict(zip(names, r.fallback)),
-                              "equivariance": {str(k): v for k, v in r.equivariance.items()}, "scores": r.scores}
-                  for r in measured.results},
+        "cases": {
+            r.case_id: {
+                "seconds": round(r.seconds, 2),
+                "fallback": dict(zip(names, r.fallback, strict=True)),
+                "equivariance": {str(k): v for k, v in r.equivariance.items()},
+                "scores": r.scores,
+            }
+            for r in measured.results
+        },
     }
 
 

@@ -40,7 +40,9 @@ def summarize_metrics(per_case: dict[str, dict], class_names: Sequence[str]) -> 
 
 
 def metrics_rows(per_case: dict[str, dict]) -> list[dict]:
-    return [{"case": case, "class": name, **values} for case, m in sorted(per_case.items()) for name, values in m.items()]
+    return [
+        {"case": case, "class": name, **values} for case, m in sorted(per_case.items()) for name, values in m.items()
+    ]
 
 
 def _defined(value: float | None) -> float | None:

@@ -53,8 +53,11 @@ def member_folders(path: Path) -> list[Path]:
     folder or holds none."""
     if (path / WEIGHTS).is_file():
         return []
-    return [p for p in sorted(path.iterdir())  # not .tmp-* folders that `seg train` is still writing
-            if p.is_dir() and not p.name.startswith(".") and (p / WEIGHTS).is_file()]
+    return [
+        p
+        for p in sorted(path.iterdir())  # not .tmp-* folders that `seg train` is still writing
+        if p.is_dir() and not p.name.startswith(".") and (p / WEIGHTS).is_file()
+    ]
 
 
 def load_models(sources: str | Path | Sequence[str | Path]) -> list[ModelBundle]:
@@ -86,17 +89,22 @@ def check_compatible(first: ModelBundle, member: ModelBundle) -> None:
     classes, input channels, spatial dims, or the preprocessing that makes their inputs the same array."""
     a, b = first.config.model, member.config.model
     differences = [
-        (what, x, y) for what, x, y in (
+        (what, x, y)
+        for what, x, y in (
             ("out_channels", a.out_channels, b.out_channels),
             ("class names", first.class_names, member.class_names),
             ("in_channels", a.in_channels, b.in_channels),
             ("spatial_dims", a.spatial_dims, b.spatial_dims),
-        ) if x != y
+        )
+        if x != y
     ]
     plan, other = first.fingerprint.preprocessing, member.fingerprint.preprocessing
     if not differences and plan != other:
-        differences = [(f"preprocessing.{f.name}", getattr(plan, f.name), getattr(other, f.name))
-                       for f in dataclasses.fields(plan) if getattr(plan, f.name) != getattr(other, f.name)]
+        differences = [
+            (f"preprocessing.{f.name}", getattr(plan, f.name), getattr(other, f.name))
+            for f in dataclasses.fields(plan)
+            if getattr(plan, f.name) != getattr(other, f.name)
+        ]
     if differences:
         got = "; ".join(f"{what} {theirs!r}, not {mine!r}" for what, mine, theirs in differences)
         raise ModelLoadError(

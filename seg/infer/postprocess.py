@@ -41,8 +41,11 @@ class Postprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> Postprocessing:
-        return cls(bool(d.get("whole_foreground", False)), tuple(int(k) for k in d.get("per_class", ())),
-                   dict(d.get("evidence", {})))
+        return cls(
+            bool(d.get("whole_foreground", False)),
+            tuple(int(k) for k in d.get("per_class", ())),
+            dict(d.get("evidence", {})),
+        )
 
     def describe(self) -> str:
         if self.is_identity:
@@ -64,8 +67,9 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return components == int(np.argmax(sizes))
 
 
-def mean_dice(pairs: Sequence[tuple[np.ndarray, np.ndarray]], classes: Sequence[int],
-              plan: Postprocessing) -> dict[int, float]:
+def mean_dice(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], classes: Sequence[int], plan: Postprocessing
+) -> dict[int, float]:
     """Per class: the mean Dice over the cases where the class is in the reference or the prediction."""
     values: dict[int, list[float]] = {k: [] for k in classes}
     for pred, ref in pairs:

@@ -16,7 +16,8 @@ from seg.model_folder import ModelBundle
 from seg.models.layers import interp_mode
 from seg.models.predict import sliding_window
 from seg.runtime import InferSettings, tune_inference
-from seg.runtime.tune import autocast, model_key
+from seg.runtime.tune import autocast
+from seg.runtime.tune_cache import model_key
 
 
 @dataclass
@@ -60,7 +61,12 @@ class Predictor:
         self.net = model.net.to(self.device).eval()
         self.net_dims = model.config.model.spatial_dims
         self.settings: InferSettings = tune_inference(
-            self.net, self.roi_size, model.config.model.in_channels, precision, sw_batch_size, self.device,
+            self.net,
+            self.roi_size,
+            model.config.model.in_channels,
+            precision,
+            sw_batch_size,
+            self.device,
             model_key(model.config.model),
         )
         self.overlap, self.tta = overlap, tta

@@ -15,8 +15,8 @@ from seg.data.io import read_image, write_image
 from seg.data.preprocess import preprocess_image
 from seg.data.properties import CaseProperties
 from seg.data.restore import restore_to_original
-from seg.infer.cases import CaseOutputs, InferCase
 from seg.infer.case_metrics import case_metrics
+from seg.infer.cases import CaseOutputs, InferCase
 from seg.infer.postprocess import Postprocessing
 from seg.infer.predictor import EnsemblePredictor, Prediction, Predictor
 from seg.infer.records import EXISTS, FAILED, OK, CaseRecord
@@ -60,7 +60,10 @@ def process_case(
 
 
 def _predict_and_write(
-    case: InferCase, predictor: Predictor | EnsemblePredictor, outputs: CaseOutputs, record: CaseRecord,
+    case: InferCase,
+    predictor: Predictor | EnsemblePredictor,
+    outputs: CaseOutputs,
+    record: CaseRecord,
     postprocessing: Postprocessing | None = None,
 ) -> None:
     try:
@@ -79,7 +82,9 @@ def _predict_and_write(
         write_image(restore_to_original(pred.gates[name].numpy(), props, is_label=False), props.geometry, path)
     if outputs.probabilities is not None:
         k = pred.probabilities.shape[0]
-        probs = restore_to_original(pred.probabilities.numpy(), props, is_label=False, background=[1.0] + [0.0] * (k - 1))
+        probs = restore_to_original(
+            pred.probabilities.numpy(), props, is_label=False, background=[1.0] + [0.0] * (k - 1)
+        )
         write_image(probs, props.geometry, outputs.probabilities)
         del probs
     labels = restore_labels(pred, props)

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import torch
 
+from seg.case_progress import CaseProgress
 from seg.config import InferConfig
 from seg.files import write_bytes, write_json
-from seg.infer.cases import InferCase, outputs_for
 from seg.infer.case_metrics import metrics_rows, summarize_metrics
+from seg.infer.cases import InferCase, outputs_for
 from seg.infer.postprocess import Postprocessing
 from seg.infer.process import process_case
 from seg.infer.records import EXISTS, OK, CaseRecord
 from seg.model_folder import ModelBundle
-from seg.case_progress import CaseProgress
 from seg.runtime import InferSettings, describe_machine, resolve_device, threads_per_process
 from seg.runtime.quiet import quiet_lightning
 
@@ -41,8 +41,14 @@ class InferSummary:
         return [r for r in self.records if r.failed]
 
 
-def _module(models: list[ModelBundle], cfg: InferConfig, cases: list[InferCase], out_dir: Path, log,
-            postprocessing: Postprocessing | None):
+def _module(
+    models: list[ModelBundle],
+    cfg: InferConfig,
+    cases: list[InferCase],
+    out_dir: Path,
+    log,
+    postprocessing: Postprocessing | None,
+):
     import lightning as L
 
     from seg.infer.predictor import make_predictor
@@ -63,8 +69,7 @@ def _module(models: list[ModelBundle], cfg: InferConfig, cases: list[InferCase],
             return batch  # a case index; the case's tensors are made on the device inside the step
 
         def on_predict_start(self) -> None:
-            self.predictor = make_predictor(models, cfg.overlap, cfg.tta, cfg.precision, cfg.sw_batch_size,
-                                            self.device)
+            self.predictor = make_predictor(models, cfg.overlap, cfg.tta, cfg.precision, cfg.sw_batch_size, self.device)
             if self.global_rank == 0:
                 print(f"seg infer: {self.predictor.describe()}; num_threads {torch.get_num_threads()}", flush=True)
             self.predictor.warm_up()  # kernel selection on the first window is not any case's time
@@ -103,7 +108,10 @@ def _module(models: list[ModelBundle], cfg: InferConfig, cases: list[InferCase],
 
 
 def infer(
-    model: ModelBundle | Sequence[ModelBundle], cases: list[InferCase], cfg: InferConfig, log=None,
+    model: ModelBundle | Sequence[ModelBundle],
+    cases: list[InferCase],
+    cfg: InferConfig,
+    log=None,
     postprocessing: Postprocessing | None = None,
 ) -> InferSummary:
     """Predict `cases` with `model` (one, or an ensemble's members from `load_models`) into `cfg.output`; writes
@@ -120,9 +128,16 @@ def infer(
     out_dir.mkdir(parents=True, exist_ok=True)
     module = _module(models, cfg, cases, out_dir, log, postprocessing)
     trainer = L.Trainer(
-        accelerator=cfg.accelerator, devices=cfg.devices, strategy=cfg.strategy, precision="32-true",
-        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        use_distributed_sampler=False, inference_mode=True,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision="32-true",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+        inference_mode=True,
     )
     start = time.perf_counter()
     trainer.predict(module, return_predictions=False)
@@ -133,14 +148,23 @@ def infer(
     metrics = _write_metrics(out_dir, records, models[0].class_names, cfg.metrics_file)
     predictor = getattr(module, "predictor", None)  # absent when there was no case to predict
     settings = predictor.settings if predictor is not None else None
-    write_json(out_dir / PREDICTIONS_FILE,
-               _predictions(models, cfg, settings, records, metrics, seconds, trainer.world_size, postprocessing))
+    write_json(
+        out_dir / PREDICTIONS_FILE,
+        _predictions(models, cfg, settings, records, metrics, seconds, trainer.world_size, postprocessing),
+    )
     return InferSummary(out_dir, records, metrics, seconds)
 
 
-def _predictions(models: list[ModelBundle], cfg: InferConfig, settings: InferSettings | None,
-                 records: list[CaseRecord], metrics, seconds: float, world: int,
-                 postprocessing: Postprocessing | None = None) -> dict:
+def _predictions(
+    models: list[ModelBundle],
+    cfg: InferConfig,
+    settings: InferSettings | None,
+    records: list[CaseRecord],
+    metrics,
+    seconds: float,
+    world: int,
+    postprocessing: Postprocessing | None = None,
+) -> dict:
     """The batch's record. `model` describes the first (or only) member at its top level, as before ensembles,
     and every member under `members`; `settings` are the first member's (each keeps its window and mirrors)."""
     import seg
@@ -161,13 +185,20 @@ def _predictions(models: list[ModelBundle], cfg: InferConfig, settings: InferSet
             "members": [_member(m, cfg.tta) for m in models],
         },
         "seg_version": seg.__version__,
-        "settings": {"tta": cfg.tta, "tta_mirror_axes": list(model.mirrored_axes) if cfg.tta else [],
-                     "postprocessing": postprocessing.to_dict() if postprocessing else None,
-                     "overlap": cfg.overlap, "precision": settings.precision if settings else cfg.precision,
-                     "precision_requested": cfg.precision,
-                     "sw_batch_size": settings.sw_batch_size if settings else cfg.sw_batch_size, "devices": world,
-                     "patch_size": list(model.patch_size), "num_threads": torch.get_num_threads(),
-                     "machine": describe_machine().line(), "speed_settings": settings.describe() if settings else None},
+        "settings": {
+            "tta": cfg.tta,
+            "tta_mirror_axes": list(model.mirrored_axes) if cfg.tta else [],
+            "postprocessing": postprocessing.to_dict() if postprocessing else None,
+            "overlap": cfg.overlap,
+            "precision": settings.precision if settings else cfg.precision,
+            "precision_requested": cfg.precision,
+            "sw_batch_size": settings.sw_batch_size if settings else cfg.sw_batch_size,
+            "devices": world,
+            "patch_size": list(model.patch_size),
+            "num_threads": torch.get_num_threads(),
+            "machine": describe_machine().line(),
+            "speed_settings": settings.describe() if settings else None,
+        },
         "summary": {
             "cases": len(records),
             "ok": len(ok),
@@ -184,11 +215,18 @@ def _predictions(models: list[ModelBundle], cfg: InferConfig, settings: InferSet
 
 
 def _member(model: ModelBundle, tta: bool) -> dict:
-    return {"source": model.source, "mlflow_run_id": model.meta.mlflow_run_id, "config_hash": model.config_hash,
-            "patch_size": list(model.patch_size), "tta_mirror_axes": list(model.mirrored_axes) if tta else []}
+    return {
+        "source": model.source,
+        "mlflow_run_id": model.meta.mlflow_run_id,
+        "config_hash": model.config_hash,
+        "patch_size": list(model.patch_size),
+        "tta_mirror_axes": list(model.mirrored_axes) if tta else [],
+    }
 
 
-def _write_metrics(out_dir: Path, records: list[CaseRecord], class_names: list[str], metrics_file: str | None) -> dict | None:
+def _write_metrics(
+    out_dir: Path, records: list[CaseRecord], class_names: list[str], metrics_file: str | None
+) -> dict | None:
     import csv
     import io
 

@@ -23,20 +23,27 @@ import numpy as np
 
 from seg.data.errors import DataError
 from seg.data.geometry import grid_mismatch, spacing_from_affine
-from seg.data.io import IMAGE_SUFFIXES, image_suffix, read_image, strip_suffix
+from seg.data.io import strip_suffix
 from seg.files import write_json, write_text
+from seg.infer.label_maps import Pair, find_pairs, read_label_map
 from seg.metrics import class_metrics, nanmean
 
 METRICS = ("dice", "hd95", "surface_dice")  # averaged per class and over classes
-COLUMNS = ("case", "class", "value", "dice", "hd95", "surface_dice", "volume_pred", "volume_ref", "tp", "fp", "fn",
-           "prediction", "reference")
-
-
-@dataclass(frozen=True)
-class Pair:
-    case_id: str
-    prediction: str
-    reference: str | None  # None: no reference label map with this case id
+COLUMNS = (
+    "case",
+    "class",
+    "value",
+    "dice",
+    "hd95",
+    "surface_dice",
+    "volume_pred",
+    "volume_ref",
+    "tp",
+    "fp",
+    "fn",
+    "prediction",
+    "reference",
+)
 
 
 @dataclass(frozen=True)
@@ -79,89 +86,21 @@ class Evaluation:
     def mean(self) -> dict[str, float]:
         """Per metric, the mean over classes of the class means (nnU-Net's foreground mean: NaN if one is NaN)."""
         per_class = self.per_class()
-        return {m: float(np.mean([per_class[c][m]["mean"] for c in per_class])) if per_class else math.nan
-                for m in METRICS}
+        return {
+            m: float(np.mean([per_class[c][m]["mean"] for c in per_class])) if per_class else math.nan for m in METRICS
+        }
 
 
-def find_pairs(predictions: str, labels: str) -> tuple[list[Pair], list[str]]:
-    """(a pair per prediction file of a folder, file or glob, matched by case id to `<labels>/<case><ext>`;
-    reference files no prediction matches). A prediction `x_0000` also matches a reference `x`."""
-    from seg.infer.cases import find_cases
-
-    folder = Path(labels)
-    if not folder.is_dir():
-        raise DataError(f"{folder}: labels folder not found. Pass the folder holding the reference label maps.")
-    refs: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and not p.name.startswith(".") and image_suffix(p) in IMAGE_SUFFIXES:
-            refs.setdefault(strip_suffix(p), p)
-    pairs, used = [], set()
-    for case in find_cases(predictions, 1):
-        file = case.images[0]
-        key = next((k for k in (strip_suffix(file), case.case_id) if k in refs), None)
-        used.add(key)
-        pairs.append(Pair(case.case_id, file, str(refs[key]) if key else None))
-    return pairs, [str(p) for k, p in refs.items() if k not in used]
-
-
-def parse_classes(items: Sequence[str] | None) -> dict[int, str] | None:
-    """`--classes`: label values (`1 2`), `value=name` pairs (`1=liver 2=tumour`), or names given to the values
-    1, 2, ... in order (`liver tumour`). None: every nonzero value found."""
-    if not items:
-        return None
-    out: dict[int, str] = {}
-    for i, item in enumerate(items, start=1):
-        value, sep, name = item.partition("=")
-        if sep or value.lstrip("-").isdigit():
-            try:
-                v = int(value)
-            except ValueError:
-                raise DataError(f"--classes: {item!r} is not VALUE=NAME with an integer value. "
-                                f"Give values (1 2), VALUE=NAME pairs (1=liver) or names (liver tumour).") from None
-            out[v] = name or value
-        else:
-            out[i] = item
-    if 0 in out or min(out) < 0:
-        raise DataError(f"--classes: label values must be 1 or more (0 is background), got {sorted(out)}.")
-    if len(set(out.values())) != len(out):
-        raise DataError(f"--classes: names must differ, got {list(out.values())}.")
-    return dict(sorted(out.items()))
-
-
-def read_label_map(path: str | Path, binary_255: bool | None = None, keep: frozenset[int] = frozenset()) -> tuple:
-    """(integer label map in file voxel order, Geometry). A channel axis (RGB masks) keeps channel 0.
-    binary_255: None maps a map whose only values are 0 and 255 to 0/1 unless 255 is in `keep`; True maps 255
-    to 1 in every map; False never."""
-    array, geometry = read_image(path)
-    array = np.asarray(array)
-    if array.ndim == geometry.spatial_dims + 1:
-        array = array[..., 0]
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)):
-            raise DataError(f"{path}: holds NaN/Inf values. A label map holds integer class ids.")
-        if not np.array_equal(array, np.round(array)):
-            raise DataError(f"{path}: holds non-integer values (e.g. {array[array != np.round(array)].flat[0]:.4g}); "
-                            f"is it a probability map? A label map holds integer class ids.")
-    elif array.dtype.kind not in "iub":
-        raise DataError(f"{path}: voxels of type {array.dtype} are not class ids. Pass integer label maps.")
-    array = array.astype(np.int64)
-    values = np.unique(array)
-    if values[0] < 0:
-        raise DataError(f"{path}: holds negative values (down to {values[0]}). Label values are 0 (background) "
-                        f"or class ids 1, 2, ...")
-    only_0_255 = set(values.tolist()) <= {0, 255}
-    if binary_255 or (binary_255 is None and only_0_255 and 255 in values and 255 not in keep):
-        array = np.where(array == 255, 1, array)
-    return array, geometry
-
-
-def score_pair(pair: Pair, tolerance: float, classes: Mapping[int, str] | None = None,
-               binary_255: bool | None = None) -> CaseScore:
+def score_pair(
+    pair: Pair, tolerance: float, classes: Mapping[int, str] | None = None, binary_255: bool | None = None
+) -> CaseScore:
     """One case's metrics for `classes` (default: the values present in either map); a missing reference, an
     unreadable file or different grids raise a one-line DataError naming the file."""
     if pair.reference is None:
-        raise DataError(f"{pair.prediction}: no reference label map for case {pair.case_id!r} "
-                        f"(expected {pair.case_id}<ext> in the labels folder). Add it or remove the prediction.")
+        raise DataError(
+            f"{pair.prediction}: no reference label map for case {pair.case_id!r} "
+            f"(expected {pair.case_id}<ext> in the labels folder). Add it or remove the prediction."
+        )
     keep = frozenset(classes or ())
     pred, pred_geometry = read_label_map(pair.prediction, binary_255, keep)
     ref, ref_geometry = read_label_map(pair.reference, binary_255, keep)
@@ -178,9 +117,13 @@ def score_pair(pair: Pair, tolerance: float, classes: Mapping[int, str] | None =
     return CaseScore(pair.case_id, pair.prediction, pair.reference, metrics)
 
 
-def evaluate(pairs: Sequence[Pair], tolerance: float = 1.0, classes: Mapping[int, str] | None = None,
-             binary_255: bool | None = None,
-             on_case: Callable[[CaseScore | CaseFailure], None] | None = None) -> Evaluation:
+def evaluate(
+    pairs: Sequence[Pair],
+    tolerance: float = 1.0,
+    classes: Mapping[int, str] | None = None,
+    binary_255: bool | None = None,
+    on_case: Callable[[CaseScore | CaseFailure], None] | None = None,
+) -> Evaluation:
     """Score every pair; a case that cannot be scored becomes a CaseFailure and the batch goes on. Without
     `classes`, every case is reported on the union of the values found (absent in both maps: NaN)."""
     if not math.isfinite(tolerance) or tolerance < 0:
@@ -191,7 +134,7 @@ def evaluate(pairs: Sequence[Pair], tolerance: float = 1.0, classes: Mapping[int
         try:
             result: CaseScore | CaseFailure = score_pair(pair, tolerance, classes, binary_255)
             scores.append(result)
-        except Exception as e:  # one bad case never stops the batch
+        except DataError as e:  # one bad file never stops the batch; a bug in seg keeps its traceback
             result = CaseFailure(pair.case_id, pair.prediction, _one_line(e, pair))
             failures.append(result)
         if on_case:
@@ -203,18 +146,28 @@ def evaluate(pairs: Sequence[Pair], tolerance: float = 1.0, classes: Mapping[int
     return Evaluation(dict(classes), tolerance, scores, failures)
 
 
-def evaluate_folder(predictions: str, labels: str, out_dir: str | Path, tolerance: float = 1.0,
-                    classes: Mapping[int, str] | None = None, binary_255: bool | None = None,
-                    all_labels: bool = False,
-                    on_case: Callable[[CaseScore | CaseFailure], None] | None = None) -> tuple[Evaluation, Path]:
+def evaluate_folder(
+    predictions: str,
+    labels: str,
+    out_dir: str | Path,
+    tolerance: float = 1.0,
+    classes: Mapping[int, str] | None = None,
+    binary_255: bool | None = None,
+    all_labels: bool = False,
+    on_case: Callable[[CaseScore | CaseFailure], None] | None = None,
+) -> tuple[Evaluation, Path]:
     """Pair, score and write (`evaluation.csv`, `evaluation.json` in `out_dir`); returns (the evaluation, the JSON's
     path). all_labels: a reference without a prediction is a failed case too (else it is listed, not scored)."""
     pairs, unpaired = find_pairs(predictions, labels)
     ev = evaluate(pairs, tolerance, classes, binary_255, on_case)
     if all_labels:
         for ref in unpaired:
-            failure = CaseFailure(strip_suffix(ref), "", f"{ref}: no prediction for this reference in {predictions}. "
-                                                         f"Predict the case or leave out --all-labels.")
+            failure = CaseFailure(
+                strip_suffix(ref),
+                "",
+                f"{ref}: no prediction for this reference in {predictions}. "
+                f"Predict the case or leave out --all-labels.",
+            )
             ev.failures.append(failure)
             if on_case:
                 on_case(failure)
@@ -243,13 +196,21 @@ def write_evaluation(ev: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
         "scored": len(ev.scores),
         "mean": ev.mean(),
         "per_class": ev.per_class(),
-        "per_case": [{"case": s.case_id, "prediction": s.prediction, "reference": s.reference, "mean": s.mean(),
-                      "metrics": s.metrics} for s in ev.scores],
+        "per_case": [
+            {
+                "case": s.case_id,
+                "prediction": s.prediction,
+                "reference": s.reference,
+                "mean": s.mean(),
+                "metrics": s.metrics,
+            }
+            for s in ev.scores
+        ],
         "failed": [{"case": f.case_id, "prediction": f.prediction, "error": f.error} for f in ev.failures],
         "unpaired_labels": ev.unpaired_labels,
         "conventions": "Dice 2TP/(2TP+FP+FN), NaN when a class is in neither map (nnU-Net); HD95 NaN when either "
-                       "lacks it; surface Dice NaN when both lack it, 0 when one does; means leave NaN out; "
-                       "the mean is over classes of the class means",
+        "lacks it; surface Dice NaN when both lack it, 0 when one does; means leave NaN out; "
+        "the mean is over classes of the class means",
     }
     json_path = write_json(out / "evaluation.json", _no_nan(data))
     return csv_path, json_path
@@ -258,8 +219,16 @@ def write_evaluation(ev: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
 def _with_classes(score: CaseScore, classes: Mapping[int, str]) -> CaseScore:
     """The case on every class of the batch: a class in neither map scores NaN with zero volumes."""
     by_value = {m["value"]: m for m in score.metrics.values()}
-    empty = {"tp": 0, "fp": 0, "fn": 0, "dice": math.nan, "hd95": math.nan, "volume_pred": 0.0, "volume_ref": 0.0,
-             "surface_dice": math.nan}
+    empty = {
+        "tp": 0,
+        "fp": 0,
+        "fn": 0,
+        "dice": math.nan,
+        "hd95": math.nan,
+        "volume_pred": 0.0,
+        "volume_ref": 0.0,
+        "surface_dice": math.nan,
+    }
     metrics = {name: by_value.get(v, {"value": v, **empty}) for v, name in classes.items()}
     return CaseScore(score.case_id, score.prediction, score.reference, metrics)
 
@@ -273,8 +242,11 @@ def _one_line(e: BaseException, pair: Pair) -> str:
 
 def _stats(values: Sequence[float]) -> dict:
     kept = [float(v) for v in values if not math.isnan(v)]
-    return {"mean": float(np.mean(kept)) if kept else math.nan,
-            "sd": float(np.std(kept, ddof=1)) if len(kept) > 1 else math.nan, "n": len(kept)}
+    return {
+        "mean": float(np.mean(kept)) if kept else math.nan,
+        "sd": float(np.std(kept, ddof=1)) if len(kept) > 1 else math.nan,
+        "n": len(kept),
+    }
 
 
 def _csv_value(v) -> str:

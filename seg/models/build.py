@@ -31,7 +31,9 @@ def build_for(config: Config) -> nn.Module:
     """The network a whole config trains: the U-Net, or the kind registered for its `train.supervision`."""
     supervision = config.train.supervision
     if supervision not in NETWORKS:
-        raise LookupError(f"train.supervision {supervision!r}: no network of that kind is registered (known: "
-                          f"{', '.join(sorted(NETWORKS))}); import the package that provides it (seg.seam for seam) "
-                          f"before building or loading such a model, or load models with seg.infer.load_model.")
+        raise LookupError(
+            f"train.supervision {supervision!r}: no network of that kind is registered (known: "
+            f"{', '.join(sorted(NETWORKS))}); import the package that provides it (seg.seam for seam) "
+            f"before building or loading such a model, or load models with seg.infer.load_model."
+        )
     return NETWORKS[supervision](config)

@@ -48,7 +48,9 @@ class AttentionGate(nn.Module):
     ):
         super().__init__()
         if mode not in GATE_MODES:
-            raise ValueError(f"Unknown gate mode {mode!r}; expected one of {GATE_MODES}.{did_you_mean(mode, GATE_MODES)}")
+            raise ValueError(
+                f"Unknown gate mode {mode!r}; expected one of {GATE_MODES}.{did_you_mean(mode, GATE_MODES)}"
+            )
         self.spatial_dims = spatial_dims
         self.mode = mode
         inter = inter_channels or max(in_channels // 2, 1)
@@ -57,7 +59,9 @@ class AttentionGate(nn.Module):
         self.theta = conv(in_channels, inter, factor, stride=factor, bias=False)  # x -> coarse grid
         self.phi = conv(gating_channels, inter, 1, bias=True)  # g -> same space
         self.psi = conv(inter, 1, 1, bias=True)  # additive attention -> one score per position
-        self.out = nn.Sequential(conv(in_channels, in_channels, 1, bias=False), layers.norm(spatial_dims, norm, in_channels))
+        self.out = nn.Sequential(
+            conv(in_channels, in_channels, 1, bias=False), layers.norm(spatial_dims, norm, in_channels)
+        )
         self.tap = CoefficientTap()
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +101,7 @@ class MultiHeadAttentionGate(nn.Module):
         self.tap = CoefficientTap()
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        outs, alphas = zip(*(head(x, g) for head in self.heads))
+        outs, alphas = zip(*(head(x, g) for head in self.heads), strict=True)
         alpha = self.tap(torch.stack(alphas, dim=0).mean(dim=0))  # (B, 1, *skip_spatial)
         return self.combine(torch.cat(outs, dim=1)), alpha
 

@@ -81,13 +81,17 @@ class AttentionUNet(nn.Module):
     def __init__(self, config: ModelConfig | None = None, **overrides: Any):
         super().__init__()
         if config is not None and not isinstance(config, ModelConfig):
-            raise TypeError(f"AttentionUNet takes a ModelConfig and keyword overrides, got {type(config).__name__} "
-                            f"{config!r}. Name the fields: AttentionUNet(spatial_dims=3, in_channels=1, ...).")
+            raise TypeError(
+                f"AttentionUNet takes a ModelConfig and keyword overrides, got {type(config).__name__} "
+                f"{config!r}. Name the fields: AttentionUNet(spatial_dims=3, in_channels=1, ...)."
+            )
         fields = [f.name for f in dataclasses.fields(ModelConfig)]
         for key in overrides:
             if key not in fields:
-                raise TypeError(f"AttentionUNet: unknown option {key!r}.{did_you_mean(key, fields)} "
-                                f"The options are the fields of seg.config.ModelConfig.")
+                raise TypeError(
+                    f"AttentionUNet: unknown option {key!r}.{did_you_mean(key, fields)} "
+                    f"The options are the fields of seg.config.ModelConfig."
+                )
         cfg = config or ModelConfig()
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)  # a new ModelConfig: checked there, like one from YAML
@@ -173,7 +177,7 @@ class AttentionUNet(nn.Module):
                 f"got shape {tuple(x.shape)}."
             )
         mult = self.size_multiple
-        padded = tuple(math.ceil(s / m) * m for s, m in zip(size, mult))
+        padded = tuple(math.ceil(s / m) * m for s, m in zip(size, mult, strict=True))
         if padded == size:
             return x, size
         if not self.pad_input:
@@ -182,7 +186,7 @@ class AttentionUNet(nn.Module):
                 f"Pad the input to {padded}, or build the model with pad_input=True."
             )
         pad: list[int] = []
-        for s, p in zip(reversed(size), reversed(padded)):  # F.pad wants the last axis first
+        for s, p in zip(reversed(size), reversed(padded), strict=True):  # F.pad wants the last axis first
             pad += [0, p - s]
         return F.pad(x, pad), size
 
@@ -196,7 +200,7 @@ class AttentionUNet(nn.Module):
         x, size = self._pad(x)
         image = x
         skips = []
-        for stage, att in zip(self.encoder, self.encoder_attention):
+        for stage, att in zip(self.encoder, self.encoder_attention, strict=True):
             x = att(stage(x))
             skips.append(x)
         out = UNetOutput(logits=x)
@@ -217,10 +221,10 @@ class AttentionUNet(nn.Module):
         out.logits = self._crop(self.head(y), size).contiguous(memory_format=layout)
         for name, alpha in out.gates.items():
             factor = self.level_factor(int(name.removeprefix("level")))
-            out.gates[name] = self._crop(alpha, [math.ceil(s / f) for s, f in zip(size, factor)])
+            out.gates[name] = self._crop(alpha, [math.ceil(s / f) for s, f in zip(size, factor, strict=True)])
         for k, ds in enumerate(out.deep_supervision, start=1):
             factor = self.level_factor(k)
-            out.deep_supervision[k - 1] = self._crop(ds, [math.ceil(s / f) for s, f in zip(size, factor)])
+            out.deep_supervision[k - 1] = self._crop(ds, [math.ceil(s / f) for s, f in zip(size, factor, strict=True)])
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -67,7 +67,9 @@ class Machine:
 
     def key(self) -> str:
         """What a cached measurement is valid for: the same CPU and ISA, cores, GPU and torch."""
-        return "|".join(map(str, (self.cpu, self.capability, self.native_bf16, self.cores, self.gpu, self.torch_version)))
+        return "|".join(
+            map(str, (self.cpu, self.capability, self.native_bf16, self.cores, self.gpu, self.torch_version))
+        )
 
 
 @functools.cache

@@ -15,25 +15,21 @@ per machine, torch version, network config, patch and batch in `$SEG_CACHE_DIR/a
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from seg.files import stable_hash, write_json
-from seg.runtime.machine import describe_machine, is_rank_zero
+from seg.runtime.machine import describe_machine
+from seg.runtime.tune_cache import cache_key, cached, write_cache
 
 AUTO = "auto"
 PREFER_EXACT = 0.97  # bfloat16 is taken only where its time is below 97% of float32's: a tie keeps float32 exact
 MAX_WINDOW_VOXELS = 2**22  # sw_batch_size candidates stop where a batch of windows would pass ~4M voxels
 ABANDON_AFTER_S = 1.0  # see _seconds
-WAIT_FOR_RANK0_S = 300.0  # DDP ranks > 0 take rank 0's measurement from the cache instead of timing concurrently
 
 
 @dataclass(frozen=True)
@@ -47,8 +43,13 @@ class TrainSettings:
     timings: dict[str, float] = field(default_factory=dict)  # candidate label -> seconds per batch (inf: abandoned)
 
     def describe(self) -> str:
-        return _describe("training step", self.timings, self.source, self.chosen_by,
-                         {"precision": self.precision, "channels_last": self.channels_last})
+        return _describe(
+            "training step",
+            self.timings,
+            self.source,
+            self.chosen_by,
+            {"precision": self.precision, "channels_last": self.channels_last},
+        )
 
 
 @dataclass(frozen=True)
@@ -62,61 +63,19 @@ class InferSettings:
     timings: dict[str, float] = field(default_factory=dict)  # candidate label -> seconds per window
 
     def describe(self) -> str:
-        return _describe("forward per window", self.timings, self.source, self.chosen_by,
-                         {"precision": self.precision, "sw_batch_size": self.sw_batch_size})
+        return _describe(
+            "forward per window",
+            self.timings,
+            self.source,
+            self.chosen_by,
+            {"precision": self.precision, "sw_batch_size": self.sw_batch_size},
+        )
 
 
 def _describe(what: str, timings: dict[str, float], source: str, chosen_by: dict[str, str], values: dict) -> str:
     picked = ", ".join(f"{k} {chosen_by[k]} -> {v}" for k, v in values.items())
     times = ", ".join(f"{k} {'abandoned' if math.isinf(s) else f'{s * 1000:.0f} ms'}" for k, s in timings.items())
     return f"{picked} ({source} on {describe_machine().line()}" + (f"; {what}: {times})" if times else ")")
-
-
-# ------------------------------------------------------------------------------------------------ cache
-
-
-def cache_path() -> Path:
-    root = os.environ.get("SEG_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "seg"
-    return Path(root) / "autotune.json"
-
-
-def _read_cache() -> dict:
-    try:
-        return json.loads(cache_path().read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_cache(key: str, entry: dict) -> None:
-    try:
-        write_json(cache_path(), {**_read_cache(), key: entry})
-    except OSError:  # a read-only home: the next run measures again, nothing else changes
-        pass
-
-
-def model_key(model_config) -> str:
-    """A network config's identity for the cache (a `seg.config.ModelConfig`)."""
-    from seg.config import to_dict
-
-    return stable_hash(to_dict(model_config))
-
-
-def _cache_key(mode: str, device: torch.device, config_key: str, shape: Sequence[int], requested: dict) -> str:
-    parts = [describe_machine().key(), mode, device.type, config_key, list(shape), torch.get_num_threads(), requested]
-    return stable_hash(parts, length=24)
-
-
-def _cached(key: str) -> dict | None:
-    entry = _read_cache().get(key)
-    if entry is not None or is_rank_zero():
-        return entry
-    deadline = time.monotonic() + WAIT_FOR_RANK0_S  # every DDP rank must pick the same precision: rank 0's
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        entry = _read_cache().get(key)
-        if entry is not None:
-            return entry
-    return None
 
 
 # ------------------------------------------------------------------------------------------------ timing
@@ -148,8 +107,9 @@ def _seconds(step: Callable[[], None], device: torch.device, best_so_far: float)
 def autocast(device: str | torch.device, precision: str):
     """The autocast context of a resolved precision (a no-op for float32)."""
     dtype = {"bf16": torch.bfloat16, "bf16-mixed": torch.bfloat16, "16": torch.float16, "16-mixed": torch.float16}
-    return torch.autocast(torch.device(device).type, dtype=dtype.get(precision, torch.float32),
-                          enabled=precision in dtype)
+    return torch.autocast(
+        torch.device(device).type, dtype=dtype.get(precision, torch.float32), enabled=precision in dtype
+    )
 
 
 def _chosen_by(**requested) -> dict[str, str]:
@@ -181,7 +141,9 @@ def _faster(timings: dict, exact: str) -> str:
 
 
 def _precision_candidates(requested: str, device: torch.device, training: bool) -> tuple[list[str], str]:
-    names = {"bf16": "bf16-mixed", "16": "16-mixed", "32": "32"} if training else {"bf16": "bf16", "16": "16", "32": "32"}
+    names = (
+        {"bf16": "bf16-mixed", "16": "16-mixed", "32": "32"} if training else {"bf16": "bf16", "16": "16", "32": "32"}
+    )
     if requested != AUTO:
         return [requested], "given"
     if device.type == "cuda":
@@ -212,8 +174,8 @@ def tune_training(
     layouts = [True, False] if channels_last == AUTO else [bool(channels_last)]
     chosen_by = _chosen_by(precision=precision, channels_last=channels_last)
     shape = (batch_size, in_channels, *patch_size)
-    key = _cache_key("train", device, config_key, shape, {"precision": precision, "channels_last": channels_last})
-    entry = _cached(key)
+    key = cache_key("train", device, config_key, shape, {"precision": precision, "channels_last": channels_last})
+    entry = cached(key)
     if entry is not None:
         return TrainSettings(**{**entry, "source": "cached"})
 
@@ -226,21 +188,27 @@ def tune_training(
             probe.to(memory_format=layout)
             xi = x.contiguous(memory_format=layout)
 
-            def step() -> None:
+            def step(probe=probe, p=p, xi=xi) -> None:  # called right here, bound for clarity
                 probe.zero_grad(set_to_none=True)
                 with autocast(device, p):
                     out = probe(xi)
                 out.float().square().mean().backward()
 
-            timings[f"{p}{' channels-last' if cl else ''}"] = _seconds(step, device, min(timings.values(), default=math.inf))
+            timings[f"{p}{' channels-last' if cl else ''}"] = _seconds(
+                step, device, min(timings.values(), default=math.inf)
+            )
     del probe
     best = _faster(timings, "32")
     settings = TrainSettings(
-        precision=best.split(" ")[0], channels_last=best.endswith("channels-last"), device=device.type,
-        source=_source(how, timings), chosen_by=chosen_by,
-        step_seconds=timings[best], timings=timings,
+        precision=best.split(" ")[0],
+        channels_last=best.endswith("channels-last"),
+        device=device.type,
+        source=_source(how, timings),
+        chosen_by=chosen_by,
+        step_seconds=timings[best],
+        timings=timings,
     )
-    _write_cache(key, asdict(settings))
+    write_cache(key, asdict(settings))
     return settings
 
 
@@ -264,9 +232,14 @@ def tune_inference(
     chosen_by = _chosen_by(precision=precision, sw_batch_size=sw_batch_size)
     if len(precisions) * len(batches) == 1:  # nothing to choose: no timing
         return InferSettings(precisions[0], batches[0], device.type, how, chosen_by, math.nan, {})
-    key = _cache_key("infer", device, config_key, (in_channels, *patch_size),
-                     {"precision": precision, "sw_batch_size": sw_batch_size})
-    entry = _cached(key)
+    key = cache_key(
+        "infer",
+        device,
+        config_key,
+        (in_channels, *patch_size),
+        {"precision": precision, "sw_batch_size": sw_batch_size},
+    )
+    entry = cached(key)
     if entry is not None:
         return InferSettings(**{**entry, "source": "cached"})
 
@@ -277,7 +250,7 @@ def tune_inference(
             for b in batches:
                 x = torch.zeros(b, in_channels, *patch_size, device=device).normal_(generator=_generator(device))
 
-                def forward() -> None:
+                def forward(probe=probe, p=p, x=x) -> None:  # called right here, bound for clarity
                     with autocast(device, p):
                         probe(x)
 
@@ -292,9 +265,13 @@ def tune_inference(
         best = min(smaller, key=lambda k: int(k.split(" x")[1]))
         p, b = best.split(" x")
     settings = InferSettings(
-        precision=p, sw_batch_size=int(b), device=device.type,
-        source=_source(how, timings), chosen_by=chosen_by,
-        window_seconds=timings[best], timings=timings,
+        precision=p,
+        sw_batch_size=int(b),
+        device=device.type,
+        source=_source(how, timings),
+        chosen_by=chosen_by,
+        window_seconds=timings[best],
+        timings=timings,
     )
-    _write_cache(key, asdict(settings))
+    write_cache(key, asdict(settings))
     return settings

@@ -39,25 +39,41 @@ class Calibration:
     dice: torch.Tensor  # (cases, len(backgrounds), K - 1) Dice at these scales and shifts
 
 
-def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: list[torch.Tensor], num_classes: int,
-              max_shift: int, backgrounds=BACKGROUNDS, fixed: list[int] | None = None,
-              shift: tuple[int, ...] | None = None, choose_scales: bool = True, rounds: int = 2,
-              refined: list[torch.Tensor] | None = None) -> Calibration:
+def calibrate(
+    raw: list[torch.Tensor],
+    presence: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    num_classes: int,
+    max_shift: int,
+    backgrounds=BACKGROUNDS,
+    fixed: list[int] | None = None,
+    shift: tuple[int, ...] | None = None,
+    choose_scales: bool = True,
+    rounds: int = 2,
+    refined: list[torch.Tensor] | None = None,
+) -> Calibration:
     """raw: per case (S, 1, K - 1, *size) per-scale maps (`SeamNet.scale_maps`); presence: per case (1, K - 1);
     labels: per case (1, 1, *size) masks. `fixed`: per class, the index of its own (fixed) background score in
     `backgrounds`, else each class at its best; `shift`: one fixed shift for every class, else chosen. `refined`
     given (the PCM-refined maps, raw the classifier's; `SeamNet.scale_maps_both`): per class, which of them, too, in a
     search from the refined maps of every class (SEAM's; kept on a tie) and one from the classifier's."""
     classes, scales, dims = raw[0].shape[2], raw[0].shape[0], raw[0].ndim - 3
-    subsets = [torch.tensor([float(s in chosen) for s in range(scales)])
-               for n in range(1, scales + 1) for chosen in itertools.combinations(range(scales), n)]
+    subsets = [
+        torch.tensor([float(s in chosen) for s in range(scales)])
+        for n in range(1, scales + 1)
+        for chosen in itertools.combinations(range(scales), n)
+    ]
 
     def maps(use: list[bool] | None) -> list[torch.Tensor]:
-        return raw if use is None else [pick(c, r, use) for c, r in zip(raw, refined)]
+        return raw if use is None else [pick(c, r, use) for c, r in zip(raw, refined, strict=True)]
 
     def sweep(mask: torch.Tensor, shifts: list[list[int]], use: list[bool] | None) -> torch.Tensor:
-        return torch.stack([sweep_backgrounds(combine(r, mask, shifts, p), y, num_classes, backgrounds)
-                            for r, p, y in zip(maps(use), presence, labels)])
+        return torch.stack(
+            [
+                sweep_backgrounds(combine(r, mask, shifts, p), y, num_classes, backgrounds)
+                for r, p, y in zip(maps(use), presence, labels, strict=True)
+            ]
+        )
 
     def value(dice: torch.Tensor) -> float:  # the classes' mean Dice, averaged
         mean = torch.nanmean(dice.double(), 0).nan_to_num(-math.inf)  # a score no case defines never wins
@@ -70,12 +86,12 @@ def calibrate(raw: list[torch.Tensor], presence: list[torch.Tensor], labels: lis
 
         def trials(k: int):  # class k's options, each built on what the search holds when it is tried
             for row in subsets if choose_scales and scales > 1 else []:
-                yield torch.cat([mask[:k], row[None], mask[k + 1:]]), shifts, use
+                yield torch.cat([mask[:k], row[None], mask[k + 1 :]]), shifts, use
             for axis in range(dims if shift is None else 0):
                 for step in sorted(range(-max_shift, max_shift + 1), key=abs):
-                    yield mask, [*shifts[:k], [*shifts[k][:axis], step, *shifts[k][axis + 1:]], *shifts[k + 1:]], use
+                    yield mask, [*shifts[:k], [*shifts[k][:axis], step, *shifts[k][axis + 1 :]], *shifts[k + 1 :]], use
             if use is not None:  # last: the other maps at the scales and shift found for these
-                yield mask, shifts, [*use[:k], not use[k], *use[k + 1:]]
+                yield mask, shifts, [*use[:k], not use[k], *use[k + 1 :]]
 
         for _ in range(rounds):
             for k in range(classes):
@@ -129,8 +145,9 @@ class MapChoice:
         return combine(pick(cam, refined, self.refine), self.scale_mask, self.shift, presence)
 
 
-def choose_maps(cases: list[CaseMaps], num_classes: int, seam: SeamConfig,
-                background: tuple[float, ...] | None = None) -> MapChoice:
+def choose_maps(
+    cases: list[CaseMaps], num_classes: int, seam: SeamConfig, background: tuple[float, ...] | None = None
+) -> MapChoice:
     """Per class, the scales, shift, PCM or not (`seam.refine` auto) and background score with the best mean Dice over
     `cases`, as `seg train` chooses them; `seam.shift` and `background` (one score per class), where given, stay
     fixed. The one calibration: training and the SEAM benchmark both choose with it."""
@@ -140,11 +157,30 @@ def choose_maps(cases: list[CaseMaps], num_classes: int, seam: SeamConfig,
     cams, refined = [c.cam for c in cases], [c.refined for c in cases]
     choose_scales = seam.choose_scales and len(seam.infer_scales) > 1
     if seam.refine == "auto":
-        found = calibrate(cams, presence, labels, num_classes, seam.max_shift, backgrounds, own, seam.shift,
-                          choose_scales, refined=refined)
+        found = calibrate(
+            cams,
+            presence,
+            labels,
+            num_classes,
+            seam.max_shift,
+            backgrounds,
+            own,
+            seam.shift,
+            choose_scales,
+            refined=refined,
+        )
     else:
-        found = calibrate(refined if seam.refine else cams, presence, labels, num_classes, seam.max_shift,
-                          backgrounds, own, seam.shift, choose_scales)
+        found = calibrate(
+            refined if seam.refine else cams,
+            presence,
+            labels,
+            num_classes,
+            seam.max_shift,
+            backgrounds,
+            own,
+            seam.shift,
+            choose_scales,
+        )
     if background is not None:  # each class at its own fixed score
         chosen, best = background, torch.nanmean(found.dice.double(), 0)[own, range(num_classes - 1)]
     else:
@@ -167,13 +203,19 @@ def calibrate_network(net, objective, dm, class_names, seam: SeamConfig) -> dict
     if seam.refine != "auto":
         net.refine_mask.fill_(float(seam.refine))
     if seam.background is not None and seam.shift is not None and not choose_scales and seam.refine != "auto":
-        return {**calibration_record(net, class_names), "cases": [],
-                "chosen_by": "seam.background, seam.shift and seam.refine (fixed in the config), every scale summed"}
+        return {
+            **calibration_record(net, class_names),
+            "cases": [],
+            "chosen_by": "seam.background, seam.shift and seam.refine (fixed in the config), every scale summed",
+        }
     dm.setup("fit")
     if not dm.val_cases:
-        return {**calibration_record(net, class_names), "cases": [],
-                "chosen_by": "the defaults (no validation cases to choose on: data.fold all); set seam.background, "
-                             "seam.shift and seam.refine"}
+        return {
+            **calibration_record(net, class_names),
+            "cases": [],
+            "chosen_by": "the defaults (no validation cases to choose on: data.fold all); set seam.background, "
+            "seam.shift and seam.refine",
+        }
     net.eval()
     cases = []
     for case in dm.val_cases:
@@ -186,17 +228,24 @@ def calibrate_network(net, objective, dm, class_names, seam: SeamConfig) -> dict
     net.shift.copy_(torch.tensor(found.shift, dtype=net.shift.dtype))
     net.refine_mask.copy_(torch.tensor(found.refine, dtype=net.refine_mask.dtype))
     net.background.copy_(torch.tensor(found.background, dtype=net.background.dtype, device=net.background.device))
-    chosen = [*(["the scales"] if choose_scales else []), *(["the shift"] if seam.shift is None else []),
-              *(["PCM or not"] if seam.refine == "auto" else []), *([] if fixed else ["the background score"])]
-    out = {**calibration_record(net, class_names),
-           "chosen_by": f"per class, {join(chosen)} with the best mean Dice over the {len(dm.val_cases)} validation "
-                        f"cases",
-           "cases": [c.case_id for c in dm.val_cases],
-           "validation_dice": {n: round(float(d), 4) for n, d in zip(class_names[1:], found.best)}}
+    chosen = [
+        *(["the scales"] if choose_scales else []),
+        *(["the shift"] if seam.shift is None else []),
+        *(["PCM or not"] if seam.refine == "auto" else []),
+        *([] if fixed else ["the background score"]),
+    ]
+    out = {
+        **calibration_record(net, class_names),
+        "chosen_by": f"per class, {join(chosen)} with the best mean Dice over the {len(dm.val_cases)} validation cases",
+        "cases": [c.case_id for c in dm.val_cases],
+        "validation_dice": {n: round(float(d), 4) for n, d in zip(class_names[1:], found.best, strict=True)},
+    }
     if not fixed:
         curve = torch.nanmean(found.dice.double(), 0)  # (backgrounds, K - 1) mean Dice, chosen scales and shifts
-        out["curve"] = {n: {f"{t:.2f}": round(float(v), 4) for t, v in zip(BACKGROUNDS, curve[:, c])}
-                        for c, n in enumerate(class_names[1:])}
+        out["curve"] = {
+            n: {f"{t:.2f}": round(float(v), 4) for t, v in zip(BACKGROUNDS, curve[:, c], strict=True)}
+            for c, n in enumerate(class_names[1:])
+        }
     return out
 
 
@@ -204,15 +253,19 @@ def calibration_record(net, class_names) -> dict:
     """Per class: `background` score, `shift` [voxels per axis], `scales` (of seam.infer_scales) its map sums and
     `refine` (PCM-refined maps or the classifier's)."""
     names = class_names[1:]
-    return {"background": per_class(net.background, class_names),
-            "shift": {n: row for n, row in zip(names, net.shift.tolist())},
-            "scales": chosen_scales(net.seam.infer_scales, net.scale_mask, names),
-            "refine": {n: bool(v) for n, v in zip(names, net.refine_mask.tolist())}}
+    return {
+        "background": per_class(net.background, class_names),
+        "shift": dict(zip(names, net.shift.tolist(), strict=True)),
+        "scales": chosen_scales(net.seam.infer_scales, net.scale_mask, names),
+        "refine": {n: bool(v) for n, v in zip(names, net.refine_mask.tolist(), strict=True)},
+    }
 
 
 def chosen_scales(scales, mask: torch.Tensor, names) -> dict[str, list[float]]:
     """{class: the scales its map sums} from a (K - 1, S) scale mask."""
-    return {n: [s for s, on in zip(scales, row) if on] for n, row in zip(names, mask.tolist())}
+    return {
+        n: [s for s, on in zip(scales, row, strict=True) if on] for n, row in zip(names, mask.tolist(), strict=True)
+    }
 
 
 def join(parts: list[str]) -> str:
@@ -221,4 +274,4 @@ def join(parts: list[str]) -> str:
 
 def per_class(background: torch.Tensor, class_names) -> dict[str, float]:
     """{class: score}, rounded (a float32 buffer: 0.05 reads 0.0500000007)."""
-    return {n: round(float(v), 4) for n, v in zip(class_names[1:], background)}
+    return {n: round(float(v), 4) for n, v in zip(class_names[1:], background, strict=True)}

@@ -31,13 +31,17 @@ class SeamTerms:
     min_pool: torch.Tensor
 
     def logged(self) -> dict[str, torch.Tensor]:
-        return {"train/cls": self.classification, "train/er": self.er, "train/ecr": self.ecr,
-                "train/min_pool": self.min_pool}
+        return {
+            "train/cls": self.classification,
+            "train/er": self.er,
+            "train/ecr": self.ecr,
+            "train/min_pool": self.min_pool,
+        }
 
 
 def rescale(x: torch.Tensor, scale: float, multiple) -> torch.Tensor:
     """The second branch's input: `x` resized by `scale`, each size rounded to a multiple of the network's."""
-    size = [max(m, int(round(s * scale / m)) * m) for s, m in zip(x.shape[2:], multiple)]
+    size = [max(m, int(round(s * scale / m)) * m) for s, m in zip(x.shape[2:], multiple, strict=True)]
     return F.interpolate(x, size=size, mode=interp_mode(x.ndim - 2), align_corners=False)
 
 

@@ -74,7 +74,7 @@ def translate(maps: torch.Tensor, shift) -> torch.Tensor:
         step = max(-n, min(n, step))
         if step == 0:
             continue
-        pad = maps.new_zeros((*maps.shape[:dim], abs(step), *maps.shape[dim + 1:]))
+        pad = maps.new_zeros((*maps.shape[:dim], abs(step), *maps.shape[dim + 1 :]))
         kept = maps.narrow(dim, 0, n - step) if step > 0 else maps.narrow(dim, -step, n + step)
         maps = torch.cat([pad, kept] if step > 0 else [kept, pad], dim=dim)
     return maps
@@ -92,7 +92,7 @@ def combine(raw: torch.Tensor, mask: torch.Tensor, shift, presence: torch.Tensor
     (B, K - 1)."""
     total = torch.einsum("sbk...,ks->bk...", raw, mask.to(raw))
     if any(any(int(v) for v in row) for row in shift):
-        total = torch.cat([translate(total[:, k:k + 1], row) for k, row in enumerate(shift)], dim=1)
+        total = torch.cat([translate(total[:, k : k + 1], row) for k, row in enumerate(shift)], dim=1)
     return (max_norm(total) * presence.to(total.dtype)[(..., *[None] * (raw.ndim - 3))]).clamp(0, 1)
 
 
@@ -100,8 +100,10 @@ def background_scores(value: float | tuple[float, ...] | None, classes: int) -> 
     """(K - 1,) per-class background scores from `seam.background` (null: 0.5 until validation chooses)."""
     values = (0.5,) if value is None else value if isinstance(value, tuple) else (value,)
     if len(values) not in (1, classes):
-        raise ConfigError(f"seam.background has {len(values)} scores for {classes} foreground classes; give one per "
-                          f"class, a single score for all, or null to choose them on validation cases.")
+        raise ConfigError(
+            f"seam.background has {len(values)} scores for {classes} foreground classes; give one per "
+            f"class, a single score for all, or null to choose them on validation cases."
+        )
     return torch.tensor([float(v) for v in values] * (classes if len(values) == 1 else 1))
 
 
@@ -125,8 +127,9 @@ class SeamNet(nn.Module):
         self.encoder, self.encoder_attention = build_encoder(dataclasses.replace(config, norm=seam.norm), level + 1)
         conv = layers.conv(dims)
         self.head = conv(channels[level], config.out_channels - 1, 1, bias=False)  # SEAM's fc8: no bias
-        self.pcm_projection = conv(config.in_channels + channels[level - 1] + channels[level], seam.pcm_channels, 1,
-                                   bias=False)
+        self.pcm_projection = conv(
+            config.in_channels + channels[level - 1] + channels[level], seam.pcm_channels, 1, bias=False
+        )
         self.register_buffer("background", background_scores(seam.background, config.out_channels - 1))
         classes = config.out_channels - 1
         # per class, voxels per axis its map moves by before the argmax (`seam.shift`; null: 0 until validation
@@ -143,7 +146,7 @@ class SeamNet(nn.Module):
         self.gate_levels: list[int] = []
 
     # the parts of AttentionUNet's interface that inference and analysis read
-    gate_names: list[str] = []
+    gate_names: tuple[str, ...] = ()
     full_res = None
     level_factor = AttentionUNet.level_factor
     _pad = AttentionUNet._pad
@@ -162,7 +165,7 @@ class SeamNet(nn.Module):
         """One SEAM branch on a padded input (B, C, *S) whose sizes are multiples of `size_multiple`."""
         feats = []
         y = x
-        for stage, att in zip(self.encoder, self.encoder_attention):
+        for stage, att in zip(self.encoder, self.encoder_attention, strict=True):
             y = att(stage(y))
             feats.append(y)
         cam = self.head(feats[-1])  # (B, K - 1, *s)
@@ -173,11 +176,14 @@ class SeamNet(nn.Module):
             top = norm.max(1, keepdim=True).values  # (B, 1, *s)
             seeds = torch.cat([1 - top, torch.where(norm < top, torch.zeros_like(norm), norm)], dim=1)  # (B, K, *s)
         mode = interp_mode(len(grid))
-        features = torch.cat([
-            F.interpolate(x.float(), size=grid, mode=mode, align_corners=False),
-            F.interpolate(feats[-2].detach().float(), size=grid, mode=mode, align_corners=False),
-            feats[-1].detach().float(),
-        ], dim=1)
+        features = torch.cat(
+            [
+                F.interpolate(x.float(), size=grid, mode=mode, align_corners=False),
+                F.interpolate(feats[-2].detach().float(), size=grid, mode=mode, align_corners=False),
+                feats[-1].detach().float(),
+            ],
+            dim=1,
+        )
         window = self.seam.pcm_window
         if window is None and math.prod(grid) > DENSE_CELLS:
             window = LARGE_WINDOW
@@ -188,8 +194,7 @@ class SeamNet(nn.Module):
         """(B, K - 1) image-level logits: global average pooling of the CAMs (SEAM's classification)."""
         return cam.float().flatten(2).mean(-1)
 
-    def scale_maps(self, x: torch.Tensor, refine: bool | None = None, scales=None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    def scale_maps(self, x: torch.Tensor, refine: bool | None = None, scales=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per input scale (default seam.infer_scales), the ReLU of the CAMs on the input grid, (len(scales), B, K - 1,
         *S), PCM-refined or not as `refine` says for every class (None: per class, `refine_mask`), and the image-level
         logits averaged over the scales, (B, K - 1)."""
@@ -207,29 +212,38 @@ class SeamNet(nn.Module):
         (cam, refined), logits = self._scale_outputs(x, scales, (False, True))
         return cam, refined, logits
 
-    def _scale_outputs(self, x: torch.Tensor, scales, kinds: tuple[bool, ...]
-                       ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def _scale_outputs(
+        self, x: torch.Tensor, scales, kinds: tuple[bool, ...]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per refine option in `kinds`, the per-scale maps on the input grid; and the logits averaged over scales."""
         size = tuple(x.shape[2:])
         mode = interp_mode(len(size))
         out_maps: dict[bool, list[torch.Tensor]] = {kind: [] for kind in kinds}
         logits = []
         for factor in scales or self.seam.infer_scales:
-            xs = x if factor == 1 else F.interpolate(x, size=[max(1, round(n * factor)) for n in size], mode=mode,
-                                                     align_corners=False)
+            xs = (
+                x
+                if factor == 1
+                else F.interpolate(x, size=[max(1, round(n * factor)) for n in size], mode=mode, align_corners=False)
+            )
             padded, own = self._pad(xs)
             out = self.branch(padded)
             for refine in kinds:
                 maps = F.relu(out.refined[:, 1:] if refine else out.cam.float())  # (B, K - 1, *grid)
-                maps = self._crop(F.interpolate(maps, size=tuple(padded.shape[2:]), mode=mode, align_corners=False),
-                                  own)
-                out_maps[refine].append(maps if factor == 1 and own == size else
-                                        F.interpolate(maps, size=size, mode=mode, align_corners=False))
+                maps = self._crop(
+                    F.interpolate(maps, size=tuple(padded.shape[2:]), mode=mode, align_corners=False), own
+                )
+                out_maps[refine].append(
+                    maps
+                    if factor == 1 and own == size
+                    else F.interpolate(maps, size=size, mode=mode, align_corners=False)
+                )
             logits.append(self.class_scores(out.cam))
         return [torch.stack(out_maps[kind]) for kind in kinds], torch.stack(logits).mean(0)
 
-    def scores(self, x: torch.Tensor, presence: torch.Tensor | None = None, refine: bool | None = None,
-               scales=None) -> torch.Tensor:
+    def scores(
+        self, x: torch.Tensor, presence: torch.Tensor | None = None, refine: bool | None = None, scales=None
+    ) -> torch.Tensor:
         """(B, K, *S) scores in [0, 1] on the input grid: [background, per-class maps], see the module docstring.
         `scales` given: every class sums the maps of all of them (else its `scale_mask` share of infer_scales)."""
         raw, logits = self.scale_maps(x, refine, scales)

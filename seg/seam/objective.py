@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from seg.config import Config, ModelConfig, SeamConfig
-from seg.runtime.tune import model_key
+from seg.runtime.tune_cache import model_key
 from seg.seam.calibration import calibrate_network
 from seg.seam.images import cam_images
 from seg.seam.loss import SeamLoss
@@ -21,7 +21,6 @@ from seg.seam.sweep import choose_background, sweep_backgrounds
 
 
 class SeamSupervision:
-
     def __init__(self, seam: SeamConfig):
         self.loss_fn = SeamLoss(seam)
         self.seam = seam
@@ -30,8 +29,9 @@ class SeamSupervision:
     def training_config(self, cfg: Config) -> Config:
         """The augmentation SEAM trains with (`SeamConfig.training_augment`): what the model folder and MLflow
         record."""
-        return dataclasses.replace(cfg, train=dataclasses.replace(
-            cfg.train, augment=cfg.seam.training_augment(cfg.train.augment)))
+        return dataclasses.replace(
+            cfg, train=dataclasses.replace(cfg.train, augment=cfg.seam.training_augment(cfg.train.augment))
+        )
 
     def timing_key(self, model: ModelConfig) -> str:
         return model_key(model) + " seam"
@@ -39,8 +39,9 @@ class SeamSupervision:
     def describe_data(self, dm, seed: int) -> str | None:
         return describe_presence(dm, seed)
 
-    def loss(self, net, image: torch.Tensor, batch: dict, progress: float = 1.0
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, net, image: torch.Tensor, batch: dict, progress: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         terms = self.loss_fn(net, image, batch["presence"], progress)
         return terms.total, terms.logged()
 
@@ -56,18 +57,25 @@ class SeamSupervision:
         scores = net.scores(batch["image"], self.presence(batch, num_classes).to(batch["image"].device))
         return sweep_backgrounds(scores[:, 1:], batch["label"], num_classes)
 
-    def score_validation(self, dice: torch.Tensor, class_names: Sequence[str]
-                         ) -> tuple[torch.Tensor, dict[str, float]]:
+    def score_validation(self, dice: torch.Tensor, class_names: Sequence[str]) -> tuple[torch.Tensor, dict[str, float]]:
         """Per class, the background score with the best mean Dice over the cases (cases, backgrounds, K - 1), the
         Dice there, and the scores as `val/background_<class>`."""
         background, best = choose_background(dice)
-        return best, {f"val/background_{name}": value for name, value in zip(class_names[1:], background)}
+        return best, {f"val/background_{name}": value for name, value in zip(class_names[1:], background, strict=True)}
 
     def logs_images(self, net) -> bool:
         return True
 
-    def validation_images(self, net, image: torch.Tensor, label: torch.Tensor, case_id: str, class_names: Sequence[str],
-                          max_size, title: str) -> dict[str, np.ndarray]:
+    def validation_images(
+        self,
+        net,
+        image: torch.Tensor,
+        label: torch.Tensor,
+        case_id: str,
+        class_names: Sequence[str],
+        max_size,
+        title: str,
+    ) -> dict[str, np.ndarray]:
         """Per class the classifier's CAM and its PCM refinement, `cam_<class>`."""
         presence = self.presence({"label": label, "case_id": case_id}, len(class_names))
         return cam_images(net, image, label, presence, max_size, title, class_names[1:])
@@ -75,7 +83,10 @@ class SeamSupervision:
     def after_fit(self, net, dm, class_names: Sequence[str]) -> tuple[dict, str | None]:
         """The maps' calibration on the validation cases, recorded under `seam` and described in one line."""
         chosen = calibrate_network(net, self, dm, class_names, self.seam)
-        classes = "; ".join(f"{n}: background score {v:g}, scales {chosen['scales'][n]}, "
-                            f"{'PCM-refined' if chosen['refine'][n] else 'the classifier CAM'}, shifted by "
-                            f"{chosen['shift'][n]} voxels" for n, v in chosen["background"].items())
+        classes = "; ".join(
+            f"{n}: background score {v:g}, scales {chosen['scales'][n]}, "
+            f"{'PCM-refined' if chosen['refine'][n] else 'the classifier CAM'}, shifted by "
+            f"{chosen['shift'][n]} voxels"
+            for n, v in chosen["background"].items()
+        )
         return {"seam": chosen}, f"SEAM maps per class {classes} ({chosen['chosen_by']})"

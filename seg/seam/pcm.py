@@ -21,8 +21,10 @@ EPS = 1e-5
 def pixel_correlation(cams: torch.Tensor, features: torch.Tensor, window: int | None = None) -> torch.Tensor:
     """cams (B, K, *S) and features (B, C, *S) on the same grid -> refined cams (B, K, *S)."""
     if cams.shape[0] != features.shape[0] or cams.shape[2:] != features.shape[2:]:
-        raise ValueError(f"pixel_correlation: cams {tuple(cams.shape)} and features {tuple(features.shape)} differ "
-                         f"in batch or space; pass both on the same grid.")
+        raise ValueError(
+            f"pixel_correlation: cams {tuple(cams.shape)} and features {tuple(features.shape)} differ "
+            f"in batch or space; pass both on the same grid."
+        )
     if window is not None and (window < 1 or window % 2 == 0):
         raise ValueError(f"pixel_correlation: window must be an odd number >= 1 or None (all voxels), got {window}.")
     with torch.autocast(cams.device.type, enabled=False):  # cosines and sums in float32 under mixed precision
@@ -57,7 +59,7 @@ def _windowed(cams: torch.Tensor, f: torch.Tensor, window: int) -> torch.Tensor:
 def _overlap(shape: tuple[int, ...], offset: tuple[int, ...]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """Slices so that dst[i] pairs with src[i + offset] wherever both lie inside `shape`."""
     dst, src = [], []
-    for n, o in zip(shape, offset):
+    for n, o in zip(shape, offset, strict=True):
         dst.append(slice(max(0, -o), max(0, n - max(0, o))))  # empty when |o| >= n
         src.append(slice(max(0, o), max(0, n - max(0, -o))))
     return tuple(dst), tuple(src)

@@ -36,27 +36,34 @@ def read_labels_file(path: str | Path, class_names: Sequence[str], case_ids: Seq
     """{case id: (K - 1,) presence} for `case_ids` from a JSON file; one-line errors name the file and the case."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"seam.labels_file {path}: not found. Write JSON {{case id: [classes present]}}, or set "
-                          f"seam.labels_file: null to take presence from the masks.")
+        raise ConfigError(
+            f"seam.labels_file {path}: not found. Write JSON {{case id: [classes present]}}, or set "
+            f"seam.labels_file: null to take presence from the masks."
+        )
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"seam.labels_file {path}: not valid JSON ({e.msg}, line {e.lineno}).") from None
     if not isinstance(data, Mapping):
-        raise ConfigError(f"seam.labels_file {path}: expected an object {{case id: [classes present]}}, "
-                          f"got {type(data).__name__}.")
+        raise ConfigError(
+            f"seam.labels_file {path}: expected an object {{case id: [classes present]}}, got {type(data).__name__}."
+        )
     names = list(class_names)
     out = {}
     for case_id in case_ids:
         if case_id not in data:
-            raise ConfigError(f"seam.labels_file {path}: no entry for training case {case_id!r}; add one "
-                              f"(an empty list for a case with no foreground).")
+            raise ConfigError(
+                f"seam.labels_file {path}: no entry for training case {case_id!r}; add one "
+                f"(an empty list for a case with no foreground)."
+            )
         vec = torch.zeros(len(names) - 1)
         for c in data[case_id]:
             k = names.index(c) if c in names else c
             if not isinstance(k, int) or not 1 <= k < len(names):
-                raise ConfigError(f"seam.labels_file {path}: case {case_id!r} lists {c!r}, not a foreground class; "
-                                  f"use one of {names[1:]} or 1..{len(names) - 1}.")
+                raise ConfigError(
+                    f"seam.labels_file {path}: case {case_id!r} lists {c!r}, not a foreground class; "
+                    f"use one of {names[1:]} or 1..{len(names) - 1}."
+                )
             vec[k - 1] = 1.0
         out[case_id] = vec
     return out
@@ -80,13 +87,15 @@ class PresenceSampling:
 
     def check(self, spatial_dims: int, data_dims: int, slice_axis: int | None) -> None:
         if slice_axis is not None:
-            raise ModelDataMismatch(f"train.supervision seam trains on whole {data_dims}D patches and labels; set "
-                             f"model.spatial_dims: {data_dims} (a {spatial_dims}D network on slices is not supported).")
+            raise ModelDataMismatch(
+                f"train.supervision seam trains on whole {data_dims}D patches and labels; set "
+                f"model.spatial_dims: {data_dims} (a {spatial_dims}D network on slices is not supported)."
+            )
 
     def patch_size(self, network_patch: Sequence[int], size_multiple: Sequence[int]) -> tuple[int, ...]:
         if self.seam.patch_size:
             return tuple(self.seam.patch_size)
-        return tuple(max(m, int(round(p / 2 / m)) * m) for p, m in zip(network_patch, size_multiple))
+        return tuple(max(m, int(round(p / 2 / m)) * m) for p, m in zip(network_patch, size_multiple, strict=True))
 
     def read_case_labels(self, class_names: Sequence[str], train_ids: Sequence[str]) -> dict[str, torch.Tensor] | None:
         """Presence per training case from `seam.labels_file` (None: from each patch's mask)."""
@@ -136,9 +145,11 @@ def describe_presence(dm, seed: int, samples: int = 200) -> str:
     dataset.set_epoch(10**9 + seed)  # its own stream; training starts afresh from set_epoch(0)
     counts = presence_counts(dataset, samples)
     dataset.set_epoch(0)
-    line = (f"SEAM presence labels of {samples} drawn {'cases' if dataset.case_labels else 'patches'} "
-            f"{list(dm.patch_size)}: {counts['none']} with no class, {counts['one']} with one, "
-            f"{counts['several']} with several")
+    line = (
+        f"SEAM presence labels of {samples} drawn {'cases' if dataset.case_labels else 'patches'} "
+        f"{list(dm.patch_size)}: {counts['none']} with no class, {counts['one']} with one, "
+        f"{counts['several']} with several"
+    )
     if counts["several"] > 0.9 * samples and dataset.case_labels is None:
-        line += ("; nearly every patch holds every class, so presence says little: set a smaller seam.patch_size")
+        line += "; nearly every patch holds every class, so presence says little: set a smaller seam.patch_size"
     return line

@@ -19,11 +19,11 @@ import torch
 
 from seg.data.cache import CASES, Cache
 from seg.files import atomic_folder, read_json, write_json, write_npz
+from seg.metrics import dice_per_class
 from seg.model_folder import ModelBundle
 from seg.models.errors import ModelLoadError
 from seg.seam.calibration import calibration_record
 from seg.seam.presence import presence_of, read_labels_file
-from seg.metrics import dice_per_class
 
 RECORD = "pseudo.json"  # <pseudo cache>/pseudo.json: the model, the background, per-case presence and Dice
 
@@ -44,8 +44,9 @@ def pseudo_mask(model: ModelBundle, image: np.ndarray, presence: torch.Tensor) -
     return scores.argmax(1).to(torch.uint8).numpy()
 
 
-def write_pseudo_cache(model: ModelBundle, source: str | Path, out: str | Path, fold: int | str,
-                       labels_file: str | None = None, log=print) -> PseudoResult:
+def write_pseudo_cache(
+    model: ModelBundle, source: str | Path, out: str | Path, fold: int | str, labels_file: str | None = None, log=print
+) -> PseudoResult:
     if not hasattr(model.net, "scores"):
         raise ModelLoadError(f"{model.source}: not a SEAM model (train it with train.supervision: seam).")
     start = time.perf_counter()
@@ -62,20 +63,34 @@ def write_pseudo_cache(model: ModelBundle, source: str | Path, out: str | Path, 
             presence = given[case_id] if given else presence_of(case.label, len(names))
             pseudo = pseudo_mask(model, case.image, presence)
             write_npz(tmp / CASES / f"{case_id}.npz", image=case.image, label=pseudo)
-            d = dice_per_class(torch.from_numpy(pseudo[None]).long(), torch.from_numpy(case.label[None]).long(),
-                               len(names))
+            d = dice_per_class(
+                torch.from_numpy(pseudo[None]).long(), torch.from_numpy(case.label[None]).long(), len(names)
+            )
             dice.append(d)
-            records[case_id] = {"presence": [names[k + 1] for k in range(len(names) - 1) if presence[k]],
-                                "dice": {n: round(float(v), 4) for n, v in zip(names[1:], d)}}
-            log(f"pseudo mask {case_id} [{i + 1}/{len(train_ids)}]: " + ", ".join(
-                f"{n} {v:.3f}" for n, v in records[case_id]["dice"].items()))
+            records[case_id] = {
+                "presence": [names[k + 1] for k in range(len(names) - 1) if presence[k]],
+                "dice": {n: round(float(v), 4) for n, v in zip(names[1:], d, strict=True)},
+            }
+            log(
+                f"pseudo mask {case_id} [{i + 1}/{len(train_ids)}]: "
+                + ", ".join(f"{n} {v:.3f}" for n, v in records[case_id]["dice"].items())
+            )
         mean = torch.nanmean(torch.stack(dice).double(), 0) if dice else torch.zeros(len(names) - 1)
-        summary = {n: round(float(v), 4) for n, v in zip(names[1:], mean)}
+        summary = {n: round(float(v), 4) for n, v in zip(names[1:], mean, strict=True)}
         placement = calibration_record(model.net, names)
         background = placement["background"]
-        write_json(tmp / RECORD, {"model": model.source, "source_cache": str(cache.root), "fold": fold, **placement,
-                                  "presence_from": labels_file or "the masks",
-                                  "dice_mean": summary, "cases": records})
+        write_json(
+            tmp / RECORD,
+            {
+                "model": model.source,
+                "source_cache": str(cache.root),
+                "fold": fold,
+                **placement,
+                "presence_from": labels_file or "the masks",
+                "dice_mean": summary,
+                "cases": records,
+            },
+        )
     return PseudoResult(Path(out), len(train_ids), summary, background, time.perf_counter() - start)
 
 

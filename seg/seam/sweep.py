@@ -16,8 +16,9 @@ from seg.metrics import best_threshold, threshold_sweep
 BACKGROUNDS = (0.01, 0.02, 0.03, 0.04, *np.round(np.arange(0.05, 0.96, 0.05), 2).tolist())
 
 
-def sweep_backgrounds(maps: torch.Tensor, label: torch.Tensor, num_classes: int, backgrounds=BACKGROUNDS
-                      ) -> torch.Tensor:
+def sweep_backgrounds(
+    maps: torch.Tensor, label: torch.Tensor, num_classes: int, backgrounds=BACKGROUNDS
+) -> torch.Tensor:
     """maps (1, K - 1, *S) class scores in [0, 1] -> (len(backgrounds), K - 1) Dice of argmax([t, maps]) per t
     (`seg.metrics`' Dice: NaN where the class is in neither).
 

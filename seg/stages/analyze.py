@@ -43,11 +43,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-cases", dest="max_cases", type=int, help="analyse the first N cases")
     p.add_argument("--cam-method", dest="cam_method", choices=("gradcam", "gradcampp", "hirescam"), help="CAM variant")
     p.add_argument("--cam-layers", dest="cam_layers", nargs="+", help="target layers (see `seg layers MODEL`)")
-    p.add_argument("--threshold-cases", dest="threshold_cases", type=int,
-                   help="training-fold cases that choose the CAM Dice thresholds")
+    p.add_argument(
+        "--threshold-cases",
+        dest="threshold_cases",
+        type=int,
+        help="training-fold cases that choose the CAM Dice thresholds",
+    )
     p.add_argument("--transforms", nargs="*", help="equivariance families: flip rot90 scale (none: skip)")
-    p.add_argument("--mlflow", dest="log_mlflow", action=argparse.BooleanOptionalAction, default=None,
-                   help="log into the model's MLflow run (default on)")
+    p.add_argument(
+        "--mlflow",
+        dest="log_mlflow",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log into the model's MLflow run (default on)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -50,8 +50,10 @@ def run(cfg: Config) -> CrossvalSummary:
         fingerprint = Fingerprint.from_dict(read_json(models / f"fold_{k}" / "fingerprint.json"))
         for case_id, case in sorted(done["cases"].items()):
             if case["status"] == "failed" or not case.get("label"):
-                raise CacheError(f"{record}: case {case_id} has no prediction or no label ({case.get('error')}); "
-                                 f"rerun fold {k}'s prediction.")
+                raise CacheError(
+                    f"{record}: case {case_id} has no prediction or no label ({case.get('error')}); "
+                    f"rerun fold {k}'s prediction."
+                )
             pred, geometry = read_image(case["outputs"][0])
             ref, _ = read_image(case["label"])
             ref = (ref > 0) if fingerprint.preprocessing.binary_255 else np.rint(ref)
@@ -63,10 +65,15 @@ def run(cfg: Config) -> CrossvalSummary:
     write_json(models / FILE, plan.to_dict())
     before = _per_class(pairs, spacings, names, None)
     after = _per_class(pairs, spacings, names, plan)
-    metrics = {"folds": list(cv.folds), "cases": len(pairs), "postprocessing": plan.describe(),
-               "classes": after, "without_postprocessing": before,
-               "dice_mean": _mean([after[n]["dice_mean"] for n in names[1:]]),
-               "dice_mean_without_postprocessing": _mean([before[n]["dice_mean"] for n in names[1:]])}
+    metrics = {
+        "folds": list(cv.folds),
+        "cases": len(pairs),
+        "postprocessing": plan.describe(),
+        "classes": after,
+        "without_postprocessing": before,
+        "dice_mean": _mean([after[n]["dice_mean"] for n in names[1:]]),
+        "dice_mean_without_postprocessing": _mean([before[n]["dice_mean"] for n in names[1:]]),
+    }
     write_json(cv.metrics_file, metrics)
     return CrossvalSummary(Path(cv.metrics_file), models / FILE, len(pairs), metrics)
 
@@ -79,7 +86,7 @@ def _per_class(pairs, spacings, names: Sequence[str], plan) -> dict:
     from seg.infer.case_metrics import case_metrics
 
     per = {n: {"dice": [], "hd95": []} for n in names[1:]}
-    for (pred, ref), spacing in zip(pairs, spacings):
+    for (pred, ref), spacing in zip(pairs, spacings, strict=True):
         scores = case_metrics(plan.apply(pred) if plan else pred, ref, spacing, names)
         for n in names[1:]:
             for key in ("dice", "hd95"):
@@ -87,9 +94,13 @@ def _per_class(pairs, spacings, names: Sequence[str], plan) -> dict:
                     per[n][key].append(scores[n][key])
     out = {}
     for n, v in per.items():
-        out[n] = {"dice_mean": _mean(v["dice"]), "dice_sd": float(np.std(v["dice"])) if v["dice"] else None,
-                  "hd95_mean": _mean(v["hd95"]), "hd95_sd": float(np.std(v["hd95"])) if v["hd95"] else None,
-                  "cases": len(pairs)}
+        out[n] = {
+            "dice_mean": _mean(v["dice"]),
+            "dice_sd": float(np.std(v["dice"])) if v["dice"] else None,
+            "hd95_mean": _mean(v["hd95"]),
+            "hd95_sd": float(np.std(v["hd95"])) if v["hd95"] else None,
+            "cases": len(pairs),
+        }
     return out
 
 
@@ -105,8 +116,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     summary = run(load_config(args.config))
     m = summary.metrics
-    print(f"{summary.cases} cross-validation cases over folds {m['folds']}: mean Dice "
-          f"{m['dice_mean_without_postprocessing']:.4f} -> {m['dice_mean']:.4f} with {m['postprocessing']}")
+    print(
+        f"{summary.cases} cross-validation cases over folds {m['folds']}: mean Dice "
+        f"{m['dice_mean_without_postprocessing']:.4f} -> {m['dice_mean']:.4f} with {m['postprocessing']}"
+    )
     for name, c in m["classes"].items():
         hd = f", HD95 {c['hd95_mean']:.2f} +- {c['hd95_sd']:.2f} mm" if c["hd95_mean"] is not None else ""
         print(f"  {name}: Dice {c['dice_mean']:.4f} +- {c['dice_sd']:.4f}{hd}")

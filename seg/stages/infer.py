@@ -46,7 +46,7 @@ def _tag_dvc_lock(run_id: str | None, uri: str | None) -> None:
 
     try:
         tag_run_with_dvc_lock(run_id, uri)
-    except Exception as e:  # tracking is a convenience here: never fail the predictions for it
+    except Exception as e:  # noqa: BLE001 -- tracking is a convenience here: never fail the predictions for it
         print(f"seg infer: warning: could not tag the MLflow run with dvc.lock hashes ({e})", file=sys.stderr)
 
 
@@ -70,22 +70,37 @@ _int_or_auto = _int_or("auto", "a number of windows")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="params.yaml", help="YAML config; its infer section gives defaults")
-    p.add_argument("--model", action="append", help="model folder, Lightning .ckpt, or MLflow URI (runs:/<id>/model, "
-                   "models:/<name>/<version>, models:/<name>@<alias>); repeat it, or pass a folder of model folders "
-                   "(one per fold), for an ensemble that averages the members' softmax")
+    p.add_argument(
+        "--model",
+        action="append",
+        help="model folder, Lightning .ckpt, or MLflow URI (runs:/<id>/model, "
+        "models:/<name>/<version>, models:/<name>@<alias>); repeat it, or pass a folder of model folders "
+        "(one per fold), for an ensemble that averages the members' softmax",
+    )
     p.add_argument("--input", help="folder, file or glob of images (default: the pipeline's evaluation cases)")
     p.add_argument("--output", help="output folder (default: infer.output)")
-    p.add_argument("--fold", type=_fold, help="the evaluation cases of this fold (default: data.fold; all: the test part)")
-    p.add_argument("--metrics-file", dest="metrics_file", help="the pipeline's metrics file (default: infer.metrics_file)")
+    p.add_argument(
+        "--fold", type=_fold, help="the evaluation cases of this fold (default: data.fold; all: the test part)"
+    )
+    p.add_argument(
+        "--metrics-file", dest="metrics_file", help="the pipeline's metrics file (default: infer.metrics_file)"
+    )
     p.add_argument("--labels", help="folder of reference label maps: per-case Dice, HD95, volumes")
     p.add_argument("--gates", action="store_true", default=None, help="also write gate maps per level")
     p.add_argument("--probabilities", action="store_true", default=None, help="also write class probability maps")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="mirroring TTA (default on)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
-    p.add_argument("--precision", choices=("auto", "32", "bf16", "16"),
-                   help="auto (default: the faster here, timed), float32, bf16 or fp16 (CUDA) autocast")
-    p.add_argument("--sw-batch-size", dest="sw_batch_size", type=_int_or_auto,
-                   help="windows per forward pass, or auto (default: timed)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "32", "bf16", "16"),
+        help="auto (default: the faster here, timed), float32, bf16 or fp16 (CUDA) autocast",
+    )
+    p.add_argument(
+        "--sw-batch-size",
+        dest="sw_batch_size",
+        type=_int_or_auto,
+        help="windows per forward pass, or auto (default: timed)",
+    )
     p.add_argument("--devices", type=int, help="processes/GPUs; with --strategy ddp the cases are sharded")
     p.add_argument("--strategy", help="Lightning strategy, e.g. ddp")
     p.add_argument("--accelerator", help="cpu, gpu or auto")
@@ -101,8 +116,10 @@ def main(args: argparse.Namespace) -> int:
     if summary.rank != 0:
         return 0
     done = len(summary.records) - len(summary.failed)
-    print(f"{done} of {len(summary.records)} cases done in {summary.seconds:.1f} s -> {summary.out_dir}"
-          + (f"; mean Dice {summary.metrics['dice_mean']:.3f}" if summary.metrics else ""))
+    print(
+        f"{done} of {len(summary.records)} cases done in {summary.seconds:.1f} s -> {summary.out_dir}"
+        + (f"; mean Dice {summary.metrics['dice_mean']:.3f}" if summary.metrics else "")
+    )
     return 1 if summary.failed else 0  # each failed case was printed once, as it happened
 
 

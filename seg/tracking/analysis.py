@@ -22,8 +22,7 @@ REPORT_FILES = ("report.html", "analysis.json")
 
 
 def log_analysis(
-    run_id: str | None, uri: str | None, out_dir: Path, pictures: Mapping[str, np.ndarray],
-    metrics: Mapping[str, float],
+    run_id: str | None, uri: str | None, out_dir: Path, pictures: Mapping[str, np.ndarray], metrics: Mapping[str, float]
 ) -> str | None:
     """Returns the run id logged into, or None (with a warning on stderr) when the run cannot be reached."""
     if not run_id or not uri:
@@ -49,7 +48,7 @@ def log_analysis(
         batch = [Metric(image_key(f"analysis/{k}"), float(v), now, 0) for k, v in metrics.items()]
         for i in range(0, len(batch), 500):  # MLflow's batch limit is 1000 metrics
             client.log_batch(run_id, metrics=batch[i : i + 500])
-    except Exception as e:  # unreachable server, unknown run, deleted experiment: report, keep the analysis
+    except Exception as e:  # noqa: BLE001 -- unreachable server, unknown run, deleted experiment: report, keep the analysis
         text = " ".join(str(e).split())[:200] or type(e).__name__
         _warn(f"cannot log into MLflow run {run_id} at {uri} ({type(e).__name__}: {text}); outputs are on disk only")
         return None
@@ -60,8 +59,11 @@ def log_analysis(
 def _quick_http():
     """Probe the server with 2 retries and a 10 s timeout (MLflow's defaults retry for minutes); settings the user
     made in the environment win."""
-    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    quick = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    }
     added = [k for k in quick if k not in os.environ]
     os.environ.update({k: quick[k] for k in added})
     try:

@@ -55,14 +55,16 @@ def download_model(uri: str) -> Path:
     mlflow.set_tracking_uri(tracking_uri())
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except Exception as e:  # MLflow raises several types for unknown runs, models, aliases and stores
+    except Exception as e:  # noqa: BLE001 -- MLflow raises several types for unknown runs, models, aliases and stores
         raise ModelDownloadError(
             f"{uri}: cannot download the MLflow model ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
             f"Check the URI and MLFLOW_TRACKING_URI."
         ) from None
     folders = sorted({p.parent for p in local.rglob(FOLDER_MARKER)}, key=lambda p: len(p.parts))
     if not folders:
-        raise ModelDownloadError(f"{uri}: the MLflow model holds no seg model folder (weights.pt). Log it with `seg train`.")
+        raise ModelDownloadError(
+            f"{uri}: the MLflow model holds no seg model folder (weights.pt). Log it with `seg train`."
+        )
     return folders[0]
 
 
@@ -83,7 +85,9 @@ class Registration:
 
     def describe(self) -> str:
         dice = f", validation Dice {self.champion_dice:.3f}" if self.champion_dice is not None else ""
-        return f"registered {self.uri}; {self.alias} -> version {self.champion}{dice} (models:/{self.name}@{self.alias})"
+        return (
+            f"registered {self.uri}; {self.alias} -> version {self.champion}{dice} (models:/{self.name}@{self.alias})"
+        )
 
 
 def registry_name(configured: str | None, dataset: str) -> str | None:
@@ -95,8 +99,9 @@ def registry_name(configured: str | None, dataset: str) -> str | None:
     return "seg-" + re.sub(r"[^A-Za-z0-9_.-]", "-", dataset)
 
 
-def register_model(model_uri: str, name: str, run_id: str, tracking: str, alias: str = "champion",
-                   metric: str = REGISTRY_METRIC) -> Registration:
+def register_model(
+    model_uri: str, name: str, run_id: str, tracking: str, alias: str = "champion", metric: str = REGISTRY_METRIC
+) -> Registration:
     """Register the run's logged model as a new version of `name` and point `alias` at the version whose run
     has the best `metric` (the newest on ties; versions whose run lacks it never win over one that has it)."""
     import mlflow

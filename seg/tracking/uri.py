@@ -12,7 +12,9 @@ def repo_root(start: Path | None = None) -> Path:
     """The git work tree containing `start` (default: the current directory), else `start`."""
     start = (start or Path.cwd()).resolve()
     try:
-        out = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True, timeout=10
+        )
         if out.returncode == 0:
             return Path(out.stdout.strip())
     except (OSError, subprocess.SubprocessError):

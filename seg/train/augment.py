@@ -19,8 +19,17 @@ def build_augmentation(cfg: AugmentConfig, patch_size: Sequence[int]):
         from seg.train.isotropic import RandIsotropicAffined
 
         rotate = math.radians(cfg.rotate_degrees)
-        ts.append(RandIsotropicAffined(keys, dims, cfg.affine_prob, rotate, cfg.scale_range,  # one factor, all axes
-                                       mode=("bilinear", "nearest"), padding_mode="zeros"))
+        ts.append(
+            RandIsotropicAffined(
+                keys,
+                dims,
+                cfg.affine_prob,
+                rotate,
+                cfg.scale_range,  # one factor, all axes
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            )
+        )
     if cfg.flip_prob > 0:
         ts += [T.RandFlipd(keys, prob=cfg.flip_prob, spatial_axis=a) for a in cfg.mirrored_axes(dims)]
     if cfg.rot90_prob > 0:

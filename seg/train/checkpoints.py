@@ -7,6 +7,7 @@ is named in one line, and training resumes from the newest checkpoint that is wh
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import zipfile
@@ -16,6 +17,8 @@ from typing import Any
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from seg.errors import MissingInputError
+
+STATE_FILE = "run.json"  # beside the checkpoints: the MLflow run a resume continues, the validation plan
 
 
 class DurableCheckpointIO(TorchCheckpointIO):
@@ -52,16 +55,32 @@ def resume_checkpoint(ckpt_dir: Path, last: str = "last.ckpt") -> Path:
     named on stderr. None whole: a one-line error with the fix."""
     found = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: (p.stat().st_mtime_ns, p.name == last), reverse=True)
     if not found:
-        raise MissingInputError(f"{ckpt_dir / last}: no checkpoint to resume from. Run `seg train` without --resume "
-                                f"first.")
+        raise MissingInputError(
+            f"{ckpt_dir / last}: no checkpoint to resume from. Run `seg train` without --resume first."
+        )
     problems = []
     for path in found:
         why = damage(path)
         if why is None:
             for line in problems:
-                print(f"seg train: {line}; resuming from {path.name}, the newest checkpoint that loads", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"seg train: {line}; resuming from {path.name}, the newest checkpoint that loads",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return path
         problems.append(f"{path} is damaged: {why}")
-    raise MissingInputError(f"{problems[0]}, and no other checkpoint in {ckpt_dir} loads. Run `seg train` without "
-                            f"--resume to start over.")
+    raise MissingInputError(
+        f"{problems[0]}, and no other checkpoint in {ckpt_dir} loads. Run `seg train` without --resume to start over."
+    )
+
+
+def checkpoint_to_resume(out_dir: Path) -> tuple[str, str, str]:
+    """(MLflow run id, tracking URI, checkpoint path) of the run `seg train --resume` continues: the newest
+    checkpoint that is whole (a damaged one is named in one line)."""
+    state_path = out_dir / STATE_FILE
+    if not state_path.is_file():
+        raise MissingInputError(f"{state_path}: no run to resume. Run `seg train` without --resume first.")
+    checkpoint = resume_checkpoint(out_dir / "checkpoints")
+    state = json.loads(state_path.read_text())
+    return state["run_id"], state["tracking_uri"], str(checkpoint)

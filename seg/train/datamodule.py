@@ -18,7 +18,9 @@ from seg.train.augment import build_augmentation
 from seg.train.sampling import sample_patch
 
 
-def default_patch_size(median: Sequence[float] | None, spatial_dims: int, multiple: Sequence[int], cap: int = 160) -> tuple[int, ...]:
+def default_patch_size(
+    median: Sequence[float] | None, spatial_dims: int, multiple: Sequence[int], cap: int = 160
+) -> tuple[int, ...]:
     """The dataset's median (preprocessed) shape, capped, rounded to the nearest multiple of the network's size
     multiple (at least one multiple). Nearest, not up: with a multiple of 16, rounding 35 up to 48 would spend
     60% more voxels per patch on padding; a patch a little smaller than the median volume loses nothing, since
@@ -26,13 +28,15 @@ def default_patch_size(median: Sequence[float] | None, spatial_dims: int, multip
     if median is None:
         raise ModelDataMismatch("fingerprint.json has no median shape; rerun `seg preprocess` or set train.patch_size.")
     median = list(median)[-spatial_dims:]
-    return tuple(int(max(1, math.floor(min(m, cap) / k + 0.5)) * k) for m, k in zip(median, multiple))
+    return tuple(int(max(1, math.floor(min(m, cap) / k + 0.5)) * k) for m, k in zip(median, multiple, strict=True))
 
 
 class PatchDataset(Dataset):
     """`length` random patches per epoch (index-independent), reproducible per seed, epoch and worker."""
 
-    def __init__(self, cases: list[CachedCase], patch: Sequence[int], length: int, cfg: TrainConfig, slice_axis: int | None):
+    def __init__(
+        self, cases: list[CachedCase], patch: Sequence[int], length: int, cfg: TrainConfig, slice_axis: int | None
+    ):
         self.cases, self.patch, self.length, self.cfg, self.slice_axis = cases, tuple(patch), length, cfg, slice_axis
         self.augment = build_augmentation(cfg.augment, patch)
         self.epoch = 0
@@ -75,15 +79,20 @@ class VolumeDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         c = self.cases[index]
-        return {"image": torch.from_numpy(c.image), "label": torch.from_numpy(c.label.astype(np.int64)), "case_id": c.case_id}
+        return {
+            "image": torch.from_numpy(c.image),
+            "label": torch.from_numpy(c.label.astype(np.int64)),
+            "case_id": c.case_id,
+        }
 
 
 class SegDataModule(L.LightningDataModule):
     """`sampling` (the objective's; None: patches with their masks) changes how training samples: SEAM's
     (`seg.seam.presence.PresenceSampling`) yields {"image", "presence"} items."""
 
-    def __init__(self, data: DataConfig, train: TrainConfig, spatial_dims: int, size_multiple: Sequence[int],
-                 sampling=None):
+    def __init__(
+        self, data: DataConfig, train: TrainConfig, spatial_dims: int, size_multiple: Sequence[int], sampling=None
+    ):
         super().__init__()
         self.data_cfg, self.cfg, self.sampling = data, train, sampling
         self.cache_dir = data.cache_dir
@@ -98,13 +107,16 @@ class SegDataModule(L.LightningDataModule):
         self.slice_axis = train.slice_axis if spatial_dims == data_dims - 1 else None
         if sampling is not None:
             sampling.check(spatial_dims, data_dims, self.slice_axis)
-        self.patch_size = tuple(train.patch_size or default_patch_size(
-            self.fingerprint.median_shape_after_preprocessing, spatial_dims, size_multiple
-        ))
+        self.patch_size = tuple(
+            train.patch_size
+            or default_patch_size(self.fingerprint.median_shape_after_preprocessing, spatial_dims, size_multiple)
+        )
         if sampling is not None:
             self.patch_size = sampling.patch_size(self.patch_size, size_multiple)
         if len(self.patch_size) != spatial_dims:
-            raise ModelDataMismatch(f"train.patch_size {list(self.patch_size)} needs {spatial_dims} entries for a {spatial_dims}D model.")
+            raise ModelDataMismatch(
+                f"train.patch_size {list(self.patch_size)} needs {spatial_dims} entries for a {spatial_dims}D model."
+            )
         split = self.cache.split(data.fold)
         self.train_ids, self.val_ids = list(split.train), list(split.val)
         self.train_cases: list[CachedCase] = []
@@ -129,7 +141,7 @@ class SegDataModule(L.LightningDataModule):
     def whole_case_patch(self, size_multiple: Sequence[int]) -> tuple[int, ...]:
         """With a labels file each sample is a whole case: the largest training case, rounded up to the multiple."""
         shapes = np.array([c.image.shape[1:] for c in self.train_cases])
-        return tuple(int(math.ceil(s / m) * m) for s, m in zip(shapes.max(0), size_multiple))
+        return tuple(int(math.ceil(s / m) * m) for s, m in zip(shapes.max(0), size_multiple, strict=True))
 
     def train_dataloader(self) -> DataLoader:
         self.train_set.set_epoch(self.trainer.current_epoch if self.trainer else 0)

@@ -37,7 +37,7 @@ class DeepSupervisionLoss(nn.Module):
         weights = [2.0**-k for k in range(len(deep) + 1)]
         total = sum(weights)
         loss = weights[0] / total * self.single(logits, target)
-        for w, ds in zip(weights[1:], deep):
+        for w, ds in zip(weights[1:], deep, strict=True):
             small = F.interpolate(target.float(), size=ds.shape[2:], mode="nearest").long()
             loss = loss + w / total * self.single(ds, small)
         return loss

@@ -20,8 +20,15 @@ from seg.train.objectives import FullSupervision, Objective
 class SegmentationModule(L.LightningModule):
     nonfinite_limit = 20  # consecutive skipped steps before training stops with an error
 
-    def __init__(self, net: nn.Module, cfg: TrainConfig, class_names: Sequence[str], patch_size: Sequence[int],
-                 slice_axis: int | None = None, objective: Objective | None = None):
+    def __init__(
+        self,
+        net: nn.Module,
+        cfg: TrainConfig,
+        class_names: Sequence[str],
+        patch_size: Sequence[int],
+        slice_axis: int | None = None,
+        objective: Objective | None = None,
+    ):
         super().__init__()
         self.net, self.cfg = net, cfg
         self.class_names = list(class_names)
@@ -93,7 +100,11 @@ class SegmentationModule(L.LightningModule):
 
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         return sliding_window_logits(
-            self.net, image, self.patch_size, overlap=self.cfg.val_overlap, sw_batch_size=self.cfg.batch_size,
+            self.net,
+            image,
+            self.patch_size,
+            overlap=self.cfg.val_overlap,
+            sw_batch_size=self.cfg.batch_size,
             slice_axis=self.slice_axis if self.slice_axis is not None else 2,
         )
 
@@ -122,15 +133,16 @@ class SegmentationModule(L.LightningModule):
 
     def _log_dice(self, dice: torch.Tensor, batch_size: int) -> None:
         """Per class and their mean (classes no case defines left out); values already gathered over ranks."""
-        for name, d in zip(self.class_names[1:], dice):
+        for name, d in zip(self.class_names[1:], dice, strict=True):
             self.log(f"val/dice_{name}", d, on_epoch=True, batch_size=batch_size)
         self.log("val/dice_mean", torch.nanmean(dice), on_epoch=True, prog_bar=True, batch_size=batch_size)
 
     def configure_optimizers(self):
         c = self.cfg
         if c.optimizer == "sgd":
-            opt = torch.optim.SGD(self.net.parameters(), lr=c.lr, momentum=c.momentum, nesterov=True,
-                                  weight_decay=c.weight_decay)
+            opt = torch.optim.SGD(
+                self.net.parameters(), lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay
+            )
         else:
             # fused: one kernel for all parameters, 4x faster than foreach on CPU (3.3 -> 0.8 ms a step here)
             fused = all(p.device.type in ("cpu", "cuda") for p in self.net.parameters())

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from seg.config import Config, ModelConfig, TrainConfig
-from seg.runtime.tune import model_key
-from seg.seam.objective import SeamSupervision
 from seg.metrics import dice_per_class
+from seg.runtime.tune_cache import model_key
+from seg.seam.objective import SeamSupervision
 from seg.train.gate_images import gate_images
 from seg.train.loss import DeepSupervisionLoss
 
@@ -35,22 +35,30 @@ class Objective(Protocol):
     def describe_data(self, dm, seed: int) -> str | None:
         """One line on the training data, printed at the start; None: nothing to say."""
 
-    def loss(self, net, image: torch.Tensor, batch: dict, progress: float = 1.0
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, net, image: torch.Tensor, batch: dict, progress: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss of a batch and its terms to log (MLflow key: value); `progress` the share of the run done."""
 
     def validate(self, predict_logits: Callable, net, batch: dict, num_classes: int) -> torch.Tensor:
         """What a validation case scores; `score_validation` gets every case's, stacked."""
 
-    def score_validation(self, dice: torch.Tensor, class_names: Sequence[str]
-                         ) -> tuple[torch.Tensor, dict[str, float]]:
+    def score_validation(self, dice: torch.Tensor, class_names: Sequence[str]) -> tuple[torch.Tensor, dict[str, float]]:
         """From every case's `validate` (stacked): (K - 1,) Dice to log, and other values to log."""
 
     def logs_images(self, net) -> bool:
         """Whether a validation logs images of its first case (with `train.gate_images`)."""
 
-    def validation_images(self, net, image: torch.Tensor, label: torch.Tensor, case_id: str, class_names: Sequence[str],
-                          max_size, title: str) -> dict[str, np.ndarray]:
+    def validation_images(
+        self,
+        net,
+        image: torch.Tensor,
+        label: torch.Tensor,
+        case_id: str,
+        class_names: Sequence[str],
+        max_size,
+        title: str,
+    ) -> dict[str, np.ndarray]:
         """{MLflow image key: RGB image} of one validation case."""
 
     def after_fit(self, net, dm, class_names: Sequence[str]) -> tuple[dict, str | None]:
@@ -77,8 +85,9 @@ class FullSupervision:
     def describe_data(self, dm, seed: int) -> str | None:
         return None
 
-    def loss(self, net, image: torch.Tensor, batch: dict, progress: float = 1.0
-             ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, net, image: torch.Tensor, batch: dict, progress: float = 1.0
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = net.outputs(image, gates=False, deep_supervision=True)
         return self.loss_fn(out.logits, out.deep_supervision, batch["label"]), {}
 
@@ -87,16 +96,23 @@ class FullSupervision:
         pred = predict_logits(batch["image"]).argmax(dim=1, keepdim=True)
         return dice_per_class(pred, batch["label"], num_classes)
 
-    def score_validation(self, dice: torch.Tensor, class_names: Sequence[str]
-                         ) -> tuple[torch.Tensor, dict[str, float]]:
+    def score_validation(self, dice: torch.Tensor, class_names: Sequence[str]) -> tuple[torch.Tensor, dict[str, float]]:
         """Per class, the mean over the cases that define its Dice (a class in neither map defines none)."""
         return torch.nanmean(dice.float(), 0), {}
 
     def logs_images(self, net) -> bool:
         return bool(net.gate_names)
 
-    def validation_images(self, net, image: torch.Tensor, label: torch.Tensor, case_id: str, class_names: Sequence[str],
-                          max_size, title: str) -> dict[str, np.ndarray]:
+    def validation_images(
+        self,
+        net,
+        image: torch.Tensor,
+        label: torch.Tensor,
+        case_id: str,
+        class_names: Sequence[str],
+        max_size,
+        title: str,
+    ) -> dict[str, np.ndarray]:
         """One image per gate level, `gate_<level>`."""
         return {f"gate_{name}": rgb for name, rgb in gate_images(net, image, label, max_size, title).items()}
 

@@ -68,8 +68,10 @@ class StatusLines(Callback):
         self._last = time.monotonic()
         if trainer.global_rank != 0:
             return
-        parts = [f"epoch {trainer.current_epoch + 1}" + (f"/{trainer.max_epochs}" if trainer.max_epochs > 0 else ""),
-                 f"step {trainer.global_step}"]
+        parts = [
+            f"epoch {trainer.current_epoch + 1}" + (f"/{trainer.max_epochs}" if trainer.max_epochs > 0 else ""),
+            f"step {trainer.global_step}",
+        ]
         loss = trainer.callback_metrics.get("train/loss")
         if loss is None and outputs is not None:
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -77,8 +79,11 @@ class StatusLines(Callback):
             parts.append(f"loss {float(loss):.3f}")
         dice = trainer.callback_metrics.get("val/dice_mean")
         if dice is not None:
-            parts.append(f"val dice {float(dice):.3f} (best {self._best:.3f})" if self._best is not None
-                         else f"val dice {float(dice):.3f}")
+            parts.append(
+                f"val dice {float(dice):.3f} (best {self._best:.3f})"
+                if self._best is not None
+                else f"val dice {float(dice):.3f}"
+            )
         parts.append(f"{clock(self._last - self._started)} elapsed")
         left = time_left(trainer)
         if left:

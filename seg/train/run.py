@@ -4,7 +4,6 @@ model folder that `seg infer --model` takes."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -14,9 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from seg.config import Config, ModelConfig, flatten
+from seg.config import Config, flatten
 from seg.data.cache import Cache, Fingerprint
-from seg.errors import MissingInputError, ModelDataMismatch
 from seg.files import write_json
 from seg.model_folder import ModelMeta, checkpoint_record, save_bundle, update_meta
 from seg.runtime import (
@@ -32,6 +30,8 @@ from seg.tracking.model import log_pytorch_model, register_model, registry_name
 from seg.tracking.runs import log_tags, run_params, run_tags
 from seg.tracking.uri import artifact_location, tracking_uri
 from seg.train.average import weight_average
+from seg.train.checkpoints import STATE_FILE, checkpoint_to_resume
+from seg.train.dataset import check_model_fits_data, class_names, dataset_name
 from seg.train.history import HistoryCallback
 from seg.train.objectives import Objective, objective_for
 from seg.train.schedule import ValidationPlan, measure_and_plan
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 
     from seg.train.datamodule import SegDataModule
     from seg.train.module import SegmentationModule
-
-STATE_FILE = "run.json"
 
 
 @dataclass
@@ -85,32 +83,17 @@ class Fitted:
     seconds: float
 
 
-def class_names(fingerprint: Fingerprint, out_channels: int) -> list[str]:
-    labels = fingerprint.class_names
-    return [str(x) for x in labels] if len(labels) == out_channels else ["background", *map(str, range(1, out_channels))]
-
-
-def check_model_fits_data(model: ModelConfig, fingerprint: Fingerprint, cache_dir: str) -> None:
-    channels = fingerprint.num_channels
-    if channels != model.in_channels:
-        raise ModelDataMismatch(
-            f"model.in_channels={model.in_channels} but {cache_dir}/fingerprint.json has {channels} image channel(s). "
-            f"Set model.in_channels: {channels}."
-        )
-    labels = fingerprint.class_names
-    if len(labels) != model.out_channels:
-        raise ModelDataMismatch(
-            f"model.out_channels={model.out_channels} but {cache_dir}/fingerprint.json has {len(labels)} classes "
-            f"(with background). Set model.out_channels: {len(labels)}."
-        )
-
-
 def _runtime(settings: TrainSettings, threads: int, plan: ValidationPlan) -> dict:
     """What this run resolved on this machine: model.json, train.json and MLflow params record it."""
-    return {"machine": describe_machine().line(), "precision": settings.precision,
-            "channels_last": settings.channels_last, "num_threads": threads, "chosen_by": settings.chosen_by,
-            "step_timings_s": {k: round(v, 4) for k, v in settings.timings.items()},
-            "validation": plan.describe()}
+    return {
+        "machine": describe_machine().line(),
+        "precision": settings.precision,
+        "channels_last": settings.channels_last,
+        "num_threads": threads,
+        "chosen_by": settings.chosen_by,
+        "step_timings_s": {k: round(v, 4) for k, v in settings.timings.items()},
+        "validation": plan.describe(),
+    }
 
 
 def train(cfg: Config, resume: bool = False) -> TrainResult:
@@ -141,33 +124,32 @@ def prepare(cfg: Config) -> Prepared:
     names = class_names(fingerprint, cfg.model.out_channels)
     net = build_for(cfg)
     dm = SegDataModule(cfg.data, tc, cfg.model.spatial_dims, net.size_multiple, objective.sampling)
-    settings = tune_training(net, dm.patch_size, cfg.model.in_channels, tc.batch_size, tc.precision,
-                             tc.channels_last, resolve_device(tc.accelerator), objective.timing_key(cfg.model))
-    resolved = dataclasses.replace(tc, precision=settings.precision, channels_last=settings.channels_last,
-                                   num_threads=threads)
+    settings = tune_training(
+        net,
+        dm.patch_size,
+        cfg.model.in_channels,
+        tc.batch_size,
+        tc.precision,
+        tc.channels_last,
+        resolve_device(tc.accelerator),
+        objective.timing_key(cfg.model),
+    )
+    resolved = dataclasses.replace(
+        tc, precision=settings.precision, channels_last=settings.channels_last, num_threads=threads
+    )
     module = SegmentationModule(net, resolved, names, dm.patch_size, dm.slice_axis, objective)
     line = objective.describe_data(dm, tc.seed) if is_rank_zero() else None
     if line:
         print(f"seg train: {line}", flush=True)
     plan = measure_and_plan(tc, module, dm, settings, Path(tc.output_dir) / STATE_FILE)
     if is_rank_zero():
-        print(f"seg train: {tc.describe_limits()}; {settings.describe()}; num_threads {threads}; {plan.describe()}",
-              flush=True)
-    return Prepared(cfg, fingerprint, names, net, dm, objective, module, settings,
-                    _runtime(settings, threads, plan), plan)
-
-
-def checkpoint_to_resume(out_dir: Path) -> tuple[str, str, str]:
-    """(MLflow run id, tracking URI, checkpoint path) of the run `seg train --resume` continues: the newest
-    checkpoint that is whole (a damaged one is named in one line)."""
-    from seg.train.checkpoints import resume_checkpoint
-
-    state_path = out_dir / STATE_FILE
-    if not state_path.is_file():
-        raise MissingInputError(f"{state_path}: no run to resume. Run `seg train` without --resume first.")
-    checkpoint = resume_checkpoint(out_dir / "checkpoints")
-    state = json.loads(state_path.read_text())
-    return state["run_id"], state["tracking_uri"], str(checkpoint)
+        print(
+            f"seg train: {tc.describe_limits()}; {settings.describe()}; num_threads {threads}; {plan.describe()}",
+            flush=True,
+        )
+    return Prepared(
+        cfg, fingerprint, names, net, dm, objective, module, settings, _runtime(settings, threads, plan), plan
+    )
 
 
 def fit(job: Prepared, resume: bool) -> Fitted:
@@ -186,25 +168,42 @@ def fit(job: Prepared, resume: bool) -> Fitted:
     elif is_rank_zero():
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # our own previous run's checkpoints, not user data
     logger = MLFlowLogger(
-        experiment_name=tc.experiment, tracking_uri=uri, run_id=run_id, run_name=tc.run_name,
+        experiment_name=tc.experiment,
+        tracking_uri=uri,
+        run_id=run_id,
+        run_name=tc.run_name,
         artifact_location=artifact_location(uri),
-        tags=None if resume else run_tags(job.fingerprint.digest()), log_model=False,
+        tags=None if resume else run_tags(job.fingerprint.digest()),
+        log_model=False,
     )
     validates = bool(job.dm.val_ids)  # data.fold "all": no validation, the model is the weights the budget ends with
     checkpoint = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints", filename="best", monitor="val/dice_mean" if validates else None, mode="max",
-        save_last=True, save_top_k=1 if validates else 0, every_n_epochs=1,
+        dirpath=out_dir / "checkpoints",
+        filename="best",
+        monitor="val/dice_mean" if validates else None,
+        mode="max",
+        save_last=True,
+        save_top_k=1 if validates else 0,
+        every_n_epochs=1,
     )
     history = HistoryCallback(Path(tc.metrics_dir), job.names[1:])
     progress, bar = progress_callbacks()
     if tc.gate_images and job.objective.logs_images(job.net):
         max_size = tuple(2 * p for p in job.dm.patch_size)
         job.module.val_callbacks.append(
-            validation_image_logger(logger, job.dm.slice_axis, max_size, history, job.objective))
+            validation_image_logger(logger, job.dm.slice_axis, max_size, history, job.objective)
+        )
     trainer = _trainer(job, logger, [checkpoint, history, *weight_average(tc), *progress], bar)
-    meta = ModelMeta.for_training(job.cfg, job.names, job.dm.patch_size, job.dm.slice_axis,
-                                  precision=job.settings.precision, mlflow_run_id=logger.run_id, tracking_uri=uri,
-                                  runtime=job.runtime)
+    meta = ModelMeta.for_training(
+        job.cfg,
+        job.names,
+        job.dm.patch_size,
+        job.dm.slice_axis,
+        precision=job.settings.precision,
+        mlflow_run_id=logger.run_id,
+        tracking_uri=uri,
+        runtime=job.runtime,
+    )
     job.module.export = checkpoint_record(job.cfg, job.fingerprint, meta)
     if trainer.global_rank == 0:
         _record_start(job, logger, uri, resume)
@@ -222,11 +221,20 @@ def _trainer(job: Prepared, logger, callbacks: list, progress_bar: bool):
     return L.Trainer(
         max_epochs=tc.epoch_limit() or -1,  # -1: no epoch limit (Lightning would otherwise stop at 1000)
         max_time=timedelta(minutes=tc.max_time_minutes) if tc.max_time_minutes else None,
-        accelerator=tc.accelerator, devices=tc.devices, strategy=tc.strategy, precision=job.settings.precision,
-        logger=logger, callbacks=callbacks, gradient_clip_val=tc.grad_clip or None,
-        num_sanity_val_steps=0, **job.plan.trainer_args(), log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
-        enable_progress_bar=progress_bar, enable_model_summary=False,
-        default_root_dir=str(Path(tc.output_dir)), use_distributed_sampler=True,
+        accelerator=tc.accelerator,
+        devices=tc.devices,
+        strategy=tc.strategy,
+        precision=job.settings.precision,
+        logger=logger,
+        callbacks=callbacks,
+        gradient_clip_val=tc.grad_clip or None,
+        num_sanity_val_steps=0,
+        **job.plan.trainer_args(),
+        log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        default_root_dir=str(Path(tc.output_dir)),
+        use_distributed_sampler=True,
         plugins=[DurableCheckpointIO()],  # a kill during a checkpoint write leaves the previous one whole
     )
 
@@ -235,8 +243,9 @@ def _record_start(job: Prepared, logger, uri: str, resume: bool) -> None:
     """The run state `--resume` and DDP ranks read; a new run's params and tags in MLflow."""
     out_dir = Path(job.cfg.train.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / STATE_FILE, {"run_id": logger.run_id, "tracking_uri": uri,
-                                      "validation": dataclasses.asdict(job.plan)})
+    write_json(
+        out_dir / STATE_FILE, {"run_id": logger.run_id, "tracking_uri": uri, "validation": dataclasses.asdict(job.plan)}
+    )
     if not resume:
         params, tags = run_params(flatten(job.cfg), job.runtime, dataset_name(job.fingerprint))
         logger.log_hyperparams(params)
@@ -268,8 +277,9 @@ def finish(job: Prepared, fitted: Fitted) -> TrainResult:
     return TrainResult(model_dir, fitted.logger.run_id, metrics, best)
 
 
-def _log_and_register(job: Prepared, fitted: Fitted, meta: ModelMeta, model_dir: Path, metrics: dict,
-                      best: Path | None) -> ModelMeta:
+def _log_and_register(
+    job: Prepared, fitted: Fitted, meta: ModelMeta, model_dir: Path, metrics: dict, best: Path | None
+) -> ModelMeta:
     """The best score, checkpoint, plots and model in the MLflow run; the model registered when asked. Returns
     `meta` with where MLflow holds the model."""
     tc, run_id, client = job.cfg.train, fitted.logger.run_id, fitted.logger.experiment
@@ -278,8 +288,9 @@ def _log_and_register(job: Prepared, fitted: Fitted, meta: ModelMeta, model_dir:
         client.log_artifact(run_id, str(best), "checkpoints")
     for png in Path(tc.metrics_dir).glob("*.png"):
         client.log_artifact(run_id, str(png), "plots")
-    model_uri = log_pytorch_model(job.net, job.cfg.model.in_channels, job.cfg.model.spatial_dims, run_id, fitted.uri,
-                                  model_dir)
+    model_uri = log_pytorch_model(
+        job.net, job.cfg.model.in_channels, job.cfg.model.spatial_dims, run_id, fitted.uri, model_dir
+    )
     meta = dataclasses.replace(meta, mlflow_model_uri=model_uri)
     name = registry_name(tc.registered_model, dataset_name(job.fingerprint))
     if name:
@@ -287,9 +298,3 @@ def _log_and_register(job: Prepared, fitted: Fitted, meta: ModelMeta, model_dir:
         meta = dataclasses.replace(meta, registered_model=registration.uri)
         print(f"seg train: {registration.describe()}", flush=True)
     return meta
-
-
-def dataset_name(fingerprint: Fingerprint) -> str:
-    """The name of the dataset folder the cache was made from (`synthetic` for the embedded dataset), whatever the
-    config's data.root says: MLflow's `dataset` param and the registry name."""
-    return Path(fingerprint.root).name if fingerprint.root else fingerprint.dataset

@@ -10,13 +10,11 @@ import numpy as np
 from seg.data.cache import CachedCase
 
 
-def crop_patch(
-    array: np.ndarray, start: Sequence[int], size: Sequence[int], fill: float = 0.0
-) -> np.ndarray:
+def crop_patch(array: np.ndarray, start: Sequence[int], size: Sequence[int], fill: float = 0.0) -> np.ndarray:
     """array (C, *spatial)[start : start + size] per spatial axis, padded with `fill` where it leaves the array."""
     out = np.full((array.shape[0], *size), fill, dtype=array.dtype)
     src, dst = [slice(None)], [slice(None)]
-    for st, sz, dim in zip(start, size, array.shape[1:]):
+    for st, sz, dim in zip(start, size, array.shape[1:], strict=True):
         lo, hi = max(st, 0), min(st + sz, dim)
         src.append(slice(lo, max(hi, lo)))
         dst.append(slice(lo - st, lo - st + max(hi - lo, 0)))
@@ -24,9 +22,7 @@ def crop_patch(
     return out
 
 
-def sample_start(
-    case: CachedCase, patch: Sequence[int], rng: np.random.Generator, foreground: bool
-) -> list[int]:
+def sample_start(case: CachedCase, patch: Sequence[int], rng: np.random.Generator, foreground: bool) -> list[int]:
     """Top-left corner of a patch: around a foreground voxel (with jitter), or uniformly over the volume.
 
     Either way the patch stays within the volume on every axis where the volume is at least as large, and only
@@ -35,16 +31,24 @@ def sample_start(
     windows never show the network.
     """
     shape = case.image.shape[1:]
-    bounds = [(min(0, d - p), max(0, d - p)) for d, p in zip(shape, patch)]  # a smaller volume: random padding
+    bounds = [
+        (min(0, d - p), max(0, d - p)) for d, p in zip(shape, patch, strict=True)
+    ]  # a smaller volume: random padding
     if foreground and len(case.foreground):
         centre = case.foreground[rng.integers(len(case.foreground))]
-        starts = [int(c) - p // 2 + int(rng.integers(-(p // 4), p // 4 + 1)) for c, p in zip(centre, patch)]
-        return [min(max(s, lo), hi) for s, (lo, hi) in zip(starts, bounds)]
+        starts = [
+            int(c) - p // 2 + int(rng.integers(-(p // 4), p // 4 + 1)) for c, p in zip(centre, patch, strict=True)
+        ]
+        return [min(max(s, lo), hi) for s, (lo, hi) in zip(starts, bounds, strict=True)]
     return [int(rng.integers(lo, hi + 1)) for lo, hi in bounds]
 
 
 def sample_patch(
-    case: CachedCase, patch: Sequence[int], rng: np.random.Generator, foreground_fraction: float, slice_axis: int | None = None
+    case: CachedCase,
+    patch: Sequence[int],
+    rng: np.random.Generator,
+    foreground_fraction: float,
+    slice_axis: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(image (C, *patch), label (1, *patch)); with `slice_axis`, a 2D patch from one slice of a 3D case."""
     fg = rng.random() < foreground_fraction

@@ -46,12 +46,17 @@ class ValidationPlan:
     def describe(self) -> str:
         if not self.validates:
             return f"no validation ({self.reason})"
-        when = f"every {self.every_epochs} epoch(s)" if self.every_minutes is None else f"every {self.every_minutes:.2f} min"
+        when = (
+            f"every {self.every_epochs} epoch(s)"
+            if self.every_minutes is None
+            else f"every {self.every_minutes:.2f} min"
+        )
         return f"validation {when} ({self.reason})"
 
 
-def plan_validation(tc: TrainConfig, validation_seconds: Callable[[], float],
-                    step_seconds: Callable[[], float]) -> ValidationPlan:
+def plan_validation(
+    tc: TrainConfig, validation_seconds: Callable[[], float], step_seconds: Callable[[], float]
+) -> ValidationPlan:
     """`validation_seconds` measures one whole validation, `step_seconds` one training step (drawing the batch, the
     loss forward and backward: `time_step`); both are called only for `val_every: auto`."""
     if tc.val_every_minutes is not None:
@@ -87,7 +92,9 @@ def time_step(step: Callable[[], None]) -> float:
     return min(times)
 
 
-def time_validation(predict: Callable[[torch.Tensor], torch.Tensor], images: list[torch.Tensor], processes: int) -> float:
+def time_validation(
+    predict: Callable[[torch.Tensor], torch.Tensor], images: list[torch.Tensor], processes: int
+) -> float:
     """Seconds one validation takes: `predict` timed on the largest image after one untimed call on it, scaled
     by the images' total voxels and shared over `processes` (DDP shards the validation cases)."""
     if not images:
@@ -128,8 +135,9 @@ def measure_and_plan(tc: TrainConfig, module, dm, settings: TrainSettings, state
         batch = torch.utils.data.default_collate([dm.train_set[i] for i in range(tc.batch_size)])
         image = batch["image"].to(device).contiguous(memory_format=module._layout())
         with autocast(device, settings.precision):
-            loss, _ = module.objective.loss(module.net, image, {k: v.to(device) if torch.is_tensor(v) else v
-                                                                for k, v in batch.items()})
+            loss, _ = module.objective.loss(
+                module.net, image, {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            )
         loss.backward()
         module.net.zero_grad(set_to_none=True)
 

@@ -26,8 +26,9 @@ def validation_image_logger(logger, slice_axis: int | None, max_size, history: H
             idx = int(fg[:, slice_axis].mean()) if len(fg) else label.shape[2 + slice_axis] // 2
             image, label = image.select(2 + slice_axis, idx), label.select(2 + slice_axis, idx)
         title = f"{batch['case_id']} epoch {module.current_epoch}"
-        pictures = objective.validation_images(module.net, image.to(module.device), label, batch["case_id"],
-                                               module.class_names, max_size, title)
+        pictures = objective.validation_images(
+            module.net, image.to(module.device), label, batch["case_id"], module.class_names, max_size, title
+        )
         step = logged[-1] + 1 if logged else history.validations()  # two validations may share an epoch's row
         logged.append(step)
         for key, rgb in pictures.items():

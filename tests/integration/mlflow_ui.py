@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 # Every image a run logged with log_image, as laid out: its key and step (from the artifact path) and run, whether
 # it loaded, its size and place, whether it lies inside its chart card (or `box`, a selector: the enlarged card's
@@ -94,9 +100,10 @@ class ModelMetricsPage:
     def step_forward(self, key: str) -> str:
         """Move the slider of `key`'s card one step on (keyboard, as a person would); the image source it shows."""
         card = self.page.locator('[data-testid="experiment-view-compare-runs-card"]').filter(
-            has=self.page.locator(f'img[src*="{key.replace("/", "~")}%2Bstep"]'))  # MLflow files "/" in keys as "~"
+            has=self.page.locator(f'img[src*="{key.replace("/", "~")}%2Bstep"]')
+        )  # MLflow files "/" in keys as "~"
         card.scroll_into_view_if_needed()
-        card.locator('[role=slider]').first.focus()
+        card.locator("[role=slider]").first.focus()
         self.page.keyboard.press("ArrowRight")
         self.page.wait_for_timeout(1500)
         return next(i["src"] for i in self.page.evaluate(IMAGES_JS) if i["key"] == key)
@@ -178,7 +185,9 @@ class RunsChartView:
             """(dialog) => { const imgs = [...document.querySelectorAll(dialog + ' img')]
                  .filter(i => i.src.includes('get-artifact?path=images'));
                return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
-            arg=self.DIALOG, timeout=30_000)
+            arg=self.DIALOG,
+            timeout=30_000,
+        )
         self.page.wait_for_timeout(800)  # the dialog's opening animation
         return [i for i in self.page.evaluate(IMAGES_JS, self.DIALOG) if i["key"] == key and i["inBox"]]
 

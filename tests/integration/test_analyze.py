@@ -12,7 +12,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import yaml
-
 from train_helpers import MlflowServer, run_seg, synthetic_project
 
 pytestmark = pytest.mark.slow
@@ -22,8 +21,13 @@ def _project(tmp_path: Path) -> Path:
     """The synthetic dataset preprocessed (with case properties) + a tiny training config + an analyze section."""
     path = synthetic_project(tmp_path, max_epochs=1, gate_images=False)
     cfg = yaml.safe_load(path.read_text())
-    cfg["analyze"] = {"model": str(tmp_path / "model"), "output": str(tmp_path / "analysis"), "max_cases": 2,
-                      "threshold_cases": 1, "metrics_file": str(tmp_path / "metrics" / "analysis.json")}
+    cfg["analyze"] = {
+        "model": str(tmp_path / "model"),
+        "output": str(tmp_path / "analysis"),
+        "max_cases": 2,
+        "threshold_cases": 1,
+        "metrics_file": str(tmp_path / "metrics" / "analysis.json"),
+    }
     path.write_text(yaml.safe_dump(cfg))
     return path
 
@@ -55,9 +59,17 @@ def test_analyze_writes_maps_report_metrics_and_logs_into_the_model_run(tmp_path
     assert json.loads((out / "analysis.json").read_text())["threshold_source"].startswith("training fold")
 
     metrics = json.loads((tmp_path / "metrics" / "analysis.json").read_text())
-    expected = {"cases", "cases_scored", "selection_cases", "gate.level0.equivariance.flip",
-                "gate.level1.equivariance.scale", "gate.level0.energy_inside", "cam.head.threshold_raw",
-                "cam.body.threshold_pcm", "cam.head.fallback_cases"}
+    expected = {
+        "cases",
+        "cases_scored",
+        "selection_cases",
+        "gate.level0.equivariance.flip",
+        "gate.level1.equivariance.scale",
+        "gate.level0.energy_inside",
+        "cam.head.threshold_raw",
+        "cam.body.threshold_pcm",
+        "cam.head.fallback_cases",
+    }
     assert expected <= set(metrics), sorted(set(expected) - set(metrics))
     assert all(isinstance(v, float | int) and math.isfinite(v) for v in metrics.values())
     assert metrics["cases"] == 2 and metrics["selection_cases"] == 1

@@ -8,7 +8,6 @@ import json
 
 import pytest
 import yaml
-
 from train_helpers import run_seg, synthetic_project
 
 pytestmark = pytest.mark.slow
@@ -21,20 +20,53 @@ def _ok(*args: str) -> str:
 
 
 def test_folds_crossval_summary_and_the_ensemble_on_the_test_part(tmp_path):
-    cfg = synthetic_project(tmp_path, n_cases=8, test_fraction=0.25, max_epochs=3, steps_per_epoch=4,
-                            gate_images=False, registered_model=None)
+    cfg = synthetic_project(
+        tmp_path,
+        n_cases=8,
+        test_fraction=0.25,
+        max_epochs=3,
+        steps_per_epoch=4,
+        gate_images=False,
+        registered_model=None,
+    )
     params = yaml.safe_load(cfg.read_text())
-    params["crossval"] = {"folds": [0, 1], "models": str(tmp_path / "folds"),
-                          "predictions": str(tmp_path / "cv"), "metrics_file": str(tmp_path / "crossval.json")}
+    params["crossval"] = {
+        "folds": [0, 1],
+        "models": str(tmp_path / "folds"),
+        "predictions": str(tmp_path / "cv"),
+        "metrics_file": str(tmp_path / "crossval.json"),
+    }
     cfg.write_text(yaml.safe_dump(params))
     splits = json.loads((tmp_path / "cache" / "splits.json").read_text())
     test = splits[0]["test"]
     assert len(test) == 2 and all(not set(test) & set(s["train"] + s["val"]) for s in splits)
     for k in (0, 1):
-        _ok("train", "--config", str(cfg), "--set", f"data.fold={k}", "--set", f"train.model_dir={tmp_path}/folds/fold_{k}",
-            "--set", f"train.output_dir={tmp_path}/out/fold_{k}", "--set", f"train.metrics_dir={tmp_path}/m/fold_{k}")
-        _ok("infer", "--config", str(cfg), "--model", f"{tmp_path}/folds/fold_{k}", "--fold", str(k),
-            "--output", f"{tmp_path}/cv/fold_{k}", "--metrics-file", f"{tmp_path}/m/fold_{k}/infer.json")
+        _ok(
+            "train",
+            "--config",
+            str(cfg),
+            "--set",
+            f"data.fold={k}",
+            "--set",
+            f"train.model_dir={tmp_path}/folds/fold_{k}",
+            "--set",
+            f"train.output_dir={tmp_path}/out/fold_{k}",
+            "--set",
+            f"train.metrics_dir={tmp_path}/m/fold_{k}",
+        )
+        _ok(
+            "infer",
+            "--config",
+            str(cfg),
+            "--model",
+            f"{tmp_path}/folds/fold_{k}",
+            "--fold",
+            str(k),
+            "--output",
+            f"{tmp_path}/cv/fold_{k}",
+            "--metrics-file",
+            f"{tmp_path}/m/fold_{k}/infer.json",
+        )
         predicted = json.loads((tmp_path / "cv" / f"fold_{k}" / "predictions.json").read_text())
         assert sorted(predicted["cases"]) == sorted(splits[k]["val"])  # each fold scores its own validation part
 
@@ -54,8 +86,19 @@ def test_folds_crossval_summary_and_the_ensemble_on_the_test_part(tmp_path):
     decided = json.loads((tmp_path / "folds" / "postprocessing.json").read_text())
     assert "mean Dice" in out and set(decided) >= {"whole_foreground", "per_class", "evidence"}
 
-    _ok("infer", "--config", str(cfg), "--model", f"{tmp_path}/folds", "--fold", "all", "--output", f"{tmp_path}/test",
-        "--metrics-file", f"{tmp_path}/test.json")
+    _ok(
+        "infer",
+        "--config",
+        str(cfg),
+        "--model",
+        f"{tmp_path}/folds",
+        "--fold",
+        "all",
+        "--output",
+        f"{tmp_path}/test",
+        "--metrics-file",
+        f"{tmp_path}/test.json",
+    )
     predicted = json.loads((tmp_path / "test" / "predictions.json").read_text())
     assert sorted(predicted["cases"]) == sorted(test) and len(predicted["model"]["members"]) == 2
     assert predicted["settings"]["postprocessing"]["whole_foreground"] == decided["whole_foreground"]

@@ -23,16 +23,16 @@ from dvc_deps import ALWAYS, REPO, STAGES, required_code, stage_script
 from seg.config import Config, flatten
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-from test_dvc_deps import PROBED_KEYS, expected_stages, missing_params  # noqa: E402
-
+from test_dvc_deps import PROBED_KEYS, expected_stages, missing_params
 
 # ------------------------------------------------------------------------------ slow: what DVC itself says
 
 
 def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    run = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, env=env,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True, text=True, env=env, timeout=120
+    )
     assert run.returncode == 0, f"dvc {' '.join(args)} failed:\n{run.stdout}{run.stderr}"
     return run
 
@@ -59,8 +59,11 @@ def _placeholder(path: Path) -> None:
 
 
 def _out_paths(stage: dict[str, Any]) -> list[str]:
-    return [next(iter(o)) if isinstance(o, dict) else o
-            for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])]
+    return [
+        next(iter(o)) if isinstance(o, dict) else o
+        for kind in ("outs", "metrics", "plots")
+        for o in stage.get(kind, [])
+    ]
 
 
 def _different(value: Any) -> Any:
@@ -95,8 +98,13 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if missing_params():
         pytest.fail("DVC cannot commit these stages:\n" + "\n".join(missing_params()))
     root = tmp_path_factory.mktemp("dvc-deps")
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for rel in filter(None, listed):
         src = REPO / rel
         if src.is_file():  # deleted or renamed-away files are still in the index
@@ -125,7 +133,7 @@ def test_changing_a_param_stales_exactly_the_stages_that_read_it(scratch: Path) 
         for part in key.split("."):
             current = current.get(part) if isinstance(current, dict) else None
         if current is None:
-                    current = flatten(Config()).get(key)
+            current = flatten(Config()).get(key)
         _set_key(params, key, _different(current))
         params_file.write_text(yaml.safe_dump(params, sort_keys=False))
         try:
@@ -143,8 +151,9 @@ def test_changing_a_param_stales_exactly_the_stages_that_read_it(scratch: Path) 
 def test_changing_code_stales_exactly_the_stages_that_import_it(scratch: Path) -> None:
     """A config module (seg/config/) stales every stage; each script its own stage; each seg package's __init__.py
     the stages whose imports reach it."""
-    packages = sorted(str(p.relative_to(REPO)) for p in (REPO / "seg").rglob("__init__.py")
-                      if "__pycache__" not in p.parts)
+    packages = sorted(
+        str(p.relative_to(REPO)) for p in (REPO / "seg").rglob("__init__.py") if "__pycache__" not in p.parts
+    )
     probes = {f"{ALWAYS}/model.py": set(STAGES)}
     probes.update({str(stage_script(s).relative_to(REPO)): {s} for s in STAGES})
     probes.update({p: {s for s in STAGES if p in required_code(s)} for p in packages})
@@ -161,7 +170,6 @@ def test_changing_code_stales_exactly_the_stages_that_import_it(scratch: Path) -
             wrong.append(f"changing {rel}: dvc status shows {sorted(stale)} stale, expected {sorted(expected)}")
     assert _stale(scratch) == set()
     assert not wrong, "\n".join(wrong)
-
 
 
 @pytest.mark.slow

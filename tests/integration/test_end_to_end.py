@@ -15,7 +15,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from train_helpers import MlflowServer, seg_env
 
 pytestmark = pytest.mark.slow
@@ -34,8 +33,14 @@ def clone(tmp_path_factory) -> Path:
     env = {**seg_env(), "PYTHONPATH": str(root)}  # the clone's code, the already-installed environment
     env.pop("MLFLOW_TRACKING_URI", None)
     stamp = VENV / ".installed"
-    res = subprocess.run(["make", "run", f"VENV={VENV}", "-o", str(stamp)], cwd=root, env=env, capture_output=True,
-                         text=True, timeout=1500)
+    res = subprocess.run(
+        ["make", "run", f"VENV={VENV}", "-o", str(stamp)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-5000:])
     (root / "make_run.log").write_text(res.stdout)
     return root
@@ -63,13 +68,20 @@ def test_metrics_files_for_dvc(clone):
     # what a working `make run` reaches on the embedded data (0.92 measured); a run that learns nothing scores < 0.3
     assert train["best_val_dice_mean"] >= 0.8 and infer["dice_mean"] >= 0.8 and analysis
     runtime = train["runtime"]
-    assert runtime["precision"] in ("32", "bf16-mixed") and runtime["num_threads"] >= 1 and "cores" in runtime["machine"]
+    assert (
+        runtime["precision"] in ("32", "bf16-mixed") and runtime["num_threads"] >= 1 and "cores" in runtime["machine"]
+    )
     pred = json.loads((clone / "outputs" / "predictions" / "predictions.json").read_text())
     assert pred["settings"]["precision"] in ("32", "bf16") and pred["settings"]["precision_requested"] == "auto"
     model = json.loads((clone / "models" / "latest" / "model.json").read_text())
     assert model["runtime"]["precision"] == runtime["precision"]
-    shown = subprocess.run([str(VENV / "bin" / "dvc"), "metrics", "show", "--json"], cwd=clone, capture_output=True,
-                           text=True, env=seg_env())
+    shown = subprocess.run(
+        [str(VENV / "bin" / "dvc"), "metrics", "show", "--json"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        env=seg_env(),
+    )
     assert shown.returncode == 0 and "best_val_dice_mean" in shown.stdout
 
 
@@ -133,9 +145,20 @@ def test_analysis_report_renders_its_images_in_chromium(clone, tmp_path):
     assert "http://" not in html and "https://" not in html  # opens offline
     shot = tmp_path / "report.png"
     subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
-         "--window-size=1280,2400", "--virtual-time-budget=5000", report.as_uri()],
-        capture_output=True, timeout=180, env={**os.environ, "HOME": str(tmp_path)},
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1280,2400",
+            "--virtual-time-budget=5000",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+        env={**os.environ, "HOME": str(tmp_path)},
     )
     from PIL import Image
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
 from train_helpers import run_seg, synthetic_project
 
 from seg.metrics import dice
@@ -37,10 +36,23 @@ def test_folder_checkpoint_and_mlflow_uri_give_the_same_segmentations(trained, t
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{trained / 'mlflow.db'}"
     try:
         results = {}
-        for name, model in (("folder", trained / "model"), ("ckpt", trained / "out" / "checkpoints" / "best.ckpt"),
-                            ("mlflow", f"runs:/{meta['mlflow_run_id']}/model")):
-            res = run_seg("infer", "--model", str(model), "--input", images, "--output", str(tmp_path / name), "--no-tta",
-                          "--precision", "32")
+        for name, model in (
+            ("folder", trained / "model"),
+            ("ckpt", trained / "out" / "checkpoints" / "best.ckpt"),
+            ("mlflow", f"runs:/{meta['mlflow_run_id']}/model"),
+        ):
+            res = run_seg(
+                "infer",
+                "--model",
+                str(model),
+                "--input",
+                images,
+                "--output",
+                str(tmp_path / name),
+                "--no-tta",
+                "--precision",
+                "32",
+            )
             assert res.returncode == 0, (name, res.stderr[-2000:])
             results[name] = _labels(tmp_path / name)
     finally:
@@ -54,9 +66,24 @@ def test_folder_checkpoint_and_mlflow_uri_give_the_same_segmentations(trained, t
 
 def test_ddp_two_processes_write_every_case_exactly_once(trained, tmp_path):
     out = tmp_path / "ddp"
-    res = run_seg("infer", "--model", str(trained / "model"), "--input", str(trained / "synthetic" / "imagesTr"),
-                  "--output", str(out), "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", "--no-tta",
-                  "--num-threads", "1")
+    res = run_seg(
+        "infer",
+        "--model",
+        str(trained / "model"),
+        "--input",
+        str(trained / "synthetic" / "imagesTr"),
+        "--output",
+        str(out),
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--accelerator",
+        "cpu",
+        "--no-tta",
+        "--num-threads",
+        "1",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     pred = json.loads((out / "predictions.json").read_text())
     cases = pred["cases"]
@@ -70,8 +97,17 @@ def test_real_hippocampus_files_keep_their_geometry(trained, shared_data, tmp_pa
     src = shared_data / "Task04_Hippocampus" / "imagesTr"
     files = sorted(p for p in src.glob("hippocampus_*.nii.gz") if not p.name.startswith("."))[:3]
     out = tmp_path / "hip"
-    res = run_seg("infer", "--model", str(trained / "model"), "--input", str(src / "hippocampus_00[0-9].nii.gz"),
-                  "--output", str(out), "--labels", str(shared_data / "Task04_Hippocampus" / "labelsTr"))
+    res = run_seg(
+        "infer",
+        "--model",
+        str(trained / "model"),
+        "--input",
+        str(src / "hippocampus_00[0-9].nii.gz"),
+        "--output",
+        str(out),
+        "--labels",
+        str(shared_data / "Task04_Hippocampus" / "labelsTr"),
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     written = sorted(out.glob("*.nii.gz"))
     assert written
@@ -85,8 +121,16 @@ def test_real_hippocampus_files_keep_their_geometry(trained, shared_data, tmp_pa
 
 def test_pipeline_default_scores_the_evaluation_cases(trained, tmp_path):
     cfg = trained / "params.yaml"
-    res = run_seg("infer", "--config", str(cfg), "--model", str(trained / "model"), "--output", str(tmp_path / "eval"),
-                  cwd=tmp_path)
+    res = run_seg(
+        "infer",
+        "--config",
+        str(cfg),
+        "--model",
+        str(trained / "model"),
+        "--output",
+        str(tmp_path / "eval"),
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics" / "infer.json").read_text())
     val = json.loads((trained / "cache" / "splits.json").read_text())[0]["val"]

@@ -8,16 +8,17 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from mlflow_ui import CHROMIUM_ARGS, ModelMetricsPage, RunsChartView, assert_visible, chromium_or_skip
 from train_helpers import MlflowServer, run_seg, tiny_project
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("schedule", [{"val_every": 1, "max_epochs": 3},
-                                      {"val_every_minutes": 0.004, "max_epochs": 40, "max_time_minutes": 0.15}],
-                         ids=["every-epoch", "by-minutes"])
+@pytest.mark.parametrize(
+    "schedule",
+    [{"val_every": 1, "max_epochs": 3}, {"val_every_minutes": 0.004, "max_epochs": 40, "max_time_minutes": 0.15}],
+    ids=["every-epoch", "by-minutes"],
+)
 def test_every_gate_level_is_visible_and_the_slider_steps_through_validations(tmp_path, schedule):
     chromium = chromium_or_skip()
     cfg = tiny_project(tmp_path, **schedule)

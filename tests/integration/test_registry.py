@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-
 from train_helpers import MlflowServer, run_seg, seg_env, synthetic_project
 
 pytestmark = pytest.mark.slow
@@ -26,7 +25,10 @@ def test_train_registers_versions_and_the_champion_follows_validation_dice(tmp_p
     cfg = synthetic_project(tmp_path, max_epochs=8, steps_per_epoch=8, gate_images=False)
     first = _train(cfg)
     second = _train(cfg, "train.lr=1e-9", "train.max_epochs=1")  # newer, but it has not learnt anything
-    assert first["registered_model"] == "models:/seg-synthetic/1" and second["registered_model"] == "models:/seg-synthetic/2"
+    assert (
+        first["registered_model"] == "models:/seg-synthetic/1"
+        and second["registered_model"] == "models:/seg-synthetic/2"
+    )
     assert "champion -> version 1" in second["stdout"]
 
     with MlflowServer(tmp_path / "mlflow.db") as server:
@@ -41,9 +43,26 @@ def test_train_registers_versions_and_the_champion_follows_validation_dice(tmp_p
         case = sorted((tmp_path / "synthetic" / "imagesTr").iterdir())[0]
         env = {**seg_env(), "MLFLOW_TRACKING_URI": server.url}
         out = tmp_path / "pred"
-        res = subprocess.run([sys.executable, "-m", "seg.cli", "infer", "--model", "models:/seg-synthetic@champion",
-                              "--input", str(case), "--output", str(out), "--no-tta"],
-                             capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "seg.cli",
+                "infer",
+                "--model",
+                "models:/seg-synthetic@champion",
+                "--input",
+                str(case),
+                "--output",
+                str(out),
+                "--no-tta",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+            cwd=tmp_path,
+        )
         assert res.returncode == 0, res.stderr[-3000:]
     predictions = json.loads((out / "predictions.json").read_text())
     assert predictions["model"]["source"] == "models:/seg-synthetic@champion"

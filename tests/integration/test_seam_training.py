@@ -9,9 +9,9 @@ import json
 
 import pytest
 import yaml
+from train_helpers import run_seg, synthetic_project
 
 from seg.infer.model_io import load_model
-from train_helpers import run_seg, synthetic_project
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +23,22 @@ def _ok(*args: str) -> str:
 
 
 def _project(tmp_path, spatial_dims: int):
-    cfg_path = synthetic_project(tmp_path, n_cases=12, spatial_dims=spatial_dims, max_epochs=60, steps_per_epoch=20,
-                                 registered_model=None, val_every=60)
+    cfg_path = synthetic_project(
+        tmp_path,
+        n_cases=12,
+        spatial_dims=spatial_dims,
+        max_epochs=60,
+        steps_per_epoch=20,
+        registered_model=None,
+        val_every=60,
+    )
     cfg = yaml.safe_load(cfg_path.read_text())
-    cfg["seam"] = {"patch_size": [16] * spatial_dims, "model": str(tmp_path / "seam"),
-                   "pseudo_cache": str(tmp_path / "pseudo"), "segmenter": str(tmp_path / "segmenter")}
+    cfg["seam"] = {
+        "patch_size": [16] * spatial_dims,
+        "model": str(tmp_path / "seam"),
+        "pseudo_cache": str(tmp_path / "pseudo"),
+        "segmenter": str(tmp_path / "segmenter"),
+    }
     cfg_path.write_text(yaml.safe_dump(cfg))
     return cfg_path, cfg
 
@@ -59,8 +70,15 @@ def _localises(tmp_path, case_ids) -> None:
 def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     cfg_path, cfg = _project(tmp_path, spatial_dims)
     splits = json.loads((tmp_path / "cache" / "splits.json").read_text())
-    out = _ok("train", "--config", str(cfg_path), "--set", "train.supervision=seam",
-              "--set", f"train.model_dir={tmp_path / 'seam'}")
+    out = _ok(
+        "train",
+        "--config",
+        str(cfg_path),
+        "--set",
+        "train.supervision=seam",
+        "--set",
+        f"train.model_dir={tmp_path / 'seam'}",
+    )
     assert "SEAM maps per class head: background score" in out
     meta = json.loads((tmp_path / "seam" / "model.json").read_text())
     assert meta["mirrored_axes"] == []  # trained without mirroring (seam.orientation_augment), so never mirrored by TTA
@@ -73,8 +91,10 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     assert all(v and set(v) <= {0.5, 1.0, 1.5, 2.0} for v in chosen["scales"].values())  # seam.infer_scales
     bundle = load_model(tmp_path / "seam")  # what seg pseudo / infer apply
     assert bundle.net.shift.tolist() == [chosen["shift"]["head"], chosen["shift"]["body"]]
-    assert [[s for s, on in zip(bundle.net.seam.infer_scales, row) if on] for row in bundle.net.scale_mask.tolist()] \
-        == [chosen["scales"]["head"], chosen["scales"]["body"]]
+    assert [
+        [s for s, on in zip(bundle.net.seam.infer_scales, row, strict=True) if on]
+        for row in bundle.net.scale_mask.tolist()
+    ] == [chosen["scales"]["head"], chosen["scales"]["body"]]
     assert "PCM or not" in chosen["chosen_by"]  # seam.refine auto: per class, the refined maps or the classifier's
     assert bundle.net.refine_mask.tolist() == [float(chosen["refine"]["head"]), float(chosen["refine"]["body"])]
     history = (tmp_path / "metrics" / "train_history.csv").read_text()
@@ -98,15 +118,36 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
     import numpy as np
 
     val_case = splits[0]["val"][0]
-    with np.load(tmp_path / "pseudo" / "cases" / f"{val_case}.npz") as z, \
-            np.load(tmp_path / "cache" / "cases" / f"{val_case}.npz") as ref:
+    with (
+        np.load(tmp_path / "pseudo" / "cases" / f"{val_case}.npz") as z,
+        np.load(tmp_path / "cache" / "cases" / f"{val_case}.npz") as ref,
+    ):
         assert (z["label"] == ref["label"]).all()  # validation cases keep their masks (scoring only)
 
-    _ok("train", "--config", str(cfg_path), "--set", f"data.cache_dir={tmp_path / 'pseudo'}",
-        "--set", f"train.model_dir={tmp_path / 'segmenter'}", "--set", f"train.metrics_dir={tmp_path / 'm2'}",
-        "--set", f"train.output_dir={tmp_path / 'out2'}")
-    _ok("infer", "--config", str(cfg_path), "--model", str(tmp_path / "segmenter"), "--output", str(tmp_path / "pred"),
-        "--metrics-file", str(tmp_path / "infer.json"))
+    _ok(
+        "train",
+        "--config",
+        str(cfg_path),
+        "--set",
+        f"data.cache_dir={tmp_path / 'pseudo'}",
+        "--set",
+        f"train.model_dir={tmp_path / 'segmenter'}",
+        "--set",
+        f"train.metrics_dir={tmp_path / 'm2'}",
+        "--set",
+        f"train.output_dir={tmp_path / 'out2'}",
+    )
+    _ok(
+        "infer",
+        "--config",
+        str(cfg_path),
+        "--model",
+        str(tmp_path / "segmenter"),
+        "--output",
+        str(tmp_path / "pred"),
+        "--metrics-file",
+        str(tmp_path / "infer.json"),
+    )
     predicted = json.loads((tmp_path / "pred" / "predictions.json").read_text())
     assert sorted(predicted["cases"]) == sorted(splits[0]["val"])  # the segmenter, trained on pseudo masks only
 
@@ -117,7 +158,8 @@ def test_presence_labels_to_pseudo_masks_to_a_segmenter(tmp_path, spatial_dims):
         _ok("analyze", "--config", str(cfg_path), "--model", str(tmp_path / "seam"), "--output", str(tmp_path / "an"))
         metrics = json.loads((tmp_path / "analysis.json").read_text())
         assert {"cam.head.dice_raw", "cam.body.dice_raw", "cam.head.dice_pcm", "cam.body.energy_inside_plain"} <= set(
-            metrics), sorted(metrics)
+            metrics
+        ), sorted(metrics)
 
 
 def test_a_labels_file_gives_presence_per_whole_case(tmp_path):
@@ -128,8 +170,19 @@ def test_a_labels_file_gives_presence_per_whole_case(tmp_path):
     labels = tmp_path / "presence.json"
     entries = {case: ["head", "body"] for case in splits[0]["train"] + splits[0]["val"]}
     labels.write_text(json.dumps({k: v for k, v in entries.items() if k != splits[0]["train"][0]}))
-    args = ("train", "--config", str(cfg_path), "--set", "train.supervision=seam", "--set", "train.max_epochs=2",
-            "--set", f"seam.labels_file={labels}", "--set", f"train.model_dir={tmp_path / 'seam'}")
+    args = (
+        "train",
+        "--config",
+        str(cfg_path),
+        "--set",
+        "train.supervision=seam",
+        "--set",
+        "train.max_epochs=2",
+        "--set",
+        f"seam.labels_file={labels}",
+        "--set",
+        f"train.model_dir={tmp_path / 'seam'}",
+    )
     res = run_seg(*args)
     assert res.returncode == 2 and f"no entry for training case '{splits[0]['train'][0]}'" in res.stderr
     assert str(labels) in res.stderr and len(res.stderr.strip().splitlines()) == 1

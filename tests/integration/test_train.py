@@ -13,7 +13,6 @@ import time
 
 import pytest
 import torch
-
 from train_helpers import MlflowServer, run_seg, seg_env, tiny_project
 
 pytestmark = pytest.mark.slow
@@ -29,7 +28,7 @@ def test_train_writes_model_metrics_and_mlflow_run(tmp_path):
     assert any(k.startswith("gates.level0") for k in state)
     assert meta["class_names"] == ["background", "bright", "dim"] and meta["patch_size"] == [16, 16, 16]
     metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())
-    rows = list(csv.DictReader(open(tmp_path / "metrics" / "train_history.csv")))
+    rows = list(csv.DictReader((tmp_path / "metrics" / "train_history.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [0, 1] and metrics["epochs"] == 2
     assert metrics["best_val_dice_mean"] == pytest.approx(max(float(r["val_dice_mean"]) for r in rows))
     # six steps learn the bright class (Dice about 0.27 here); predicting it everywhere scores about 0.02
@@ -70,23 +69,27 @@ def test_train_writes_model_metrics_and_mlflow_run(tmp_path):
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["raw", "ema"])
 def test_resume_after_kill_continues_same_run(tmp_path, ema_decay):
     cfg = tiny_project(tmp_path, max_epochs=6, steps_per_epoch=4, gate_images=False, ema_decay=ema_decay)
-    proc = subprocess.Popen([sys.executable, "-m", "seg.cli", "train", "--config", str(cfg)], env=seg_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seg.cli", "train", "--config", str(cfg)],
+        env=seg_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     history = tmp_path / "metrics" / "train_history.csv"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if history.is_file() and len(list(csv.DictReader(open(history)))) >= 2:
+        if history.is_file() and len(list(csv.DictReader(history.read_text().splitlines()))) >= 2:
             break
         time.sleep(0.2)
     assert proc.poll() is None, "training ended before it could be killed; raise max_epochs"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    epochs_before = len(list(csv.DictReader(open(history))))
+    epochs_before = len(list(csv.DictReader(history.read_text().splitlines())))
     run_before = json.loads((tmp_path / "out" / "run.json").read_text())["run_id"]
 
     res = run_seg("train", "--config", str(cfg), "--resume")
     assert res.returncode == 0, res.stderr[-3000:]
-    rows = list(csv.DictReader(open(history)))
+    rows = list(csv.DictReader(history.read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == list(range(6))  # nothing lost, nothing repeated
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
     assert meta["mlflow_run_id"] == run_before and epochs_before >= 2
@@ -130,8 +133,17 @@ def test_train_2d_network_on_slices_of_3d_volumes(tmp_path):
 def test_ddp_two_processes_on_cpu(tmp_path):
     """Both ranks must train in the same precision and validate at the same steps: rank 0 measures, the other rank
     takes its choices (the tuning cache and run.json) instead of timing while rank 0 trains."""
-    cfg = tiny_project(tmp_path, devices=2, strategy="ddp", accelerator="cpu", gate_images=False, precision="auto",
-                       channels_last="auto", val_every="auto", num_threads=None)
+    cfg = tiny_project(
+        tmp_path,
+        devices=2,
+        strategy="ddp",
+        accelerator="cpu",
+        gate_images=False,
+        precision="auto",
+        channels_last="auto",
+        val_every="auto",
+        num_threads=None,
+    )
     res = run_seg("train", "--config", str(cfg))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "MEMBER: 2/2" in res.stderr or "distributed_backend=gloo" in res.stderr

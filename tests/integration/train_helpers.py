@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-from cache_fixture import write_tiny_cache  # noqa: E402
+from cache_fixture import write_tiny_cache
 
 
 def tiny_project(tmp_path: Path, spatial_dims: int = 3, write_cache: bool = True, **train) -> Path:
@@ -23,10 +23,16 @@ def tiny_project(tmp_path: Path, spatial_dims: int = 3, write_cache: bool = True
         "data": {"cache_dir": str(tmp_path / "cache")},
         "model": {"spatial_dims": spatial_dims, "channels": [8, 16, 32], "strides": [2, 2], "deep_supervision": 1},
         "train": {
-            "max_epochs": 2, "steps_per_epoch": 3, "patch_size": [16] * spatial_dims, "precision": "32",
+            "max_epochs": 2,
+            "steps_per_epoch": 3,
+            "patch_size": [16] * spatial_dims,
+            "precision": "32",
             "val_every": 1,
-            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "output_dir": str(tmp_path / "out"),
-            "model_dir": str(tmp_path / "model"), "metrics_dir": str(tmp_path / "metrics"), **train,
+            "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "output_dir": str(tmp_path / "out"),
+            "model_dir": str(tmp_path / "model"),
+            "metrics_dir": str(tmp_path / "metrics"),
+            **train,
         },
     }
     path = tmp_path / "params.yaml"
@@ -40,7 +46,12 @@ def seg_env() -> dict[str, str]:
 
 def run_seg(*args: str, timeout: int = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "seg.cli", *args], capture_output=True, text=True, timeout=timeout, env=seg_env(), cwd=cwd
+        [sys.executable, "-m", "seg.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=seg_env(),
+        cwd=cwd,
     )
 
 
@@ -57,12 +68,26 @@ class MlflowServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=seg_env(),
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{db}",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=seg_env(),
         )
 
-    def __enter__(self) -> "MlflowServer":
+    def __enter__(self) -> MlflowServer:
         import urllib.request
 
         deadline = time.time() + 120
@@ -90,8 +115,9 @@ class MlflowServer:
             return json.loads(body) if r.headers.get_content_type() == "application/json" else body
 
 
-def synthetic_project(tmp_path: Path, n_cases: int = 6, test_fraction: float = 0.0, spatial_dims: int = 3,
-                      **train) -> Path:
+def synthetic_project(
+    tmp_path: Path, n_cases: int = 6, test_fraction: float = 0.0, spatial_dims: int = 3, **train
+) -> Path:
     """The embedded synthetic dataset (3D, or 2D) preprocessed into tmp_path/cache (real original files and case
     properties, so inference and analysis can restore to them) + a tiny training config; returns its path."""
     from seg.config import DataConfig
@@ -99,11 +125,16 @@ def synthetic_project(tmp_path: Path, n_cases: int = 6, test_fraction: float = 0
     from seg.data.synthetic import make_synthetic_dataset
 
     dataset = make_synthetic_dataset(tmp_path / "synthetic", spatial_dims=spatial_dims, n_cases=n_cases, seed=0)
-    preprocess_dataset(DataConfig(root=str(dataset), cache_dir=str(tmp_path / "cache"), num_workers=0, folds=2,
-                                  test_fraction=test_fraction), progress=False)
+    preprocess_dataset(
+        DataConfig(
+            root=str(dataset), cache_dir=str(tmp_path / "cache"), num_workers=0, folds=2, test_fraction=test_fraction
+        ),
+        progress=False,
+    )
     path = tiny_project(tmp_path, spatial_dims=spatial_dims, write_cache=False, **train)
     cfg = yaml.safe_load(path.read_text())
-    cfg["data"].update({"root": str(dataset), "cache_dir": str(tmp_path / "cache"), "folds": 2,
-                        "test_fraction": test_fraction})
+    cfg["data"].update(
+        {"root": str(dataset), "cache_dir": str(tmp_path / "cache"), "folds": 2, "test_fraction": test_fraction}
+    )
     path.write_text(yaml.safe_dump(cfg))
     return path

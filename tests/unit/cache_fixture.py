@@ -41,19 +41,30 @@ def write_tiny_cache(root: Path, spatial_dims: int = 3, n_cases: int = 6, size: 
         for sub, array in (("imagesTr", image.astype(np.float32)), ("labelsTr", label)):
             nib.save(nib.Nifti1Image(array, np.eye(4)), str(raw / sub / f"{cid}.nii.gz"))
         ids.append(cid)
-    meta = {"name": "Tiny", "tensorImageSize": f"{spatial_dims}D", "modality": {"0": "MRI"}, "labels": LABELS,
-            "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in ids]}
+    meta = {
+        "name": "Tiny",
+        "tensorImageSize": f"{spatial_dims}D",
+        "modality": {"0": "MRI"},
+        "labels": LABELS,
+        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in ids],
+    }
     (raw / "dataset.json").write_text(json.dumps(meta))
     data = DataConfig(root=str(raw), cache_dir=str(root), num_workers=0, folds=3, spatial_dims=spatial_dims)
     preprocess_dataset(data, progress=False)
     return root
 
 
-def tiny_fingerprint(spatial_dims: int = 3, num_channels: int = 1, class_names=("background", "a", "b"),
-                     **plan) -> Fingerprint:
+def tiny_fingerprint(
+    spatial_dims: int = 3, num_channels: int = 1, class_names=("background", "a", "b"), **plan
+) -> Fingerprint:
     """A fingerprint for a model built in a test (no dataset behind it): z-score, unit spacing, no crop."""
-    defaults = {"target_spacing": (1.0,) * spatial_dims, "normalization": ({"scheme": "zscore"},) * num_channels,
-                "color": "grey", "crop_nonzero": False, "image_order": 1}
+    defaults = {
+        "target_spacing": (1.0,) * spatial_dims,
+        "normalization": ({"scheme": "zscore"},) * num_channels,
+        "color": "grey",
+        "crop_nonzero": False,
+        "image_order": 1,
+    }
     preprocessing = PreprocessingPlan(spatial_dims, num_channels, **{**defaults, **plan})
     labels = {str(k): name for k, name in enumerate(class_names)}
     return Fingerprint("test", spatial_dims, num_channels, labels, tuple(class_names), preprocessing)

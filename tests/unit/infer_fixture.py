@@ -7,16 +7,17 @@ from pathlib import Path
 from seg.config import Config, DataConfig, ModelConfig, TrainConfig
 
 
-def tiny_model_folder(root: Path, dataset: Path, spatial_dims: int = 3, seed: int = 0, name: str = "model",
-                      patch: int = 16) -> Path:
+def tiny_model_folder(
+    root: Path, dataset: Path, spatial_dims: int = 3, seed: int = 0, name: str = "model", patch: int = 16
+) -> Path:
     """Preprocess `dataset` into root/cache (once per root) and write root/<name> (weights, config, fingerprint,
     model.json) with weights drawn from `seed` and a `patch`-sized window; the same root gives ensemble members."""
     import torch
 
     from seg.data.cache import Cache
     from seg.data.preprocess import preprocess_dataset
-    from seg.models import build_model
     from seg.model_folder import ModelMeta, save_bundle
+    from seg.models import build_model
 
     data = DataConfig(root=str(dataset), cache_dir=str(root / "cache"), num_workers=0, folds=2)
     cache = root / "cache"

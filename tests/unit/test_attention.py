@@ -43,7 +43,7 @@ def test_gate_computes_on_coarse_grid_and_returns_skip_resolution(spatial_dims):
     assert seen["score"] == (2, 1, *(4,) * spatial_dims)  # attention on the gating signal's grid
     assert y.shape == x.shape
     assert alpha.shape == (2, 1, *(8,) * spatial_dims)
-    assert 0 <= alpha.min() and alpha.max() <= 1
+    assert alpha.min() >= 0 and alpha.max() <= 1
 
 
 def test_gate_tap_exposes_coefficients_to_hooks():

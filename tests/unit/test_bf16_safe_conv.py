@@ -13,9 +13,16 @@ def _out_dtype(conv: torch.nn.Module, grid: tuple[int, ...]) -> torch.dtype:
         return conv(torch.randn(1, 4, *grid)).dtype
 
 
-@pytest.mark.parametrize("grid, dtype", [((2, 3, 2), torch.float32), ((2, 8, 8), torch.float32),
-                                         ((4, 2, 4), torch.float32), ((3, 3, 3), torch.bfloat16),
-                                         ((5, 7, 5), torch.bfloat16)])
+@pytest.mark.parametrize(
+    "grid, dtype",
+    [
+        ((2, 3, 2), torch.float32),
+        ((2, 8, 8), torch.float32),
+        ((4, 2, 4), torch.float32),
+        ((3, 3, 3), torch.bfloat16),
+        ((5, 7, 5), torch.bfloat16),
+    ],
+)
 def test_guard_leaves_bf16_only_on_tiny_axes(grid, dtype):
     assert _out_dtype(Conv3d(4, 4, 3, padding=1, bias=False), grid) == dtype
 

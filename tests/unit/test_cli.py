@@ -14,9 +14,15 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 def test_version_and_help_start_without_heavy_imports():
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from seg.cli import main\ntry: main(['--version'])\nexcept SystemExit: pass\n"
-         "print(sorted(m for m in ('torch', 'monai', 'lightning', 'mlflow') if m in sys.modules))"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from seg.cli import main\ntry: main(['--version'])\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'monai', 'lightning', 'mlflow') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert f"seg {__version__}" in out.stdout and "[]" in out.stdout
     assert "preprocess" in run("--help").stdout or run("--help").returncode == 0

@@ -17,16 +17,22 @@ def test_did_you_mean_is_one_hint_or_nothing():
 
 def test_one_of_lists_the_choices_and_the_nearest():
     one_of("model.norm", "batch", ("instance", "batch"))
-    with pytest.raises(ConfigError, match=r"^model.norm must be one of instance, batch, got 'bach'. "
-                                          r"Did you mean 'batch'\?$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model.norm must be one of instance, batch, got 'bach'. "
+        r"Did you mean 'batch'\?$",
+    ):
         one_of("model.norm", "bach", ("instance", "batch"))
 
 
-@pytest.mark.parametrize("value, message", [
-    ("atuo", r"^x must be 'auto' or int, got 'atuo'.$"),
-    (True, r"^x must be 'auto' or int, got True.$"),
-    (0, r"^x must be 'auto' or >= 1, got 0.$"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("atuo", r"^x must be 'auto' or int, got 'atuo'.$"),
+        (True, r"^x must be 'auto' or int, got True.$"),
+        (0, r"^x must be 'auto' or >= 1, got 0.$"),
+    ],
+)
 def test_auto_or_takes_auto_or_the_kind(value, message):
     auto_or("x", "auto", int, minimum=1)
     auto_or("x", 2, int, minimum=1)

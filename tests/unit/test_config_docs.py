@@ -32,8 +32,11 @@ class _Inner:
 @dataclass(frozen=True)
 class _Outer:
     x: int = doc(1, "one line")
-    y: str = doc("#not a comment", """over
-        two lines""")
+    y: str = doc(
+        "#not a comment",
+        """over
+        two lines""",
+    )
     z: tuple[int, ...] = doc((1, 2), "a tuple default")
     bare: float = 0.5  # a comment is not documentation
     inner: _Inner = section(_Inner)
@@ -133,8 +136,7 @@ def readme(tmp_path: Path) -> Path:
     """A README with a stale marked section."""
     path = tmp_path / "README.md"
     path.write_text(
-        "# A project\n\nSome text.\n"
-        + f"\n## Configuration\n\n{START_MARKER}\nstale\n{END_MARKER}\n\nAfter.\n",
+        "# A project\n\nSome text.\n" + f"\n## Configuration\n\n{START_MARKER}\nstale\n{END_MARKER}\n\nAfter.\n",
         encoding="utf-8",
     )
     return path

@@ -18,7 +18,8 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_named_config_is_in_the_getting_started_table(path):
     assert f"`configs/{path.name}`" in (REPO / "docs" / "getting-started.md").read_text(), (
-        f"{path.name} is not in docs/getting-started.md's table of named configs; add a row saying what it changes")
+        f"{path.name} is not in docs/getting-started.md's table of named configs; add a row saying what it changes"
+    )
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -12,8 +12,17 @@ import json
 
 import pytest
 import yaml
-from dvc_deps import (ALWAYS, CODE_ROOTS, REPO, STAGES, code_files_under, dvc_stages, required_code, stage_deps,
-                      suggested_deps)
+from dvc_deps import (
+    ALWAYS,
+    CODE_ROOTS,
+    REPO,
+    STAGES,
+    code_files_under,
+    dvc_stages,
+    required_code,
+    stage_deps,
+    suggested_deps,
+)
 
 from seg.config import Config, flatten, to_dict
 
@@ -42,18 +51,27 @@ KEY_STAGES: dict[str, set[str]] = {
     "data.root": {"preprocess", "train"},
 }
 # Keys the slow test changes one at a time (present in params.yaml or not: a missing key is added).
-PROBED_KEYS = ("data.root", "data.fold", "data.folds", "data.seed", "data.test_fraction", "data.cache_dir",
-               "data.num_workers",
-               "data.target_spacing", "model.channels", "train.lr", "train.augment.flip_prob", "infer.overlap",
-               "analyze.max_cases")
+PROBED_KEYS = (
+    "data.root",
+    "data.fold",
+    "data.folds",
+    "data.seed",
+    "data.test_fraction",
+    "data.cache_dir",
+    "data.num_workers",
+    "data.target_spacing",
+    "model.channels",
+    "train.lr",
+    "train.augment.flip_prob",
+    "infer.overlap",
+    "analyze.max_cases",
+)
 
 
 def expected_stages(key: str) -> set[str]:
     if key in KEY_STAGES:
         return set(KEY_STAGES[key])
     return set(SECTION_STAGES[key.split(".")[0]])
-
-
 
 
 def stage_params(stage: str) -> list[str]:
@@ -83,11 +101,14 @@ def test_stage_lists_every_file_it_imports(stage: str) -> None:
     lines = []
     for dep in suggested_deps(missing):  # a package none of whose files is listed: one line for it
         if (REPO / dep).is_dir():
-            lines.append(f"stage {stage} imports every file of {dep}/ but dvc.yaml lists none; add {dep} to "
-                         f"{stage}'s deps")
+            lines.append(
+                f"stage {stage} imports every file of {dep}/ but dvc.yaml lists none; add {dep} to {stage}'s deps"
+            )
         else:
-            lines.append(f"stage {stage} imports {dep} but dvc.yaml does not list it; add {dep} (or its package) to "
-                         f"{stage}'s deps")
+            lines.append(
+                f"stage {stage} imports {dep} but dvc.yaml does not list it; add {dep} (or its package) to "
+                f"{stage}'s deps"
+            )
     assert not lines, "\n".join(lines + [f"({stage}'s code deps, shortest: {suggested_deps(required_code(stage))})"])
 
 
@@ -96,7 +117,7 @@ def test_stage_lists_no_code_it_does_not_import(stage: str) -> None:
     required = required_code(stage)
     problems = []
     for dep in stage_deps(stage):
-        if not dep.split("/")[0] in CODE_ROOTS:
+        if dep.split("/")[0] not in CODE_ROOTS:
             continue
         assert (REPO / dep).exists(), f"stage {stage} lists {dep}, which does not exist; remove it from its deps"
         extra = sorted(code_files_under(dep) - required)
@@ -146,8 +167,10 @@ def test_params_are_what_each_stage_reads() -> None:
         for s in sorted(expected_stages(key) - listing):
             problems.append(f"stage {s} reads {key} but dvc.yaml's params for {s} do not include it; add {key}")
         for s in sorted(listing - expected_stages(key)):
-            problems.append(f"stage {s} does not read {key} but dvc.yaml's params for {s} include it; list the "
-                            f"keys {s} reads instead")
+            problems.append(
+                f"stage {s} does not read {key} but dvc.yaml's params for {s} include it; list the "
+                f"keys {s} reads instead"
+            )
     assert not problems, "\n".join(problems)
 
 
@@ -169,4 +192,5 @@ def test_the_code_deps_are_what_make_dvc_deps_writes() -> None:
     from dvc_deps import code_deps_text
 
     assert yaml.safe_load(code_deps_text()) == yaml.safe_load((REPO / "dvc.yaml").read_text()), (
-        "dvc.yaml's code deps are stale; run `make dvc-deps`")
+        "dvc.yaml's code deps are stale; run `make dvc-deps`"
+    )

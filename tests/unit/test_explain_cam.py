@@ -13,13 +13,13 @@ from torch import nn
 
 from seg.config import Config, ModelConfig
 from seg.explain.cam import gradcam, gradcampp, hirescam, plain_cam
+from seg.explain.cam_targets import layer_table, resolve_layers
 from seg.explain.engine import MapEngine
 from seg.explain.equivariance import by_family, equivariance
 from seg.explain.keys import CAM, MapId
-from seg.explain.cam_targets import layer_table, resolve_layers
 from seg.explain.transforms import spatial_transforms
-from seg.models import build_model
 from seg.model_folder import ModelBundle, ModelMeta
+from seg.models import build_model
 from seg.models.unet import UNetOutput
 
 METHODS = ("gradcam", "gradcampp", "hirescam")

@@ -18,8 +18,8 @@ from seg.explain.engine import CaseMaps
 from seg.explain.measure import CaseResult
 from seg.explain.outputs import write_maps
 from seg.explain.run import analyze
-from seg.models import build_model
 from seg.model_folder import ModelBundle, ModelMeta
+from seg.models import build_model
 
 SHAPE = (14, 9, 12)
 
@@ -63,8 +63,14 @@ def project(tmp_path):
 def test_analysis_maps_read_back_with_the_image_shape_and_affine(project):
     tmp, model, image, _, affine = project
     cases = file_cases(str(tmp / "images"), str(tmp / "labels"), model, 4)
-    cfg = AnalyzeConfig(output=str(tmp / "out"), metrics_file=str(tmp / "m.json"), log_mlflow=False,
-                        transforms=("flip",), threshold_cases=0, pcm_window=3)
+    cfg = AnalyzeConfig(
+        output=str(tmp / "out"),
+        metrics_file=str(tmp / "m.json"),
+        log_mlflow=False,
+        transforms=("flip",),
+        threshold_cases=0,
+        pcm_window=3,
+    )
     summary = analyze(model, cases, [], cfg, log=lambda line: None)
     maps = sorted((tmp / "out").glob("*/*.nii.gz"))
     names = {p.name for p in maps}

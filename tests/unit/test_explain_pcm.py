@@ -19,8 +19,8 @@ def dense_pcm(cams: torch.Tensor, features: torch.Tensor, window: int) -> torch.
     for i in itertools.product(*map(range, shape)):
         num, den = torch.zeros(cams.shape[0]), 0.0
         for o in itertools.product(range(-r, r + 1), repeat=len(shape)):
-            j = tuple(a + b for a, b in zip(i, o))
-            if all(0 <= v < n for v, n in zip(j, shape)):
+            j = tuple(a + b for a, b in zip(i, o, strict=True))
+            if all(0 <= v < n for v, n in zip(j, shape, strict=True)):
                 a = max(float((f[(slice(None), *i)] * f[(slice(None), *j)]).sum()), 0.0)
                 num += a * cams[(slice(None), *j)]
                 den += a
@@ -47,8 +47,7 @@ def test_toy_two_regions_no_leak_and_known_values():
     out = refine_case_cams(cam, features, window)[0]
     assert out[:, 4:].abs().max() == 0  # nothing crosses into the right region
     for y, x in itertools.product(range(h), range(4)):
-        left = [(y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
-                if 0 <= y + dy < h and 0 <= x + dx < 4]
+        left = [(y + dy, x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if 0 <= y + dy < h and 0 <= x + dx < 4]
         expected = 1.0 / len(left) if (2, 3) in left else 0.0
         assert out[y, x].item() == pytest.approx(expected), (y, x)
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from seg.explain.aggregate import choose_thresholds, summarize_analysis
 from seg.explain.engine import CaseMaps
 from seg.explain.keys import CAM, MapId
 from seg.explain.measure import CaseResult
 from seg.explain.scores import THRESHOLDS, choose_threshold, dice_at, dice_curve, energy_inside, min_max, pearson
-from seg.explain.aggregate import choose_thresholds, summarize_analysis
 from seg.explain.transforms import spatial_transforms
 
 
@@ -53,8 +53,11 @@ def _result(case_id: str, cam: torch.Tensor, mask: torch.Tensor) -> CaseResult:
     r = CaseResult(case_id, maps, cam[None])
     r.curves_raw = {"fg": dice_curve(cam, mask)}
     r.curves_pcm = {"fg": dice_curve(cam, mask)}
-    r.scores = {"cam.fg.energy_inside_raw": energy_inside(cam, mask), "cam.fg.fallback": 0.0,
-                "cam.fg.gate_correlation.level0": float("nan")}
+    r.scores = {
+        "cam.fg.energy_inside_raw": energy_inside(cam, mask),
+        "cam.fg.fallback": 0.0,
+        "cam.fg.gate_correlation.level0": float("nan"),
+    }
     r.equivariance = {MapId(CAM, "fg"): {"flip0": 0.2, "flip1": 0.4, "rot90_01": 0.1}}
     return r
 

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 from seg.cli import main
 from seg.data.errors import DataError
 from seg.infer.case_metrics import case_metrics
-from seg.infer.scoring import parse_classes
+from seg.infer.label_maps import parse_classes
 
 SPACING = (0.5, 1.0, 3.0)  # anisotropic: a voxel step along axis 2 is 6x one along axis 0
 
@@ -37,6 +37,7 @@ def _box(shape=(12, 10, 8), lo=(2, 2, 2), size=(6, 6, 4), value=1, out=None) -> 
 
 # --- the infer stage's record ---------------------------------------------------------------------------------
 
+
 def test_case_metrics_records_undefined_values_as_none():
     """The infer stage's per-case record: Dice None for a class in neither map (seg.metrics' NaN; JSON null, left
     out of the means), HD95 None where either lacks it, the same keys."""
@@ -48,6 +49,7 @@ def test_case_metrics_records_undefined_values_as_none():
 
 
 # --- the command --------------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def folders(tmp_path) -> tuple[Path, Path]:
@@ -112,8 +114,10 @@ def test_exit_0_when_every_case_is_scored_and_unpaired_references(folders, tmp_p
     rc = main(["evaluate", str(pred / "case*.nii.gz"), str(labels), "--output", str(tmp_path / "b"), "--all-labels"])
     assert rc == 1
     err = capsys.readouterr().err
-    assert _errors(err) == [f"seg evaluate: error: {labels / 'shifted.nii.gz'}: no prediction for this reference in "
-                            f"{pred / 'case*.nii.gz'}. Predict the case or leave out --all-labels."]
+    assert _errors(err) == [
+        f"seg evaluate: error: {labels / 'shifted.nii.gz'}: no prediction for this reference in "
+        f"{pred / 'case*.nii.gz'}. Predict the case or leave out --all-labels."
+    ]
 
 
 def test_class_names_and_a_class_absent_from_both_maps(tmp_path, capsys):
@@ -164,7 +168,8 @@ def test_a_probability_map_fails_naming_the_file(tmp_path, capsys):
     assert main(["evaluate", str(pred), str(labels), "--output", str(tmp_path / "out")]) == 1
     assert _errors(capsys.readouterr().err) == [
         f"seg evaluate: error: {pred / 'a.nii.gz'}: holds non-integer values (e.g. 0.3); is it a probability map? "
-        f"A label map holds integer class ids."]
+        f"A label map holds integer class ids."
+    ]
 
 
 def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
@@ -176,11 +181,14 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
     assert "labels folder not found" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("items,expected", [
-    (["1", "3"], {1: "1", 3: "3"}),
-    (["2=tumour", "1=liver"], {1: "liver", 2: "tumour"}),
-    (["liver", "tumour"], {1: "liver", 2: "tumour"}),
-])
+@pytest.mark.parametrize(
+    "items,expected",
+    [
+        (["1", "3"], {1: "1", 3: "3"}),
+        (["2=tumour", "1=liver"], {1: "liver", 2: "tumour"}),
+        (["liver", "tumour"], {1: "liver", 2: "tumour"}),
+    ],
+)
 def test_parse_classes(items, expected):
     assert parse_classes(items) == expected
 

@@ -41,6 +41,7 @@ def _similar_blobs(rng: np.random.Generator, shape) -> tuple[np.ndarray, np.ndar
 
 # --- Dice ---------------------------------------------------------------------------------------------------------
 
+
 def test_dice_is_nnunets_formula_nan_when_both_are_empty_and_0_when_one_is():
     ref = _box()  # 6*6*4 = 144 voxels
     pred = np.roll(ref, 1, axis=0)  # one slab of 6*4 = 24 voxels moves out: TP 120, FP 24, FN 24
@@ -83,6 +84,7 @@ def test_nanmean_leaves_undefined_values_out():
 
 
 # --- distances ----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("axis,expected", [(0, 0.5), (1, 1.0), (2, 3.0)])
 def test_hd95_uses_the_spacing(axis, expected):
@@ -147,6 +149,7 @@ def test_surface_dice_known_values_and_empty_conventions():
 
 # --- the threshold sweep ------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("inclusive", [False, True])
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_the_sweep_equals_thresholding_and_scoring_each_threshold(spatial_dims, inclusive):
@@ -161,8 +164,9 @@ def test_the_sweep_equals_thresholding_and_scoring_each_threshold(spatial_dims, 
     thresholds = (0.5, 0.05, 0.95, 0.3, 0.99, 1.0)
     swept = threshold_sweep(scores, ref, thresholds, inclusive=inclusive)
     passes = (lambda s, t: s >= t) if inclusive else (lambda s, t: s > t)
-    expected = torch.tensor([[dice(passes(scores[c], torch.tensor(t)), ref[c]) for c in range(3)] for t in thresholds],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [[dice(passes(scores[c], torch.tensor(t)), ref[c]) for c in range(3)] for t in thresholds], dtype=torch.float64
+    )
     assert swept.shape == (len(thresholds), 3)
     assert torch.allclose(swept, expected, equal_nan=True)
     assert swept[:, 2].isnan().any() and (swept[:, 2].nan_to_num(0) == 0).all()  # empty reference: NaN or 0
@@ -171,8 +175,12 @@ def test_the_sweep_equals_thresholding_and_scoring_each_threshold(spatial_dims, 
 
 def test_best_threshold_per_channel_ignores_undefined_cases_and_takes_the_lowest_on_ties():
     nan = math.nan
-    dice_cases = torch.tensor([[[0.2, 0.9], [0.8, 0.9], [0.8, 0.1]],  # case 1: (3 thresholds, 2 channels)
-                               [[0.4, nan], [0.6, nan], [0.6, nan]]])  # case 2 lacks channel 2 in both maps
+    dice_cases = torch.tensor(
+        [
+            [[0.2, 0.9], [0.8, 0.9], [0.8, 0.1]],  # case 1: (3 thresholds, 2 channels)
+            [[0.4, nan], [0.6, nan], [0.6, nan]],
+        ]
+    )  # case 2 lacks channel 2 in both maps
     chosen, mean = best_threshold(dice_cases, (0.1, 0.2, 0.3))
     assert chosen == (0.2, 0.1) and mean.tolist() == pytest.approx([0.7, 0.9])
     none_defined = torch.full((1, 2, 1), nan)

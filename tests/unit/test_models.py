@@ -9,8 +9,15 @@ from seg.config import ConfigError, ModelConfig
 from seg.models import AttentionUNet, UNetOutput, build_model, layers
 
 # full resolution, one convolution at level 0, no extra heads: what most tests here look at (not the defaults)
-TINY = dict(in_channels=2, out_channels=3, channels=(4, 8, 16), strides=(2, 2), stem_stride=1, first_stage_convs=1,
-            deep_supervision=0)
+TINY = dict(
+    in_channels=2,
+    out_channels=3,
+    channels=(4, 8, 16),
+    strides=(2, 2),
+    stem_stride=1,
+    first_stage_convs=1,
+    deep_supervision=0,
+)
 
 
 def tiny(spatial_dims: int, **kwargs) -> AttentionUNet:
@@ -66,8 +73,16 @@ def test_maps_not_kept_unless_requested(spatial_dims):
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_deep_supervision_shapes(spatial_dims):
-    net = AttentionUNet(spatial_dims=spatial_dims, in_channels=1, out_channels=2, channels=(4, 8, 16, 32),
-                        strides=(2, 2, 2), deep_supervision=2, stem_stride=1, first_stage_convs=1)
+    net = AttentionUNet(
+        spatial_dims=spatial_dims,
+        in_channels=1,
+        out_channels=2,
+        channels=(4, 8, 16, 32),
+        strides=(2, 2, 2),
+        deep_supervision=2,
+        stem_stride=1,
+        first_stage_convs=1,
+    )
     s = (32, 24, 16)[:spatial_dims]
     out = net.outputs(torch.randn(2, 1, *s))
     assert [tuple(d.shape) for d in out.deep_supervision] == [
@@ -89,7 +104,9 @@ def test_odd_sizes_are_padded_and_cropped_back(spatial_dims):
 
 def test_unpadded_wrong_size_error_names_size_multiple_and_fix():
     net = tiny(3, pad_input=False)
-    with pytest.raises(ValueError, match=r"\(13, 9, 7\) is not divisible by \(4, 4, 4\).*Pad the input to \(16, 12, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"\(13, 9, 7\) is not divisible by \(4, 4, 4\).*Pad the input to \(16, 12, 8\)"
+    ):
         net(torch.randn(1, 2, 13, 9, 7))
 
 
@@ -157,8 +174,11 @@ def test_full_resolution_head_stays_channels_last_and_logits_follow_the_input_la
     convs = {"image": net.full_res.image[0], "up": net.full_res.up.up, "fuse": net.full_res.fuse[0], "head": net.head}
     seen: dict[str, bool] = {}  # conv -> its output is channels-last (channel stride 1, not also contiguous)
     for name, conv in convs.items():
-        conv.register_forward_hook(lambda m, args, out, name=name: seen.update(
-            {name: out.is_contiguous(memory_format=cl) and out.stride(1) == 1 and not out.is_contiguous()}))
+        conv.register_forward_hook(
+            lambda m, args, out, name=name: seen.update(
+                {name: out.is_contiguous(memory_format=cl) and out.stride(1) == 1 and not out.is_contiguous()}
+            )
+        )
     x = torch.randn(2, 1, *size(spatial_dims))  # one channel: contiguous in both layouts until restrided
 
     def head_runs_channels_last() -> bool:
@@ -207,8 +227,13 @@ PINNED = {
         1_361_268,
     ),
     "scse_2d_deep": (
-        ModelConfig(spatial_dims=2, out_channels=2, channels=(16, 32, 64, 128, 256), strides=(2, 2, 2, 2),
-                    decoder_attention="scse"),
+        ModelConfig(
+            spatial_dims=2,
+            out_channels=2,
+            channels=(16, 32, 64, 128, 256),
+            strides=(2, 2, 2, 2),
+            decoder_attention="scse",
+        ),
         1_891_362,
     ),
 }
@@ -243,8 +268,11 @@ def test_the_class_and_the_config_share_every_default():
 
 
 def test_overrides_are_checked_by_the_config_and_unknown_ones_suggest_the_field():
-    with pytest.raises(ConfigError, match=r"model.norm must be one of instance, batch, none, got 'batchnorm'. "
-                                          r"Did you mean 'batch'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.norm must be one of instance, batch, none, got 'batchnorm'. "
+        r"Did you mean 'batch'\?",
+    ):
         tiny(3, norm="batchnorm")
     with pytest.raises(TypeError, match=r"unknown option 'chanels'. Did you mean 'channels'\?"):
         AttentionUNet(chanels=(4, 8))

@@ -13,8 +13,15 @@ from seg.train.progress import BudgetBar, StatusLines, progress_callbacks, time_
 
 
 def _trainer(**kw):
-    base = dict(current_epoch=2, max_epochs=10, global_step=37, global_rank=0, sanity_checking=False, callbacks=[],
-                callback_metrics={"train/loss": torch.tensor(0.4123), "val/dice_mean": torch.tensor(0.8125)})
+    base = dict(
+        current_epoch=2,
+        max_epochs=10,
+        global_step=37,
+        global_rank=0,
+        sanity_checking=False,
+        callbacks=[],
+        callback_metrics={"train/loss": torch.tensor(0.4123), "val/dice_mean": torch.tensor(0.8125)},
+    )
     return SimpleNamespace(**{**base, **kw})
 
 

@@ -36,8 +36,9 @@ def test_the_search_moves_each_class_back_onto_its_structures(spatial_dims) -> N
 
     offsets = [(2, -3, 1)[:spatial_dims], (-1, 0, 2)[:spatial_dims]]
     labels = two_structures(spatial_dims)
-    raw = [torch.cat([translate((y == k).float() * 0.8, offsets[k - 1]) for k in (1, 2)], dim=1)[None]
-           for y in labels]  # one scale: (1, 1, 2, *S)
+    raw = [
+        torch.cat([translate((y == k).float() * 0.8, offsets[k - 1]) for k in (1, 2)], dim=1)[None] for y in labels
+    ]  # one scale: (1, 1, 2, *S)
     present = [torch.ones(1, 2)] * len(labels)
     found = calibrate(raw, present, labels, 3, max_shift=4)
     assert found.shift == [[-o for o in offsets[0]], [-o for o in offsets[1]]]
@@ -96,8 +97,14 @@ def test_calibrate_network_keeps_what_the_config_fixes_and_chooses_the_rest() ->
     from seg.seam.objective import SeamSupervision
 
     rng = np.random.default_rng(0)
-    cases = [SimpleNamespace(case_id=f"c{i}", image=rng.random((1, 16, 16), dtype=np.float32),
-                             label=((rng.random((1, 16, 16)) > 0.7) * (i % 2 + 1)).astype(np.uint8)) for i in range(3)]
+    cases = [
+        SimpleNamespace(
+            case_id=f"c{i}",
+            image=rng.random((1, 16, 16), dtype=np.float32),
+            label=((rng.random((1, 16, 16)) > 0.7) * (i % 2 + 1)).astype(np.uint8),
+        )
+        for i in range(3)
+    ]
     dm = SimpleNamespace(setup=lambda stage: None, val_cases=cases)
     names = ["background", "a", "b"]
 
@@ -106,8 +113,11 @@ def test_calibrate_network_keeps_what_the_config_fixes_and_chooses_the_rest() ->
 
     every = [0.5, 1.0, 1.5, 2.0]
     fixed = run(SeamConfig(background=0.3, shift=(1, 2), choose_scales=False, refine=True))
-    assert (fixed["shift"], fixed["background"], fixed["cases"]) == ({"a": [1, 2], "b": [1, 2]}, {"a": 0.3, "b": 0.3},
-                                                                      [])
+    assert (fixed["shift"], fixed["background"], fixed["cases"]) == (
+        {"a": [1, 2], "b": [1, 2]},
+        {"a": 0.3, "b": 0.3},
+        [],
+    )
     assert fixed["scales"] == {"a": every, "b": every} and fixed["refine"] == {"a": True, "b": True}
     refine_chosen = run(SeamConfig(background=0.3, shift=(1, 2), choose_scales=False))  # refine auto
     assert refine_chosen["cases"] == ["c0", "c1", "c2"] and "PCM or not" in refine_chosen["chosen_by"]
@@ -142,13 +152,15 @@ def test_choose_maps_is_the_search_with_each_class_at_its_best_score() -> None:
     cams = [maps(y, (0, 0), (0, 4)) for y in labels]
     refined = [maps(y, (0, 4), (0, 0)) for y in labels]
     present = [torch.ones(1, 2)] * len(labels)
-    cases = [CaseMaps(c, r, p, y) for c, r, p, y in zip(cams, refined, present, labels)]
+    cases = [CaseMaps(c, r, p, y) for c, r, p, y in zip(cams, refined, present, labels, strict=True)]
     seam = SeamConfig(infer_scales=(1.0,), max_shift=0)
     found = choose_maps(cases, 3, seam)
     search = calibrate(cams, present, labels, 3, max_shift=0, choose_scales=False, refined=refined)
     assert found.refine == search.refine == [False, True] and torch.equal(found.dice, search.dice)
-    assert (found.background, found.best.tolist()) == (choose_background(search.dice)[0],
-                                                       choose_background(search.dice)[1].tolist())
+    assert (found.background, found.best.tolist()) == (
+        choose_background(search.dice)[0],
+        choose_background(search.dice)[1].tolist(),
+    )
     only_cams = choose_maps(cases, 3, dataclasses.replace(seam, refine=False))
     assert only_cams.refine == [False, False] and float(only_cams.best[1]) < 0.99  # class 2 stays 4 voxels off
     again = torch.stack([sweep_backgrounds(found.maps(c.cam, c.refined, c.presence), c.label, 3) for c in cases])

@@ -46,7 +46,8 @@ def test_warmup_trains_classification_alone_then_ramps_in_the_rest():
 
 
 def test_classification_learns_presence():
-    """A few steps of SEAM's loss on blobs: the pooled CAM separates patches that hold the class from those that do not."""
+    """A few steps of SEAM's loss on blobs: the pooled CAM separates patches that hold the class from those that do
+    not."""
     torch.manual_seed(0)
     net = SeamNet(small(2), SeamConfig())
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)

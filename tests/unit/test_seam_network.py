@@ -71,9 +71,19 @@ def test_bundle_round_trip_keeps_the_background(tmp_path):
     weights); folders from before each of them load as they were made."""
     from cache_fixture import tiny_fingerprint
 
-    cfg = from_dict(Config, {"model": {"spatial_dims": 2, "out_channels": 3, "channels": [4, 8, 16],
-                                       "strides": [2, 2], "deep_supervision": 0},
-                             "train": {"supervision": "seam"}})
+    cfg = from_dict(
+        Config,
+        {
+            "model": {
+                "spatial_dims": 2,
+                "out_channels": 3,
+                "channels": [4, 8, 16],
+                "strides": [2, 2],
+                "deep_supervision": 0,
+            },
+            "train": {"supervision": "seam"},
+        },
+    )
     net = SeamNet(cfg.model, cfg.seam)
     net.background.copy_(torch.tensor([0.35, 0.6]))
     net.shift.copy_(torch.tensor([[1, -2], [0, 3]]))

@@ -57,7 +57,8 @@ def test_the_counted_sweep_agrees_with_dice_per_threshold(spatial_dims) -> None:
     label[label == 2] = 0  # class 2 absent from the truth
     thresholds = (0.5, 0.05, 0.95, 0.3, 0.99)
     best, cls = maps.max(1, keepdim=True)
-    expected = torch.stack([dice_per_class(torch.where(best > t, cls + 1, torch.zeros_like(cls)), label, 3)
-                            for t in thresholds])
+    expected = torch.stack(
+        [dice_per_class(torch.where(best > t, cls + 1, torch.zeros_like(cls)), label, 3) for t in thresholds]
+    )
     assert torch.allclose(sweep_backgrounds(maps, label, 3, thresholds), expected.double(), atol=1e-6, equal_nan=True)
     assert sweep_backgrounds(torch.zeros_like(maps), torch.zeros_like(label), 3, (0.5,)).isnan().all()

@@ -1,16 +1,16 @@
 """The house is one-way: every `seg` import (at module level and inside functions) follows the tiers below.
 
-    base      seg.config, seg.errors, seg.files,       nothing of seg (config: errors and files)
-              seg.pictures, seg.case_progress, seg.metrics
-    data      seg.data                                 base
-    models    seg.models                               base (a network knows nothing of the data layer)
-    services  seg.runtime, seg.tracking,               base, data, models (the model folder holds a network and
-              seg.model_folder                         the data fingerprint it was trained on)
-    methods   seg.seam                                 base, data, models, services (SEAM registers its network
-                                                       with seg.models.build, which never imports it)
-    stages    seg.train, seg.infer                     everything above; never each other
-              seg.explain                              everything above and seg.infer (it predicts), never train
-    commands  seg.stages, seg.cli, seg.config_docs     everything
+base      seg.config, seg.errors, seg.files,       nothing of seg (config: errors and files)
+          seg.pictures, seg.case_progress, seg.metrics
+data      seg.data                                 base
+models    seg.models                               base (a network knows nothing of the data layer)
+services  seg.runtime, seg.tracking,               base, data, models (the model folder holds a network and
+          seg.model_folder                         the data fingerprint it was trained on)
+methods   seg.seam                                 base, data, models, services (SEAM registers its network
+                                                   with seg.models.build, which never imports it)
+stages    seg.train, seg.infer                     everything above; never each other
+          seg.explain                              everything above and seg.infer (it predicts), never train
+commands  seg.stages, seg.cli, seg.config_docs     everything
 """
 
 from __future__ import annotations
@@ -21,8 +21,15 @@ import pytest
 from import_graph import imports
 
 SEG = Path(__file__).resolve().parents[2] / "seg"
-BASE = {"seg", "seg.config", "seg.errors", "seg.files", "seg.pictures", "seg.case_progress",
-        "seg.metrics"}  # "seg": the package's __version__
+BASE = {
+    "seg",
+    "seg.config",
+    "seg.errors",
+    "seg.files",
+    "seg.pictures",
+    "seg.case_progress",
+    "seg.metrics",
+}  # "seg": the package's __version__
 ALLOWED = {
     "seg": set(),
     "seg.config": {"seg.errors", "seg.files"},
@@ -39,7 +46,8 @@ ALLOWED = {
     "seg.seam": BASE | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking"},
     "seg.train": BASE | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking", "seg.seam"},
     "seg.infer": BASE | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking", "seg.seam"},
-    "seg.explain": BASE | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking", "seg.seam", "seg.infer"},
+    "seg.explain": BASE
+    | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking", "seg.seam", "seg.infer"},
     "seg.stages": None,  # None: anything
     "seg.cli": None,
     "seg.config_docs": None,
@@ -74,7 +82,8 @@ def violations() -> list[str]:
             other = tier(target)
             if other != me and other not in allowed:
                 rel = path.relative_to(SEG.parent)
-                out.append(f"{rel}:{line} ({me}) imports {target} ({other}); {me} may import {sorted(allowed) or 'nothing of seg'}")
+                may = sorted(allowed) or "nothing of seg"
+                out.append(f"{rel}:{line} ({me}) imports {target} ({other}); {me} may import {may}")
     return out
 
 
@@ -92,11 +101,14 @@ def test_train_infer_and_explain_are_separate():
                 assert tier(target) != "seg.train", f"{path}:{line}: {me} imports {target}; move the shared code down"
 
 
-@pytest.mark.parametrize("source,expected", [
-    ("from seg.data.cache import Cache\n", "seg.data.cache"),
-    ("def f():\n    from .cache import Cache\n", "seg.data.cache"),
-    ("import seg.model_folder as b\n", "seg.model_folder"),
-])
+@pytest.mark.parametrize(
+    "source,expected",
+    [
+        ("from seg.data.cache import Cache\n", "seg.data.cache"),
+        ("def f():\n    from .cache import Cache\n", "seg.data.cache"),
+        ("import seg.model_folder as b\n", "seg.model_folder"),
+    ],
+)
 def test_the_parser_sees_imports_everywhere(tmp_path, monkeypatch, source, expected):
     """The check itself: module-level, function-level and relative imports are all found."""
     fake = tmp_path / "seg" / "data"

@@ -10,9 +10,9 @@ from cache_fixture import tiny_fingerprint
 from seg.config import ModelConfig
 from seg.data.cache import CachedCase as Case
 from seg.train.datamodule import default_patch_size
+from seg.train.dataset import check_model_fits_data, class_names
 from seg.train.loss import DeepSupervisionLoss, soft_dice_loss
 from seg.train.objectives import dice_per_class
-from seg.train.run import check_model_fits_data, class_names
 from seg.train.sampling import crop_patch, sample_patch
 
 
@@ -73,8 +73,9 @@ def _affine_only(spatial_dims: int):
     from seg.config import AugmentConfig
     from seg.train.augment import build_augmentation
 
-    cfg = AugmentConfig(affine_prob=1.0, scale_range=(0.8, 1.2), flip_prob=0, rot90_prob=0, intensity_prob=0,
-                        gamma_prob=0, noise_prob=0)
+    cfg = AugmentConfig(
+        affine_prob=1.0, scale_range=(0.8, 1.2), flip_prob=0, rot90_prob=0, intensity_prob=0, gamma_prob=0, noise_prob=0
+    )
     return build_augmentation(cfg, (8,) * spatial_dims).transforms[0]
 
 
@@ -114,8 +115,14 @@ def test_affine_keeps_a_sphere_a_sphere_in_one_resampling_like_monai_affined(spa
         semi_axes = np.sqrt((spatial_dims + 2) * np.linalg.eigvalsh(np.cov(points.T)))  # of a solid ellipsoid
         assert semi_axes.max() / semi_axes.min() < 1.05
         assert semi_axes.mean() == pytest.approx(radius / affine.scale, rel=0.04)
-        monai = Affined(["image", "label"], rotate_params=affine.rotate_params, scale_params=(affine.scale,) * spatial_dims,
-                        mode=("bilinear", "nearest"), padding_mode="zeros", dtype=np.float64)
+        monai = Affined(
+            ["image", "label"],
+            rotate_params=affine.rotate_params,
+            scale_params=(affine.scale,) * spatial_dims,
+            mode=("bilinear", "nearest"),
+            padding_mode="zeros",
+            dtype=np.float64,
+        )
         expected = monai({"image": image, "label": ball})
         assert torch.allclose(torch.as_tensor(out["image"]), torch.as_tensor(expected["image"]), atol=1e-5)
         assert (torch.as_tensor(out["label"]) != torch.as_tensor(expected["label"])).float().mean() < 1e-3
@@ -210,7 +217,9 @@ def test_dice_per_class():
 
 def test_model_must_fit_data():
     fp = tiny_fingerprint(3, num_channels=2, class_names=("bg", "a"))
-    with pytest.raises(ValueError, match=r"model.in_channels=1 but cache/fingerprint.json has 2.*Set model.in_channels: 2"):
+    with pytest.raises(
+        ValueError, match=r"model.in_channels=1 but cache/fingerprint.json has 2.*Set model.in_channels: 2"
+    ):
         check_model_fits_data(ModelConfig(in_channels=1, out_channels=2), fp, "cache")
     with pytest.raises(ValueError, match=r"model.out_channels=3 .* has 2 classes.*Set model.out_channels: 2"):
         check_model_fits_data(ModelConfig(in_channels=2, out_channels=3), fp, "cache")
@@ -254,8 +263,13 @@ def test_history_plots_at_most_once_a_minute_and_always_at_the_end(tmp_path, mon
 
     history, plots = HistoryCallback(tmp_path, ["a"]), []
     monkeypatch.setattr(history, "_plot", lambda: plots.append(len(history.rows)))
-    trainer = SimpleNamespace(sanity_checking=False, global_rank=0, current_epoch=0, global_step=1,
-                              callback_metrics={"train/loss": torch.tensor(1.0)})
+    trainer = SimpleNamespace(
+        sanity_checking=False,
+        global_rank=0,
+        current_epoch=0,
+        global_step=1,
+        callback_metrics={"train/loss": torch.tensor(1.0)},
+    )
     for epoch in range(3):
         trainer.current_epoch = epoch
         history.on_train_epoch_end(trainer, None)
@@ -273,15 +287,24 @@ def _fit_on(images: list[torch.Tensor], limit: int = 20, callbacks: list | None 
     from seg.train.module import SegmentationModule
 
     torch.manual_seed(0)
-    net = AttentionUNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,),
-                        deep_supervision=0, stem_stride=1)
+    net = AttentionUNet(
+        spatial_dims=2, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,), deep_supervision=0, stem_stride=1
+    )
     module = SegmentationModule(net, TrainConfig(max_epochs=1, steps_per_epoch=len(images)), ["bg", "fg"], (8, 8))
     module.nonfinite_limit = limit
     label = (torch.rand(1, 1, 8, 8) > 0.5).long()
     batches = [{"image": im, "label": label} for im in images]
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=12.0,
-                        callbacks=callbacks)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        gradient_clip_val=12.0,
+        callbacks=callbacks,
+    )
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     return module
 
@@ -303,8 +326,9 @@ def test_finite_gradients_are_clipped_to_the_configured_norm():
     from seg.models import AttentionUNet
     from seg.train.module import SegmentationModule
 
-    net = AttentionUNet(spatial_dims=2, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,),
-                        deep_supervision=0)
+    net = AttentionUNet(
+        spatial_dims=2, in_channels=1, out_channels=2, channels=(4, 8), strides=(2,), deep_supervision=0
+    )
     module = SegmentationModule(net, TrainConfig(), ["bg", "fg"], (8, 8))
     for p in net.parameters():
         p.grad = torch.full_like(p, 3.0)
@@ -359,12 +383,20 @@ def test_time_based_validation_also_scores_the_weights_the_budget_ends_with():
     assert validation_schedule(TrainConfig(val_every=3)) == {"check_val_every_n_epoch": 3}
     data = torch.utils.data.DataLoader(torch.randn(10_000, 2), batch_size=1)
     module = Tiny()
-    trainer = L.Trainer(max_time={"seconds": 2}, max_epochs=1, accelerator="cpu", logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, limit_val_batches=1,
-                        **validation_schedule(TrainConfig(val_every_minutes=0.01)))  # every 0.6 s
+    trainer = L.Trainer(
+        max_time={"seconds": 2},
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        **validation_schedule(TrainConfig(val_every_minutes=0.01)),
+    )  # every 0.6 s
     trainer.fit(module, data, data)
-    assert 2 <= len(module.validated_at) and module.validated_at[-1] == module.global_step < 10_000
+    assert len(module.validated_at) >= 2 and module.validated_at[-1] == module.global_step < 10_000
 
 
 def test_auto_validation_keeps_every_epoch_while_it_fits_the_share_and_thins_out_past_it():
@@ -443,10 +475,12 @@ def test_training_with_ema_hands_back_the_average_of_the_weights_it_stepped_thro
     expected = spy.steps[0]
     for n, raw in enumerate(spy.steps[1:], start=1):
         beta = min(0.5, (1 + n) / (10 + n))
-        expected = [(1 - beta) * w + beta * e for e, w in zip(expected, raw)]
+        expected = [(1 - beta) * w + beta * e for e, w in zip(expected, raw, strict=True)]
     final = [p.detach() for p in module.parameters()]
-    assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(final, expected))
-    assert not all(torch.allclose(f, w) for f, w in zip(final, spy.steps[-1]))  # not simply the last weights
+    assert all(torch.allclose(f, e, atol=1e-6) for f, e in zip(final, expected, strict=True))
+    assert not all(
+        torch.allclose(f, w) for f, w in zip(final, spy.steps[-1], strict=True)
+    )  # not simply the last weights
 
 
 def test_a_time_budget_alone_is_the_budget_and_the_schedule_decays_over_it():
@@ -460,8 +494,9 @@ def test_a_time_budget_alone_is_the_budget_and_the_schedule_decays_over_it():
     assert "for 10 min (no epoch limit)" in TrainConfig(max_time_minutes=10).describe_limits()
     with pytest.raises(ConfigError, match="max_epochs must be an int >= 1, or null"):
         TrainConfig(max_epochs=0)
-    module = SegmentationModule(torch.nn.Conv3d(1, 2, 1), TrainConfig(max_time_minutes=10, steps_per_epoch=50),
-                                ["bg", "fg"], (8, 8, 8))
+    module = SegmentationModule(
+        torch.nn.Conv3d(1, 2, 1), TrainConfig(max_time_minutes=10, steps_per_epoch=50), ["bg", "fg"], (8, 8, 8)
+    )
     assert module.total_steps is None and module.progress(10**6) == 0.0  # steps alone never end a budgeted run
     limited = SegmentationModule(torch.nn.Conv3d(1, 2, 1), both, ["bg", "fg"], (8, 8, 8))
     assert limited.total_steps == 250 and limited.progress(125) == 0.5
@@ -471,7 +506,7 @@ def test_the_dataset_name_comes_from_the_cache_not_from_the_config():
     import dataclasses
 
     from seg.tracking.model import registry_name
-    from seg.train.run import dataset_name
+    from seg.train.dataset import dataset_name
 
     made_from = dataclasses.replace(tiny_fingerprint(), root="/data/Task04_Hippocampus")
     assert registry_name("auto", dataset_name(made_from)) == "seg-Task04_Hippocampus"  # data.root null in the config
