@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup run test test-fast docs bench clean nnunet-env dvc-deps
+.PHONY: setup run test test-fast docs lint bench clean nnunet-env dvc-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ nnunet-env:
 	test -x .venv-nnunet/bin/python || $(PYTHON) -m venv .venv-nnunet
 	.venv-nnunet/bin/pip install -q torch==2.13.0
 	.venv-nnunet/bin/pip install -q nnunetv2==2.8.1 torch==2.13.0
+
+# The linter and the formatter (ruff, the rule set in pyproject.toml): CI runs it, .pre-commit-config.yaml too.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # dvc.yaml's code deps from the import graph (after adding, moving or importing a module; a fast test checks them)
 dvc-deps: setup
