@@ -212,6 +212,31 @@ def tune_training(
     return settings
 
 
+def _time_windows(
+    net: nn.Module,
+    patch_size: Sequence[int],
+    in_channels: int,
+    precisions: list[str],
+    batches: list[int],
+    device: torch.device,
+) -> dict[str, float]:
+    """Seconds per window of a forward pass, "<precision> x<windows per pass>" -> s, on a copy of `net`."""
+    probe = copy.deepcopy(net).to(device).eval()
+    timings: dict[str, float] = {}
+    with torch.inference_mode():
+        for p in precisions:
+            for b in batches:
+                x = torch.zeros(b, in_channels, *patch_size, device=device).normal_(generator=_generator(device))
+
+                def forward(probe=probe, p=p, x=x) -> None:  # called right here, bound for clarity
+                    with autocast(device, p):
+                        probe(x)
+
+                best_window = min(timings.values(), default=math.inf)
+                timings[f"{p} x{b}"] = _seconds(forward, device, best_window * b) / b
+    return timings
+
+
 def tune_inference(
     net: nn.Module,
     patch_size: Sequence[int],
@@ -243,20 +268,7 @@ def tune_inference(
     if entry is not None:
         return InferSettings(**{**entry, "source": "cached"})
 
-    probe = copy.deepcopy(net).to(device).eval()
-    timings: dict[str, float] = {}
-    with torch.inference_mode():
-        for p in precisions:
-            for b in batches:
-                x = torch.zeros(b, in_channels, *patch_size, device=device).normal_(generator=_generator(device))
-
-                def forward(probe=probe, p=p, x=x) -> None:  # called right here, bound for clarity
-                    with autocast(device, p):
-                        probe(x)
-
-                best_window = min(timings.values(), default=math.inf)
-                timings[f"{p} x{b}"] = _seconds(forward, device, best_window * b) / b
-    del probe
+    timings = _time_windows(net, patch_size, in_channels, precisions, batches, device)
     best = _faster(timings, "32")
     p, b = best.split(" x")
     # a bigger window batch costs memory: it is taken only where it is measurably faster per window

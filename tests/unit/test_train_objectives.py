@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from seg.config import AugmentConfig, Config, TrainConfig, from_dict
-from seg.train.objectives import OBJECTIVES, FullSupervision, Objective, objective_for
+from seg.train.objectives import OBJECTIVES, FullSupervision, Objective, dice_per_class, objective_for
 
 MEMBERS = [name for name in dir(Objective) if not name.startswith("_")] + list(Objective.__annotations__)
 
@@ -47,3 +47,13 @@ def test_seam_trains_with_its_own_augment_and_logs_the_background_scores_it_choo
     best, extra = objective.score_validation(dice, ["background", "a", "b"])
     assert best.tolist() == pytest.approx([0.8, 0.6])
     assert extra == {"val/background_a": 0.04, "val/background_b": pytest.approx(0.2)}
+
+
+def test_full_supervision_scores_a_case_with_the_dice_of_each_foreground_class():
+    label = torch.zeros(1, 1, 4, 4, dtype=torch.long)
+    label[..., :2, :] = 1
+    pred = label.clone()
+    pred[..., 0, :] = 2
+    d = dice_per_class(pred, label, 3)
+    assert d[0].item() == pytest.approx(2 * 4 / (4 + 8))
+    assert d[1].item() == 0.0
