@@ -156,31 +156,19 @@ def choose_maps(
     presence, labels = [c.presence for c in cases], [c.label for c in cases]
     cams, refined = [c.cam for c in cases], [c.refined for c in cases]
     choose_scales = seam.choose_scales and len(seam.infer_scales) > 1
-    if seam.refine == "auto":
-        found = calibrate(
-            cams,
-            presence,
-            labels,
-            num_classes,
-            seam.max_shift,
-            backgrounds,
-            own,
-            seam.shift,
-            choose_scales,
-            refined=refined,
-        )
-    else:
-        found = calibrate(
-            refined if seam.refine else cams,
-            presence,
-            labels,
-            num_classes,
-            seam.max_shift,
-            backgrounds,
-            own,
-            seam.shift,
-            choose_scales,
-        )
+    auto = seam.refine == "auto"  # per class, refined or not, chosen too: the search starts from both
+    found = calibrate(
+        cams if auto or not seam.refine else refined,
+        presence,
+        labels,
+        num_classes,
+        seam.max_shift,
+        backgrounds,
+        own,
+        seam.shift,
+        choose_scales,
+        refined=refined if auto else None,
+    )
     if background is not None:  # each class at its own fixed score
         chosen, best = background, torch.nanmean(found.dice.double(), 0)[own, range(num_classes - 1)]
     else:
