@@ -12,7 +12,16 @@ from seg.config.crossval import CrossvalConfig
 from seg.config.data import COLOR_MODES, DATA_LAYOUTS, NORMALIZATIONS, DataConfig
 from seg.config.infer import INFER_PRECISIONS, InferConfig
 from seg.config.loading import Config, flatten, from_dict, load_config, to_dict
-from seg.config.model import ACTS, ATTENTION_MODULES, DECODER_MERGES, GATE_LEVELS, GATE_MODES, NORMS, ModelConfig
+from seg.config.model import (
+    ACTS,
+    ATTENTION_MODULES,
+    DECODER_MERGES,
+    GATE_LEVELS,
+    GATE_MODES,
+    NORMS,
+    SELF_ATTENTION,
+    ModelConfig,
+)
 from seg.config.seam import MAX_CHOSEN_SCALES, SeamConfig
 from seg.config.train import DEFAULT_EPOCHS, OPTIMIZERS, PRECISIONS, SCHEDULES, SUPERVISIONS, AugmentConfig, TrainConfig
 
@@ -34,6 +43,7 @@ __all__ = [
     "OPTIMIZERS",
     "PRECISIONS",
     "SCHEDULES",
+    "SELF_ATTENTION",
     "SUPERVISIONS",
     "AnalyzeConfig",
     "AugmentConfig",

@@ -13,6 +13,7 @@ ACTS = ("leakyrelu", "relu", "prelu", "gelu")
 GATE_MODES = ("concatenation", "concatenation_softmax", "concatenation_residual")
 GATE_LEVELS = ("all", "none")  # the named choices of model.gate_levels; a list of skip indices is the other
 ATTENTION_MODULES = ("se", "cbam", "scse")
+SELF_ATTENTION = ("global", "window", "nonlocal")
 DECODER_MERGES = ("1x1", "3x3")
 
 
@@ -35,7 +36,7 @@ def _per_axis(name: str, value: Any, dims: int) -> tuple[int, ...]:
     return axes
 
 
-def _per_stage(name: str, spec: Any, n: int) -> tuple[str | None, ...]:
+def _per_stage(name: str, spec: Any, n: int, choices: tuple[str, ...] = ATTENTION_MODULES) -> tuple[str | None, ...]:
     """An attention placement as one name per stage: one name for all, a list of n names, or {stage: name}."""
     if spec is None or isinstance(spec, str):
         names: tuple[Any, ...] = (spec,) * n
@@ -59,7 +60,7 @@ def _per_stage(name: str, spec: Any, n: int) -> tuple[str | None, ...]:
         )
     for v in names:
         if v is not None:
-            one_of(f"{name} entry", v, (*ATTENTION_MODULES, "none"))
+            one_of(f"{name} entry", v, (*choices, "none"))
     return tuple(None if v == "none" else v for v in names)
 
 
@@ -90,6 +91,14 @@ class ModelConfig:
         None, "se / cbam / scse on decoder stages, placed the same ways"
     )
     attention_reduction: int = doc(4, "channel reduction ratio of SE / CBAM / scSE")
+    self_attention: str | tuple[str | None, ...] | dict[int, str | None] | None = doc(
+        None,
+        "global / window / nonlocal self-attention after encoder stages, placed like encoder_attention; the last "
+        "stage is the bottleneck ({3: global, 1: window} for four levels)",
+    )
+    self_attention_heads: int = doc(4, "heads of global and window self-attention; must divide the stage's channels")
+    self_attention_window: int = doc(4, "window attention: positions per axis of a window (the grid where smaller)")
+    self_attention_depth: int = doc(1, "self-attention blocks per placement; window blocks alternate shifted windows")
     deep_supervision: int = doc(2, "extra heads on decoder levels 1..k, weighted by resolution in the loss")
     encoder_convs: int = doc(2, "3x3 convolutions per encoder stage below the first")
     decoder_convs: int = doc(2, "3x3 convolutions per decoder stage")
@@ -165,6 +174,19 @@ class ModelConfig:
         _at_least("sub_sample_factor", self.sub_sample_factor, 1, optional=True)
         self.stage_attention()
         _at_least("attention_reduction", self.attention_reduction, 1)
+        _at_least("self_attention_window", self.self_attention_window, 2)
+        _at_least("self_attention_depth", self.self_attention_depth, 1)
+        _at_least("self_attention_heads", self.self_attention_heads, 1)
+        for stage, kind in enumerate(self.self_attention_per_stage()):
+            c = self.channels[stage]
+            if kind in ("global", "window") and c % self.self_attention_heads:
+                fits = [h for h in range(1, c + 1) if c % h == 0]
+                nearest = min(fits, key=lambda h: (abs(h - self.self_attention_heads), -h))
+                raise ConfigError(
+                    f"model.self_attention_heads {self.self_attention_heads} does not divide the {c} channels of "
+                    f"stage {stage}, where model.self_attention puts {kind} attention; "
+                    f"the nearest that does: {nearest}."
+                )
 
     # The network reads these resolved forms; each also checks its field (see __post_init__).
 
@@ -191,6 +213,10 @@ class ModelConfig:
         if bad:
             raise ConfigError(f"model.gate_levels {bad} out of range; this network has skip levels 0..{n_skips - 1}.")
         return levels
+
+    def self_attention_per_stage(self) -> tuple[str | None, ...]:
+        """The self-attention (global, window, nonlocal or None) after every encoder stage."""
+        return _per_stage("model.self_attention", self.self_attention, len(self.channels), SELF_ATTENTION)
 
     def stage_attention(self) -> tuple[tuple[str | None, ...], tuple[str | None, ...]]:
         """The attention module (or None) of every encoder stage and every decoder stage."""

@@ -1,5 +1,6 @@
 """Channel and spatial attention modules, placeable on any stage: SE (Hu et al. 2018), CBAM (Woo et al. 2018),
-scSE (Roy et al. 2018). Each keeps the input's shape; spatial maps pass a named tap for inspection."""
+scSE (Roy et al. 2018). Each keeps the input's shape and reports its maps (`seg.models.maps`): channel weights, and for
+CBAM and scSE the spatial map; spatial maps also pass a named tap, for hooks."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from torch import nn
 from seg.config import ATTENTION_MODULES, did_you_mean
 from seg.models import layers
 from seg.models.gates import CoefficientTap
+from seg.models.maps import CHANNEL, SPATIAL, MapId, MapSource
 
 
 def _hidden(channels: int, reduction: int) -> int:
     return max(channels // reduction, 1)  # odd or small channel counts still get one hidden unit
 
 
-class SqueezeExcitation(nn.Module):
+class SqueezeExcitation(MapSource):
     """Channel recalibration: global average pool -> bottleneck MLP (1x1 convs) -> sigmoid scales."""
 
     def __init__(self, spatial_dims: int, channels: int, reduction: int = 4):
@@ -28,8 +30,16 @@ class SqueezeExcitation(nn.Module):
             conv(_hidden(channels, reduction), channels, 1),
         )
 
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mlp(self.pool(x)))  # (B, C, 1, ...)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.mlp(self.pool(x)))  # (B, C, 1, ...) broadcast
+        w = self.weights(x)
+        self.report(CHANNEL, w.flatten(1))
+        return x * w
+
+    def produces(self) -> list[MapId]:
+        return [MapId(CHANNEL, self.site)]
 
 
 class SpatialGate(nn.Module):
@@ -41,11 +51,12 @@ class SpatialGate(nn.Module):
         self.tap = CoefficientTap()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The map (B, 1, *spatial) in [0, 1]."""
         pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)  # (B, 2, *spatial)
-        return x * self.tap(torch.sigmoid(self.conv(pooled)))
+        return self.tap(torch.sigmoid(self.conv(pooled)))
 
 
-class CBAM(nn.Module):
+class CBAM(MapSource):
     """Convolutional Block Attention Module: channel attention (shared MLP over avg- and max-pooled
     descriptors), then spatial attention."""
 
@@ -62,11 +73,18 @@ class CBAM(nn.Module):
         self.spatial = SpatialGate(spatial_dims, kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * torch.sigmoid(self.mlp(self.avg(x)) + self.mlp(self.max(x)))
-        return self.spatial(x)
+        channel = torch.sigmoid(self.mlp(self.avg(x)) + self.mlp(self.max(x)))
+        self.report(CHANNEL, channel.flatten(1))
+        x = x * channel
+        spatial = self.spatial(x)
+        self.report(SPATIAL, spatial)
+        return x * spatial
+
+    def produces(self) -> list[MapId]:
+        return [MapId(CHANNEL, self.site), MapId(SPATIAL, self.site)]
 
 
-class SCSE(nn.Module):
+class SCSE(MapSource):
     """Concurrent spatial and channel squeeze-excitation: cSE and sSE applied in parallel and combined by
     element-wise max (the combination Roy et al. found best) or sum."""
 
@@ -80,9 +98,15 @@ class SCSE(nn.Module):
         self.combine = combine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        channel = self.cse(x)
-        spatial = x * self.tap(torch.sigmoid(self.sse(x)))  # (B, 1, *spatial) map
+        weights = self.cse.weights(x)
+        alpha = self.tap(torch.sigmoid(self.sse(x)))  # (B, 1, *spatial) map
+        self.report(CHANNEL, weights.flatten(1))
+        self.report(SPATIAL, alpha)
+        channel, spatial = x * weights, x * alpha
         return torch.maximum(channel, spatial) if self.combine == "max" else channel + spatial
+
+    def produces(self) -> list[MapId]:
+        return [MapId(CHANNEL, self.site), MapId(SPATIAL, self.site)]
 
 
 def build_attention(name: str | None, spatial_dims: int, channels: int, reduction: int = 4) -> nn.Module:

@@ -17,13 +17,14 @@ from torch import nn
 
 from seg.config import GATE_MODES, did_you_mean
 from seg.models import layers
+from seg.models.maps import GATE, MapId, MapSource
 
 
 class CoefficientTap(nn.Identity):
     """Named pass-through for a coefficient map, so hooks can read maps without the model knowing who reads."""
 
 
-class AttentionGate(nn.Module):
+class AttentionGate(MapSource):
     """One additive attention gate on a skip connection.
 
     Modes:
@@ -63,6 +64,10 @@ class AttentionGate(nn.Module):
             conv(in_channels, in_channels, 1, bias=False), layers.norm(spatial_dims, norm, in_channels)
         )
         self.tap = CoefficientTap()
+        self.head_index: int | None = None  # set by a multi-head gate on its heads
+
+    def produces(self) -> list[MapId]:
+        return [MapId(GATE, self.site, self.head_index)]
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         theta_x = self.theta(x)  # (B, inter, *coarse)
@@ -77,13 +82,14 @@ class AttentionGate(nn.Module):
             alpha = torch.sigmoid(score)
         alpha = F.interpolate(alpha, size=x.shape[2:], mode=layers.interp_mode(self.spatial_dims))
         alpha = self.tap(alpha)  # (B, 1, *skip_spatial), in [0, 1]
+        self.report(GATE, alpha, head=self.head_index)
         gated = x * (1.0 + alpha) if self.mode == "concatenation_residual" else x * alpha
         return self.out(gated), alpha
 
 
-class MultiHeadAttentionGate(nn.Module):
+class MultiHeadAttentionGate(MapSource):
     """Several independent gates on one skip, their outputs combined by a 1x1 convolution (Oktay et al.'s
-    multi-attention block). The reported coefficient map is the heads' mean; each head is also returned."""
+    multi-attention block). The returned coefficient map is the heads' mean; each head reports its own map."""
 
     def __init__(self, spatial_dims: int, in_channels: int, gating_channels: int, heads: int = 2, **gate_kwargs):
         super().__init__()
@@ -100,9 +106,19 @@ class MultiHeadAttentionGate(nn.Module):
         )
         self.tap = CoefficientTap()
 
+    def place(self, site: str, factor) -> None:
+        super().place(site, factor)
+        for h, head in enumerate(self.heads):
+            head.place(site, factor)
+            head.head_index = h
+
+    def produces(self) -> list[MapId]:
+        return [MapId(GATE, self.site)] + [m for head in self.heads for m in head.produces()]
+
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outs, alphas = zip(*(head(x, g) for head in self.heads), strict=True)
         alpha = self.tap(torch.stack(alphas, dim=0).mean(dim=0))  # (B, 1, *skip_spatial)
+        self.report(GATE, alpha)
         return self.combine(torch.cat(outs, dim=1)), alpha
 
 

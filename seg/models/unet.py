@@ -2,12 +2,16 @@
 modules on its stages (Oktay et al. 2018; Hu et al. 2018; Woo et al. 2018; Roy et al. 2018).
 
 The U is built explicitly: `encoder[i]` and `decoder[i]` are stage `i` (0 = finest), and `gates[i]` gates
-skip `i` with the decoder's features from level `i + 1`. Gate maps are named "level{i}". With `stem_stride`
-2 the whole U runs at half resolution and `full_res` (a light head) returns to the input grid.
+skip `i` with the decoder's features from level `i + 1`; `self_attention[i]` (identity where none) follows
+encoder stage `i`'s channel/spatial attention. With `stem_stride` 2 the whole U runs at half resolution and
+`full_res` (a light head) returns to the input grid.
 
-`net(x)` returns logits only and keeps no maps. `net.outputs(x, gates=True, deep_supervision=True)` returns a
-`UNetOutput` with the gate coefficient maps (by level name, at the skip's resolution) and deep-supervision
-logits; nothing extra is computed or kept unless asked for.
+`net(x)` returns logits only and keeps no maps. `net.outputs(x, maps=True, deep_supervision=True)` returns a
+`UNetOutput` with every attention map the network computes, by `seg.models.maps.MapId` (gates on skip
+`level{i}`, channel and spatial maps at `enc{i}` / `dec{i}`, self-attention at `enc{i}b{j}`), each on its own
+grid, and the deep-supervision logits; `maps` may also name kinds or be a `MapRequest` (spacing in mm for
+attention distances, query points). `net.map_ids()` lists the maps without running the network. Nothing extra
+is computed or kept unless asked for.
 
 Input size: every spatial size must be divisible by the product of the strides on that axis. By default
 (`pad_input=True`) the network zero-pads at the far end and crops outputs and maps back, so any size works; with
@@ -31,13 +35,20 @@ from seg.models import layers
 from seg.models.attention import build_attention
 from seg.models.blocks import ConvBlock, ConvNormAct, UpSample
 from seg.models.gates import build_gate
+from seg.models.maps import GATE, MapId, MapRequest, MapSource, crop_to_input, recording
+from seg.models.self_attention import build_self_attention
 
 
 @dataclass
 class UNetOutput:
     logits: torch.Tensor  # (B, out_channels, *spatial)
-    gates: dict[str, torch.Tensor] = field(default_factory=dict)  # "level{i}" -> (B, 1, *skip_i spatial)
+    maps: dict[MapId, torch.Tensor] = field(default_factory=dict)  # (B, 1, *its grid) or (B, C) channel weights
     deep_supervision: list[torch.Tensor] = field(default_factory=list)  # level 1, 2, ...: coarser logits
+
+    @property
+    def gates(self) -> dict[str, torch.Tensor]:
+        """The gate maps by level name ("level{i}" -> (B, 1, *skip_i grid)), multi-head gates' means."""
+        return {m.site: v for m, v in self.maps.items() if m.kind == GATE and m.head is None}
 
 
 def block_options(cfg: ModelConfig) -> dict:
@@ -108,6 +119,18 @@ class AttentionUNet(nn.Module):
         first = cfg.first_stage_convs
 
         self.encoder, self.encoder_attention = build_encoder(cfg, len(channels))
+        self.self_attention = nn.ModuleList(
+            build_self_attention(
+                kind,
+                dims,
+                channels[i],
+                cfg.self_attention_heads,
+                cfg.self_attention_window,
+                cfg.self_attention_depth,
+                cfg.norm,
+            )
+            for i, kind in enumerate(cfg.self_attention_per_stage())
+        )
 
         self.upsample = nn.ModuleList()
         self.gates = nn.ModuleDict()
@@ -139,6 +162,26 @@ class AttentionUNet(nn.Module):
         self.head = layers.conv(dims, channels_last=self.has_stem)(c_head, cfg.out_channels, 1)
         self.deep_supervision_heads = nn.ModuleList(
             layers.conv(dims)(channels[i], cfg.out_channels, 1) for i in range(1, cfg.deep_supervision + 1)
+        )
+        self._place_map_sources()
+
+    def _place_map_sources(self) -> None:
+        """Tell every attention module where in the U it sits, which names its maps."""
+        for i in range(len(self.encoder)):
+            for module in (self.encoder_attention[i], self.self_attention[i]):
+                if isinstance(module, MapSource):
+                    module.place(f"enc{i}", self.level_factor(i))
+        for i in range(len(self.decoder)):
+            if isinstance(self.decoder_attention[i], MapSource):
+                self.decoder_attention[i].place(f"dec{i}", self.level_factor(i))
+        for name, gate in self.gates.items():
+            gate.place(name, self.level_factor(int(name.removeprefix("level"))))
+
+    def map_ids(self) -> list[MapId]:
+        """Every map `outputs(x, maps=True)` returns (query maps aside), in a stable order."""
+        placed = [*self.encoder_attention, *self.self_attention, *self.decoder_attention, *self.gates.values()]
+        return sorted(
+            (m for module in placed if isinstance(module, MapSource) for m in module.produces()), key=lambda m: m.key
         )
 
     @staticmethod
@@ -194,14 +237,31 @@ class AttentionUNet(nn.Module):
     def _crop(t: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         return t[(slice(None), slice(None), *(slice(0, s) for s in size))]
 
-    def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:
-        """Logits plus, on request, gate maps by level and deep-supervision logits (cropped like the input)."""
+    def outputs(
+        self,
+        x: torch.Tensor,
+        maps: bool | Sequence[str] | MapRequest | None = None,
+        deep_supervision: bool = True,
+        gates: bool = True,
+    ) -> UNetOutput:
+        """Logits plus, on request, attention maps and deep-supervision logits, cropped like the input. `maps`: True
+        for every kind, some kinds, a `MapRequest`, or False for none; when it is not given, `gates` says whether
+        the gate maps are returned (as before `maps` existed)."""
+        request = MapRequest.of(maps if maps is not None else gates and (GATE,))
+        with recording(self, request) as recorder:
+            out = self._outputs(x, deep_supervision)
+        if recorder is not None:
+            size = out.logits.shape[2:]
+            out.maps = crop_to_input(recorder, size)
+        return out
+
+    def _outputs(self, x: torch.Tensor, deep_supervision: bool) -> UNetOutput:
         layout = layers.memory_format_of(x)
         x, size = self._pad(x)
         image = x
         skips = []
-        for stage, att in zip(self.encoder, self.encoder_attention, strict=True):
-            x = att(stage(x))
+        for stage, att, self_att in zip(self.encoder, self.encoder_attention, self.self_attention, strict=True):
+            x = self_att(att(stage(x)))
             skips.append(x)
         out = UNetOutput(logits=x)
         y = skips[-1]  # (B, channels[-1], *coarsest)
@@ -210,18 +270,13 @@ class AttentionUNet(nn.Module):
             skip = skips[i]
             name = f"level{i}"
             if name in self.gates:
-                skip, alpha = self.gates[name](skip, y)  # gating signal: the coarser decoder level
-                if gates:
-                    out.gates[name] = alpha
+                skip, _ = self.gates[name](skip, y)  # gating signal: the coarser decoder level; maps go to recorders
             y = self.decoder_attention[i](self.decoder[i](torch.cat([skip, self.upsample[i](y)], dim=1)))
             if deep_supervision and 1 <= i <= n_ds:
                 out.deep_supervision.insert(0, self.deep_supervision_heads[i - 1](y))
         if self.full_res is not None:
             y = self.full_res(image, y)
         out.logits = self._crop(self.head(y), size).contiguous(memory_format=layout)
-        for name, alpha in out.gates.items():
-            factor = self.level_factor(int(name.removeprefix("level")))
-            out.gates[name] = self._crop(alpha, [math.ceil(s / f) for s, f in zip(size, factor, strict=True)])
         for k, ds in enumerate(out.deep_supervision, start=1):
             factor = self.level_factor(k)
             out.deep_supervision[k - 1] = self._crop(ds, [math.ceil(s / f) for s, f in zip(size, factor, strict=True)])
@@ -229,7 +284,7 @@ class AttentionUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, out_channels, *spatial); no maps are kept."""
-        return self.outputs(x, gates=False, deep_supervision=False).logits
+        return self.outputs(x, maps=False, deep_supervision=False).logits
 
 
 class FullResHead(nn.Module):
