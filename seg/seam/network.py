@@ -272,9 +272,12 @@ class SeamNet(nn.Module):
             state = {**state, "refine_mask": self.refine_mask.clone()}
         return state
 
-    def outputs(self, x: torch.Tensor, gates: bool = True, deep_supervision: bool = True) -> UNetOutput:
-        """Log-scores as logits (no gates, no deep supervision: SEAM's network has neither)."""
+    def outputs(self, x: torch.Tensor, maps=None, deep_supervision: bool = True, gates: bool = True) -> UNetOutput:
+        """Log-scores as logits (no attention maps, no deep supervision: SEAM's network has neither)."""
         return UNetOutput(logits=self.scores(x).clamp_min(LOG_FLOOR).log())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.outputs(x).logits
+
+    def map_ids(self) -> list:
+        return []
