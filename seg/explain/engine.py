@@ -85,6 +85,7 @@ class MapEngine:
         if len(spacing) == self.net_dims + 1:  # a 2D network on volumes sees the plane across the slice axis
             spacing = spacing[: self.slice_axis] + spacing[self.slice_axis + 1 :]
         self.spacing = spacing
+        self._map_ids: dict[str, MapId] = {}  # the stitched outputs' names of the attention maps
 
     def roi(self, shape: Sequence[int]) -> tuple[int, ...]:
         """Window for an image of spatial `shape`: the whole case (a whole slice for a 2D net on 3D volumes) when it
@@ -156,7 +157,6 @@ class MapEngine:
         Channel weights are summed into `channels` per window (vectors cannot be stitched)."""
         net, layers, k_all = self.net, self.layers, self.num_classes
         request = MapRequest(RECORDED.kinds, spacing=self.spacing)
-        self._map_ids: dict[str, MapId] = {}
 
         def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
             win = tuple(x.shape[2:])
