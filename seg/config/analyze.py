@@ -1,4 +1,4 @@
-"""The `analyze` section: gate maps, CAMs and the SEAM equivariance / PCM analysis of evaluation cases."""
+"""The `analyze` section: attention maps, CAMs and the SEAM equivariance / PCM analysis of evaluation cases."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ TRANSFORM_FAMILIES = ("flip", "rot90", "scale")
 
 @dataclass(frozen=True)
 class AnalyzeConfig:
-    """The analysis stage (`seg analyze`): gate maps, CAMs and SEAM equivariance / PCM on evaluation cases."""
+    """The analysis stage (`seg analyze`): attention maps, CAMs and SEAM equivariance / PCM on evaluation cases."""
 
     model: str = doc("models/latest", "model folder, Lightning checkpoint or MLflow URI")
     cases: str | None = doc(None, "folder, file or glob of images; None: the evaluation cases of the pipeline")
@@ -32,6 +32,11 @@ class AnalyzeConfig:
     whole_case_voxels: int = doc(262144, "cases up to this size get one exact window; larger ones patch-sized windows")
     overlap: float = doc(0.5, "sliding-window overlap for cases larger than whole_case_voxels")
     precision: str = doc("32", "of the prediction pass (auto: timed, as infer); 32 keeps equivariance errors exact")
+    query_points: tuple[tuple[int, ...], ...] = doc(
+        (),
+        "voxel indices of the input image whose self-attention per head is mapped, beside each predicted class's "
+        "centroid; e.g. [[40, 52, 20]]",
+    )
     num_threads: int = doc(1, "torch intra-op threads; small volumes gain little from 2, and a busy core stalls them")
 
     def __post_init__(self) -> None:
@@ -49,6 +54,11 @@ class AnalyzeConfig:
             raise ConfigError(
                 f"analyze.threshold_cases must be >= 0, whole_case_voxels and num_threads >= 1, got "
                 f"{self.threshold_cases}, {self.whole_case_voxels}, {self.num_threads}."
+            )
+        bad = [list(p) for p in self.query_points if len(p) not in (2, 3) or min(p) < 0]
+        if bad:
+            raise ConfigError(
+                f"analyze.query_points {bad}: each point must be 2 or 3 voxel indices >= 0, e.g. [[40, 52, 20]]."
             )
         if not 0.0 <= self.overlap < 1.0:
             raise ConfigError(f"analyze.overlap must be in [0, 1), got {self.overlap}.")

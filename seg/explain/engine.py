@@ -1,5 +1,7 @@
-"""One preprocessed case's maps: probabilities and gate maps (the predictor), class activation maps per foreground
-class on the target layers, plain CAM of the 1x1 head, and the head's input features (for PCM).
+"""One preprocessed case's maps: probabilities (the predictor), every attention map of the network (gate, spatial and
+self-attention maps on the case grid, channel weights; `seg.models.maps`), class activation maps per foreground
+class on the target layers, plain CAM of the 1x1 head, the head's input features (for PCM), and on request each
+self-attention head's attention from query points (`seg.explain.queries`).
 
 Segmentation Grad-CAM (Vinogradova et al. 2020): the score of class k is the sum of its logit over the voxels the
 case's prediction assigns to k; when nothing is predicted as k, the sum over the whole volume (recorded in
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,20 +24,33 @@ import torch.nn.functional as F
 from seg.config import ConfigError
 from seg.errors import ModelDataMismatch
 from seg.explain.cam import cam_map, has_plain_cam, plain_cam
+from seg.explain.map_grid import recorded_forward, value_on_grid
+from seg.explain.queries import Point, centroids, query_maps
 from seg.infer.predictor import Predictor
 from seg.model_folder import ModelBundle
 from seg.models.layers import interp_mode
+from seg.models.maps import CHANNEL, GATE, SELF, SPATIAL, MapId, MapRequest
 from seg.models.predict import sliding_window
+
+RECORDED = MapRequest(kinds=(GATE, SPATIAL, CHANNEL, SELF))
 
 
 @dataclass
 class CaseMaps:
     probabilities: torch.Tensor  # (K, *S) softmax
-    gates: dict[str, torch.Tensor]  # gate level -> (*S) in [0, 1]
     cams: dict[str, torch.Tensor]  # target layer -> (K - 1, *S) >= 0, foreground classes 1..K-1 in order
     plain: torch.Tensor | None  # (K - 1, *S) >= 0; None when the head is not a 1x1 convolution
     features: torch.Tensor | None  # (C_f, *S) the head's input features; None unless asked for
     fallback: list[bool]  # per foreground class: nothing predicted, the score is the whole volume's logit
+    spatial: dict[MapId, torch.Tensor] = field(default_factory=dict)  # gate, spatial, self maps: (*S) each
+    channels: dict[MapId, torch.Tensor] = field(default_factory=dict)  # (C,) weights, mean over windows
+    queries: dict[MapId, torch.Tensor] = field(default_factory=dict)  # (*S) attention from query `query`, sum 1
+    query_points: dict[int, Point] = field(default_factory=dict)  # query number -> voxel of the case grid
+
+    @property
+    def gates(self) -> dict[str, torch.Tensor]:
+        """The gate maps by level (a multi-head gate's mean): (*S) in [0, 1]."""
+        return {m.site: v for m, v in self.spatial.items() if m.kind == GATE and m.head is None}
 
 
 class MapEngine:
@@ -66,6 +81,11 @@ class MapEngine:
         self.plain_ok = self.head is not None and has_plain_cam(self.head)
         self.multiple = tuple(getattr(self.net, "size_multiple", (1,) * self.net_dims))
         self.slice_axis = model.slice_axis if model.slice_axis is not None else 2
+        spacing = tuple(model.fingerprint.preprocessing.target_spacing)  # the preprocessed grid's, in mm
+        if len(spacing) == self.net_dims + 1:  # a 2D network on volumes sees the plane across the slice axis
+            spacing = spacing[: self.slice_axis] + spacing[self.slice_axis + 1 :]
+        self.spacing = spacing
+        self._map_ids: dict[str, MapId] = {}  # the stitched outputs' names of the attention maps
 
     def roi(self, shape: Sequence[int]) -> tuple[int, ...]:
         """Window for an image of spatial `shape`: the whole case (a whole slice for a 2D net on 3D volumes) when it
@@ -75,8 +95,12 @@ class MapEngine:
             net_shape = net_shape[: self.slice_axis] + net_shape[self.slice_axis + 1 :]
         return net_shape if math.prod(net_shape) <= self.whole_case_voxels else tuple(self.model.patch_size)
 
-    def maps(self, image: np.ndarray | torch.Tensor, features: bool = False) -> CaseMaps:
-        """`image`: preprocessed (C, *S) float32. `features`: also return the head's input features."""
+    def maps(
+        self, image: np.ndarray | torch.Tensor, features: bool = False, queries: Sequence[Point] | None = None
+    ) -> CaseMaps:
+        """`image`: preprocessed (C, *S) float32. `features`: also return the head's input features. `queries`:
+        voxels of the case grid whose self-attention is wanted besides the predicted classes' centroids (None: no
+        query maps at all)."""
         x = torch.as_tensor(image, dtype=torch.float32)
         roi = self.roi(x.shape[1:])
         predictor = Predictor(
@@ -87,7 +111,7 @@ class MapEngine:
             sw_batch_size=self.sw_batch_size,
             roi_size=roi,
         )
-        pred = predictor.predict(x, gates=True)
+        pred = predictor.predict(x)
         labels = pred.labels()
         masks, fallback = [], []
         for k in range(1, self.num_classes):
@@ -95,8 +119,9 @@ class MapEngine:
             fallback.append(not bool(m.any()))
             masks.append(m if m.any() else torch.ones_like(m))
         mask = torch.stack(masks).float().clone()  # (K - 1, *S); clone: a normal tensor, not an inference tensor
+        channels: dict[MapId, list[torch.Tensor]] = {}
         out = sliding_window(
-            self._window(x.shape[0], features),
+            self._window(x.shape[0], features, channels),
             torch.cat([x, mask])[None],
             roi,
             self.net_dims,
@@ -106,18 +131,32 @@ class MapEngine:
         )
         fg = range(1, self.num_classes)
         cams = {layer: torch.cat([out[f"cam/{layer}/{k}"][0] for k in fg]).clamp_min_(0) for layer in self.layers}
-        return CaseMaps(
+        maps = CaseMaps(
             probabilities=pred.probabilities,
-            gates={name: g[0] for name, g in pred.gates.items()},
             cams=cams,
             plain=out["plain"][0].clamp_min_(0) if "plain" in out else None,
             features=out["features"][0] if "features" in out else None,
             fallback=fallback,
+            spatial={m: out[m.key][0, 0] for m in sorted(self._ids(out))},
+            channels={m: torch.cat(v).mean(0) for m, v in sorted(channels.items())},
         )
+        if queries is not None and any(m.kind == SELF for m in maps.spatial):
+            maps.query_points = {**centroids(labels, self.num_classes), **self._user_queries(queries)}
+            slices = self.slice_axis if len(roi) < x.ndim - 1 else None
+            maps.queries = query_maps(self.net, x, maps.query_points, roi, self.spacing, slices)
+        return maps
 
-    def _window(self, c_in: int, want_features: bool):
-        """Window function for `sliding_window`: input (B, C + K - 1, *win) = image channels + predicted masks."""
+    def _user_queries(self, points: Sequence[Point]) -> dict[int, Point]:
+        return {self.num_classes - 1 + i: tuple(p) for i, p in enumerate(points)}
+
+    def _ids(self, out: dict[str, torch.Tensor]) -> list[MapId]:
+        return [self._map_ids[k] for k in out if k in self._map_ids]
+
+    def _window(self, c_in: int, want_features: bool, channels: dict[MapId, list[torch.Tensor]]):
+        """Window function for `sliding_window`: input (B, C + K - 1, *win) = image channels + predicted masks.
+        Channel weights are summed into `channels` per window (vectors cannot be stitched)."""
         net, layers, k_all = self.net, self.layers, self.num_classes
+        request = MapRequest(RECORDED.kinds, spacing=self.spacing)
 
         def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
             win = tuple(x.shape[2:])
@@ -130,7 +169,7 @@ class MapEngine:
             out: dict[str, torch.Tensor] = {}
             try:
                 with torch.enable_grad():
-                    logits = net.outputs(image, gates=False, deep_supervision=False).logits  # (B, K, *win)
+                    logits, maps = recorded_forward(net, image, request)  # (B, K, *win)
                     self._check(acts)
                     targets = [acts[n] for n in layers]
                     for k in range(1, k_all):
@@ -142,6 +181,12 @@ class MapEngine:
             finally:
                 for h in hooks:
                     h.remove()
+            for map_id, (value, factor) in maps.items():
+                if map_id.kind == CHANNEL:
+                    channels.setdefault(map_id, []).append(value.detach().float())  # (B, C)
+                    continue
+                self._map_ids[map_id.key] = map_id
+                out[map_id.key] = value_on_grid(value.detach(), factor, win)
             if " head" in acts:
                 f = acts[" head"].detach()  # (B, C_f, *padded win)
                 if self.plain_ok:

@@ -1,5 +1,6 @@
 """SEAM's equivariance test on a trained network: for each transform T, d(T^-1 map(T x), map(x)) for the CAMs of
-each foreground class (one target layer) and for every gate map; see `seg.explain.transforms` for T and d."""
+each foreground class (one target layer) and for every gate and spatial attention map; see
+`seg.explain.transforms` for T and d."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import numpy as np
 import torch
 
 from seg.explain.engine import CaseMaps, MapEngine
-from seg.explain.keys import CAM, GATE, MapId
+from seg.explain.keys import CAM, MapId
 from seg.explain.transforms import SpatialTransform, equivariance_error, unit_max
+from seg.models.maps import GATE, SPATIAL
+
+MEASURED_KINDS = (GATE, SPATIAL)  # maps in [0, 1], compared as they are
 
 
 def equivariance(
@@ -21,8 +25,8 @@ def equivariance(
     layer: str,
     class_names: Sequence[str],
 ) -> dict[str, dict[str, float]]:
-    """{MapId (a class's CAM or a gate level): {transform name: error}}; `base` = engine.maps(image), `class_names` the
-    foreground classes in the order of base.cams[layer]."""
+    """{MapId (a class's CAM, a gate or spatial map): {transform name: error}}; `base` = engine.maps(image),
+    `class_names` the foreground classes in the order of base.cams[layer]."""
     x = torch.as_tensor(image, dtype=torch.float32)  # (C, *S)
     errors: dict[str, dict[str, float]] = {}
     for t in transforms:
@@ -32,9 +36,11 @@ def equivariance(
             errors.setdefault(MapId(CAM, name), {})[t.name] = equivariance_error(
                 unit_max(back[i]), unit_max(base.cams[layer][i])
             )
-        for level, gate in moved.gates.items():
-            back_gate = t.inverse(gate[None])[0]  # (*S)
-            errors.setdefault(MapId(GATE, level), {})[t.name] = equivariance_error(back_gate, base.gates[level])
+        for map_id, value in moved.spatial.items():
+            if map_id.kind in MEASURED_KINDS and map_id in base.spatial:
+                back_map = t.inverse(value[None])[0]  # (*S)
+                error = equivariance_error(back_map, base.spatial[map_id])
+                errors.setdefault(MapId.of(map_id), {})[t.name] = error
     return errors
 
 

@@ -1,5 +1,6 @@
-"""One case, measured: its maps (gates, CAMs, plain CAM), the PCM-refined CAMs, SEAM equivariance errors, and the
-scores against its reference label, all on the preprocessed grid."""
+"""One case, measured: its maps (the network's attention maps, CAMs, plain CAM), the PCM-refined CAMs, SEAM
+equivariance errors, each self-attention head's attention distance, and the scores against its reference label,
+all on the preprocessed grid."""
 
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from seg.explain.engine import CaseMaps, MapEngine
 from seg.explain.equivariance import equivariance
 from seg.explain.keys import MapId
 from seg.explain.pcm import refine_case_cams
+from seg.explain.queries import Point
 from seg.explain.scores import dice_curve, energy_inside, pearson
 from seg.explain.transforms import SpatialTransform
+from seg.models import maps as network_maps
+
+MEASURED_KINDS = (network_maps.GATE, network_maps.SPATIAL)  # maps in [0, 1]: energy inside, equivariance
 
 
 @dataclass
@@ -31,6 +36,8 @@ class CaseResult:
     scores: dict[str, float] = field(default_factory=dict)  # flat, NaN where undefined
     fallback: list[bool] = field(default_factory=list)  # per class: nothing predicted (whole-volume score)
     seconds: float = 0.0
+    map_ids: list[network_maps.MapId] = field(default_factory=list)  # the network's maps (query maps aside)
+    query_points: dict[int, Point] = field(default_factory=dict)  # query number -> voxel of the case grid
 
     def drop_maps(self) -> None:
         """Free the volumes once written: a run over many cases then holds only numbers."""
@@ -43,14 +50,20 @@ def measure_case(
     class_names: Sequence[str],
     pcm_window: int,
     transforms: Sequence[SpatialTransform] = (),
+    queries: Sequence[Point] | None = None,
 ) -> CaseResult:
-    """`class_names`: the foreground classes (ids 1..K-1). Without transforms no equivariance is measured."""
+    """`class_names`: the foreground classes (ids 1..K-1). Without transforms no equivariance is measured.
+    `queries`: voxels of the case grid whose self-attention is wanted beside the predicted classes' centroids
+    (None: no query maps)."""
     start = time.perf_counter()
-    maps = engine.maps(case.image, features=True)
+    maps = engine.maps(case.image, features=True, queries=queries)
     primary = engine.layers[0]
     pcm = refine_case_cams(maps.cams[primary], maps.features, pcm_window)
     maps.features = None
-    result = CaseResult(case.case_id, maps, pcm, fallback=list(maps.fallback))
+    ids = [*maps.spatial, *maps.channels]
+    result = CaseResult(case.case_id, maps, pcm, fallback=list(maps.fallback), map_ids=ids)
+    result.query_points = dict(maps.query_points)
+    result.scores.update(attention_distances(maps))
     if transforms:
         result.equivariance = equivariance(engine, case.image, maps, transforms, primary, class_names)
     if case.label is not None:
@@ -78,6 +91,17 @@ def _score(result: CaseResult, label: torch.Tensor, primary: str, class_names: S
         s[keys.cam(name, "mask_fraction")] = float(mask.double().mean())
     union = label > 0
     if union.any():
-        for level, gate in maps.gates.items():
-            s[keys.gate(level, "energy_inside")] = energy_inside(gate, union)
+        for map_id, value in maps.spatial.items():
+            if map_id.kind in MEASURED_KINDS:
+                s[keys.network_map(map_id, "energy_inside")] = energy_inside(value, union)
         s[keys.gates("mask_fraction")] = float(union.double().mean())
+
+
+def attention_distances(maps: CaseMaps) -> dict[str, float]:
+    """{attention_distance.<site>.h<head>: mm}: each self-attention head's distance map, mean over the case grid
+    (every query weighted by the voxels it covers)."""
+    return {
+        keys.attention_distance(m.site, m.head): float(v.double().mean())
+        for m, v in maps.spatial.items()
+        if m.kind == network_maps.SELF and m.head is not None
+    }

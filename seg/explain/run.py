@@ -1,6 +1,7 @@
-"""`seg analyze`: gate maps, class activation maps and SEAM measurements for a set of cases, written as maps in
-the original geometry, PNG overlays, a self-contained HTML report, metrics for DVC, and logged into the model's
-MLflow run. Thresholds of the CAM Dice are chosen on selection cases (the training fold), never on scored cases."""
+"""`seg analyze`: the network's attention maps (every kind, query points' self-attention, attention distance),
+class activation maps and SEAM measurements for a set of cases, written as maps in the original geometry, PNG
+overlays, a self-contained HTML report, metrics for DVC, and logged into the model's MLflow run. Thresholds of the
+CAM Dice are chosen on selection cases (the training fold), never on scored cases."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from seg.explain.cases import AnalysisCase
 from seg.explain.engine import MapEngine
 from seg.explain.measure import CaseResult, measure_case
 from seg.explain.outputs import KINDS, case_pictures, write_maps, write_png
-from seg.explain.report_content import report_for
+from seg.explain.plots import render_distance_by_depth
+from seg.explain.queries import point_on_grid
+from seg.explain.report_content import DISTANCE_PICTURE, distance_table, report_for
 from seg.explain.scores import THRESHOLDS
 from seg.explain.transforms import SpatialTransform, spatial_transforms
 from seg.files import write_json
@@ -73,11 +76,12 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
     selected = [c for c in selection if c.label is not None]
     progress = CaseProgress(len(selected) + len(cases), "seg analyze")
     case_done = log or progress.done  # a line per measured case: count and ETA (a bar on a terminal)
+    queries = {c.case_id: [point_on_grid(p, c.props) for p in cfg.query_points] if c.props else [] for c in cases}
     engine = _map_engine(model, cfg, log or (lambda line: print(line, flush=True)))
     out = _clear_output(cfg.output)
     names = [safe_name(n) for n in model.class_names[1:]]
     chosen_on = _measure_selection(engine, selected, names, cfg, case_done)
-    measured = _measure_and_write(engine, cases, names, cfg, model.slice_axis, out, case_done)
+    measured = _measure_and_write(engine, cases, names, cfg, model.slice_axis, out, case_done, queries)
     progress.close()
 
     labelled = [r for r, c in zip(measured.results, cases, strict=True) if c.label is not None]
@@ -88,6 +92,7 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
     metrics["selection_cases"] = float(len(chosen_on))
     metrics["seconds"] = round(time.perf_counter() - start, 2)
     _picture_curves(scored, names, thresholds, out, measured)
+    _picture_distances(metrics, out, measured)
 
     report = report_for(
         out / REPORT_FILE,
@@ -170,12 +175,14 @@ def _measure_and_write(
     slice_axis: int | None,
     out: Path,
     case_done: Callable[[str], None],
+    queries: dict[str, list[tuple[int, ...]]],
 ) -> _Measured:
-    """The analysed cases: measured, their maps and overlays written, their maps dropped once written."""
+    """The analysed cases: measured, their maps and overlays written, their maps dropped once written; `queries`:
+    per case, the user's query points on its preprocessed grid."""
     measured = _Measured()
     for case in cases:
         measured.transforms = spatial_transforms(case.image.shape[1:], cfg.transforms, cfg.scales, slice_axis)
-        result = measure_case(engine, case, names, cfg.pcm_window, measured.transforms)
+        result = measure_case(engine, case, names, cfg.pcm_window, measured.transforms, queries[case.case_id])
         write_maps(case, result, out, names, cfg.cam_method)
         for key, rgb in case_pictures(case, result, names, cfg.cam_method).items():
             measured.pictures[key] = write_png(rgb, out / "overlays" / f"{key}.png")
@@ -201,6 +208,14 @@ def _picture_curves(
         measured.pictures["dice_curves"] = write_png(measured.rgbs["dice_curves"], out / "overlays" / "dice_curves.png")
 
 
+def _picture_distances(metrics: dict, out: Path, measured: _Measured) -> None:
+    """Attention distance by depth, a line per head (none without self-attention)."""
+    sites, by_head = distance_table(metrics, sorted({i for r in measured.results for i in r.map_ids}))
+    if sites:
+        rgb = measured.rgbs[DISTANCE_PICTURE] = render_distance_by_depth(sites, by_head)
+        measured.pictures[DISTANCE_PICTURE] = write_png(rgb, out / "overlays" / f"{DISTANCE_PICTURE}.png")
+
+
 def _details(
     model: ModelBundle,
     cfg: AnalyzeConfig,
@@ -219,6 +234,7 @@ def _details(
             "cam_layers": engine.layers,
             "pcm_window": cfg.pcm_window,
             "transforms": [t.name for t in measured.transforms],
+            "query_points": [list(p) for p in cfg.query_points],
             "grid": "preprocessed",
             "precision": engine.precision,
             "machine": describe_machine().line(),
@@ -232,6 +248,7 @@ def _details(
                 "fallback": dict(zip(names, r.fallback, strict=True)),
                 "equivariance": {str(k): v for k, v in r.equivariance.items()},
                 "scores": r.scores,
+                "query_points": {str(j): list(p) for j, p in r.query_points.items()},
             }
             for r in measured.results
         },

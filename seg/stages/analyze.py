@@ -1,5 +1,6 @@
 """Stage `analyze`: a model + cases (by default the evaluation fold; CAM thresholds chosen on training-fold
-cases) -> gate maps, CAMs, SEAM measures, report.html, metrics/analysis.json, and the same in the model's run."""
+cases) -> attention maps of every kind, CAMs, SEAM measures, report.html, metrics/analysis.json, and the same in
+the model's run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from seg.config import AnalyzeConfig, Config
 from seg.stages.common import config_with_flags, parse, report_errors
 
 STAGE = "analyze"
-HELP = "gate maps, class activation maps and SEAM measures; report, metrics, MLflow"
+HELP = "attention maps, class activation maps and SEAM measures; report, metrics, MLflow"
 CODE = 2  # exit status of a user error
 
 

@@ -1,7 +1,8 @@
 """Logging an analysis into the model's own MLflow run (`ModelMeta.mlflow_run_id` at its `tracking_uri`):
-artifact folders per kind (analysis/gates, analysis/cams, analysis/overlays; report.html and analysis.json in
-analysis/report), the pictures as
-MLflow images (step 0, so they show in the run's image viewer) and the metrics under `analysis/`.
+artifact folders per kind (analysis/gates, analysis/spatial, analysis/self, analysis/queries, analysis/channels,
+analysis/cams, analysis/overlays; report.html and analysis.json in analysis/report), the pictures as MLflow images
+(step 0, so they show in the run's image viewer) and the metrics (attention distances among them) under
+`analysis/`.
 An unreachable run is a one-line warning, never a failed analysis."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from seg.tracking.images import card_shaped, image_key
 
-FOLDERS = ("gates", "cams", "overlays")
+FOLDERS = ("gates", "spatial", "self", "queries", "channels", "cams", "overlays")  # as seg.explain.outputs writes
 REPORT_FILES = ("report.html", "analysis.json")
 
 

@@ -41,7 +41,7 @@ def test_analyze_writes_maps_report_metrics_and_logs_into_the_model_run(tmp_path
 
     out = tmp_path / "analysis"
     maps = sorted((out / "gates").glob("*.nii.gz")) + sorted((out / "cams").glob("*.nii.gz"))
-    cases = sorted({p.name.split("_level")[0] for p in (out / "gates").glob("*.nii.gz")})
+    cases = sorted({p.name.split("_gate_level")[0] for p in (out / "gates").glob("*.nii.gz")})
     assert len(cases) == 2 and len(maps) >= 2 * (2 + 2 * 3)  # per case: gate levels 0-1, per class CAM, PCM, plain
     for path in maps:
         case = next(c for c in cases if path.name.startswith(c + "_"))

@@ -20,6 +20,7 @@ from seg.explain.keys import CAM, MapId
 from seg.explain.transforms import spatial_transforms
 from seg.model_folder import ModelBundle, ModelMeta
 from seg.models import build_model
+from seg.models.maps import GATE, MapSource
 from seg.models.unet import UNetOutput
 
 METHODS = ("gradcam", "gradcampp", "hirescam")
@@ -63,7 +64,7 @@ class RegionNet(nn.Module):
             self.head.weight[1].fill_(1.0)
             self.head.bias.zero_()
 
-    def outputs(self, x, gates=True, deep_supervision=False) -> UNetOutput:
+    def outputs(self, x, maps=None, deep_supervision=False, gates=True) -> UNetOutput:
         return UNetOutput(self.head(self.masking(torch.relu(self.features(x)))))
 
 
@@ -81,6 +82,20 @@ class Ramp(nn.Module):
         return f + 3 * torch.linspace(0, 1, n).view(1, 1, n, *[1] * (f.ndim - 3))
 
 
+class PointGate(MapSource):
+    """A gate map that is a pointwise function of the image, reported like the network's gates."""
+
+    def __init__(self, dims: int):
+        super().__init__()
+        self.conv = conv(dims)(1, 1, 1)
+        self.place("level0", (1,) * dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(self.conv(x))
+        self.report(GATE, g)
+        return g
+
+
 class PointNet(nn.Module):
     """Only 1x1 convolutions: every map is a pointwise function of the image, hence exactly equivariant to flips
     and rot90. With `ramp`, a fixed positional ramp along axis 0 is added to the features: not equivariant."""
@@ -90,7 +105,7 @@ class PointNet(nn.Module):
         self.spatial_dims = dims
         self.features = conv(dims)(1, 3, 1)
         self.position = Ramp(ramp)
-        self.gate = conv(dims)(1, 1, 1)
+        self.gate = PointGate(dims)
         self.head = conv(dims)(3, 2, 1)
         with torch.no_grad():  # class 1 = sum of positive features: a non-zero CAM wherever it is predicted
             self.features.weight.abs_()
@@ -98,11 +113,9 @@ class PointNet(nn.Module):
             self.head.weight[1].fill_(1.0)
             self.head.bias.copy_(torch.tensor([1.0, 0.0]))
 
-    def outputs(self, x, gates=True, deep_supervision=False) -> UNetOutput:
-        out = UNetOutput(self.head(torch.relu(self.position(self.features(x)))))
-        if gates:
-            out.gates["level0"] = torch.sigmoid(self.gate(x))
-        return out
+    def outputs(self, x, maps=None, deep_supervision=False, gates=True) -> UNetOutput:
+        self.gate(x)  # reports its map to a recorder when one is given
+        return UNetOutput(self.head(torch.relu(self.position(self.features(x)))))
 
 
 def loaded(net: nn.Module, dims: int, classes: int = 2, patch: int = 8) -> ModelBundle:
@@ -177,6 +190,7 @@ def test_equivariant_network_scores_zero_and_a_positional_one_does_not(dims):
         engine = MapEngine(loaded(PointNet(dims, ramp), dims, patch=10), ["position"], "hirescam")
         base = engine.maps(image)
         errors[ramp] = equivariance(engine, image, base, transforms, "position", ["c1"])
+    assert MapId(GATE, "level0") in errors[False]  # the gate map is measured too
     for what, per_t in errors[False].items():
         assert max(per_t.values()) < 1e-5, (what, per_t)  # NaN (two zero maps) would fail here too
     ramp = errors[True][MapId(CAM, "c1")]

@@ -17,6 +17,7 @@ from seg.explain.cases import file_cases
 from seg.explain.engine import CaseMaps
 from seg.explain.measure import CaseResult
 from seg.explain.outputs import write_maps
+from seg.explain.queries import QueryPointError, point_on_grid
 from seg.explain.run import analyze
 from seg.model_folder import ModelBundle, ModelMeta
 from seg.models import build_model
@@ -74,7 +75,12 @@ def test_analysis_maps_read_back_with_the_image_shape_and_affine(project):
     summary = analyze(model, cases, [], cfg, log=lambda line: None)
     maps = sorted((tmp / "out").glob("*/*.nii.gz"))
     names = {p.name for p in maps}
-    expected = {"case_a_level0.nii.gz", "case_a_a_gradcam.nii.gz", "case_a_b_gradcam_pcm.nii.gz", "case_a_a_cam.nii.gz"}
+    expected = {
+        "case_a_gate_level0.nii.gz",
+        "case_a_a_gradcam.nii.gz",
+        "case_a_b_gradcam_pcm.nii.gz",
+        "case_a_a_cam.nii.gz",
+    }
     assert expected <= names
     for path in maps:
         back = nib.load(str(path))
@@ -90,8 +96,19 @@ def test_a_map_on_the_preprocessed_grid_lands_on_the_original_voxels(project):
     (case,) = file_cases(str(tmp / "images" / "case_a.nii.gz"), str(tmp / "labels"), model, 1)
     assert case.label is not None and set(np.unique(case.label)) == {0, 1, 2}
     onehot = torch.stack([torch.as_tensor(case.label == k).float() for k in (1, 2)])  # (2, *S_pre)
-    maps = CaseMaps(torch.zeros(3, *case.label.shape), {}, {"decoder.0": onehot}, None, None, [False, False])
+    maps = CaseMaps(torch.zeros(3, *case.label.shape), {"decoder.0": onehot}, None, None, [False, False])
     write_maps(case, CaseResult("case_a", maps, onehot, fallback=[False, False]), tmp / "placed", ["a", "b"], "gradcam")
     for k, name in ((1, "a"), (2, "b")):
         restored = np.asarray(nib.load(str(tmp / "placed" / "cams" / f"case_a_{name}_gradcam.nii.gz")).dataobj)
         assert np.array_equal(restored > 0.5, label == k), name
+
+
+def test_a_query_point_of_the_input_image_names_the_same_voxel_on_the_preprocessed_grid(project):
+    tmp, model, _, label, _ = project
+    (case,) = file_cases(str(tmp / "images" / "case_a.nii.gz"), str(tmp / "labels"), model, 1)
+    voxels = np.argwhere(label > 0)  # permuted, flipped, cropped axes: each structure voxel must land on its class
+    for point in voxels[:: max(len(voxels) // 40, 1)]:
+        on_grid = point_on_grid(tuple(int(p) for p in point), case.props)
+        assert case.label[on_grid] == label[tuple(point)], (point, on_grid)
+    with pytest.raises(QueryPointError, match=r"\[0, 0, 0\] .* outside the non-zero region"):
+        point_on_grid((0, 0, 0), case.props)  # zero there: cropped away

@@ -15,6 +15,7 @@ from seg.explain.keys import CAM, MapId
 from seg.explain.measure import CaseResult
 from seg.explain.scores import THRESHOLDS, choose_threshold, dice_at, dice_curve, energy_inside, min_max, pearson
 from seg.explain.transforms import spatial_transforms
+from seg.models import maps as maps_api
 
 
 def test_thresholds_span_005_to_095():
@@ -49,7 +50,8 @@ def test_energy_inside_and_pearson():
 
 
 def _result(case_id: str, cam: torch.Tensor, mask: torch.Tensor) -> CaseResult:
-    maps = CaseMaps(torch.zeros(2, *cam.shape), {"level0": cam.clone()}, {"decoder.0": cam[None]}, None, None, [False])
+    gate = {maps_api.MapId(maps_api.GATE, "level0"): cam.clone()}
+    maps = CaseMaps(torch.zeros(2, *cam.shape), {"decoder.0": cam[None]}, None, None, [False], spatial=gate)
     r = CaseResult(case_id, maps, cam[None])
     r.curves_raw = {"fg": dice_curve(cam, mask)}
     r.curves_pcm = {"fg": dice_curve(cam, mask)}
