@@ -103,7 +103,11 @@ class TrainConfig:
     run_name: str | None = doc(None, "MLflow run name (None: MLflow picks one)")
     registered_model: str | None = doc("auto", "MLflow registry name; auto: seg-<dataset folder>; null: not registered")
     champion_alias: str = doc("champion", "alias moved to the version of that name with the best validation Dice")
-    gate_images: bool = doc(True, "log gate-map (SEAM: CAM) images for a fixed validation case every validation")
+    gate_images: bool = doc(
+        True,
+        "log a fixed validation case's pictures every validation: each attention map (maps/<kind>_<site>) and the "
+        "self-attention distances; SEAM: its CAM and PCM maps",
+    )
     supervision: str = doc("full", "full: masks; seam: only which classes a patch holds (the seam section)")
 
     def epoch_limit(self) -> int | None:

@@ -17,7 +17,6 @@ from seg.config import Config, ModelConfig, TrainConfig
 from seg.metrics import dice_per_class
 from seg.runtime.tune_cache import model_key
 from seg.seam.objective import SeamSupervision
-from seg.train.gate_images import gate_images
 from seg.train.loss import DeepSupervisionLoss
 
 
@@ -47,7 +46,8 @@ class Objective(Protocol):
         """From every case's `validate` (stacked): (K - 1,) Dice to log, and other values to log."""
 
     def logs_images(self, net) -> bool:
-        """Whether a validation logs images of its first case (with `train.gate_images`)."""
+        """Whether a validation logs the objective's own images of its first case (with `train.gate_images`; the
+        network's attention maps are logged whatever the objective)."""
 
     def validation_images(
         self,
@@ -59,7 +59,7 @@ class Objective(Protocol):
         max_size,
         title: str,
     ) -> dict[str, np.ndarray]:
-        """{MLflow image key: RGB image} of one validation case."""
+        """{MLflow image key: RGB image} of one validation case, beside the network's maps."""
 
     def after_fit(self, net, dm, class_names: Sequence[str]) -> tuple[dict, str | None]:
         """Work on the trained network before it is saved: what train.json and model.json add, and a line to print."""
@@ -101,7 +101,7 @@ class FullSupervision:
         return torch.nanmean(dice.float(), 0), {}
 
     def logs_images(self, net) -> bool:
-        return bool(net.gate_names)
+        return False  # the network's maps are all it has to show
 
     def validation_images(
         self,
@@ -113,8 +113,8 @@ class FullSupervision:
         max_size,
         title: str,
     ) -> dict[str, np.ndarray]:
-        """One image per gate level, `gate_<level>`."""
-        return {f"gate_{name}": rgb for name, rgb in gate_images(net, image, label, max_size, title).items()}
+        """None of its own: the network's maps (`seg.train.map_images`) are logged for every objective."""
+        return {}
 
     def after_fit(self, net, dm, class_names: Sequence[str]) -> tuple[dict, str | None]:
         return {}, None

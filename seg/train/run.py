@@ -188,11 +188,8 @@ def fit(job: Prepared, resume: bool) -> Fitted:
     )
     history = HistoryCallback(Path(tc.metrics_dir), job.names[1:])
     progress, bar = progress_callbacks()
-    if tc.gate_images and job.objective.logs_images(job.net):
-        max_size = tuple(2 * p for p in job.dm.patch_size)
-        job.module.val_callbacks.append(
-            validation_image_logger(logger, job.dm.slice_axis, max_size, history, job.objective)
-        )
+    if tc.gate_images and (job.net.map_ids() or job.objective.logs_images(job.net)):
+        job.module.val_callbacks.append(validation_image_logger(logger, job.dm, history, job.objective))
     trainer = _trainer(job, logger, [checkpoint, history, *weight_average(tc), *progress], bar)
     meta = ModelMeta.for_training(
         job.cfg,

@@ -1,5 +1,6 @@
 """MLflow's own web UI in headless Chromium (Playwright for Python, Debian's chromium): what a person sees of a
-run's images on its Model metrics page."""
+run's images on its Model metrics page, its metrics on its Overview page, and runs side by side in the Chart
+view."""
 
 from __future__ import annotations
 
@@ -110,6 +111,32 @@ class ModelMetricsPage:
 
     def screenshot(self, path: Path) -> None:
         self.page.screenshot(path=str(path), full_page=True)
+
+
+class RunOverview:
+    """The Overview tab of one run: its Metrics table lists every metric's key and last value, one row each."""
+
+    def __init__(self, browser, server, run_id: str):
+        run = server.get("/api/2.0/mlflow/runs/get", run_id=run_id)["run"]
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        self.page.goto(f"{server.url}/#/experiments/{run['info']['experiment_id']}/runs/{run_id}")
+        self.page.get_by_text("Metrics (", exact=False).first.wait_for(timeout=60_000)
+
+    def metrics(self, prefix: str) -> dict[str, str]:
+        """Key -> value as the table shows it, for the rows whose key starts with `prefix` and that a person sees
+        when scrolled to (the page is long: the config tags come first)."""
+        anchor = f'a:text-matches("^{prefix}")'
+        self.page.locator(anchor).first.wait_for(timeout=60_000)  # the table fills in after the page
+        shown = {}
+        for row in self.page.locator('[role="row"]').filter(has=self.page.locator(anchor)).all():
+            row.scroll_into_view_if_needed(timeout=10_000)
+            cells = row.locator('[role="cell"]')
+            if row.is_visible() and cells.count() >= 2:
+                shown[cells.nth(0).inner_text().strip()] = cells.nth(1).inner_text().strip()
+        return shown
+
+    def screenshot(self, path: Path) -> None:
+        self.page.screenshot(path=str(path))
 
 
 class RunsChartView:
