@@ -13,18 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from seg.models.layers import interp_mode
-from seg.models.maps import MapId, MapRequest, crop_to_input, map_factors, recording
+from seg.models.maps import MapId, MapRequest
 
 Factored = dict[MapId, tuple[torch.Tensor, tuple[int, ...]]]  # map -> (value, its grid's down-sampling)
 
 
 def recorded_forward(net: nn.Module, x: torch.Tensor, request: MapRequest) -> tuple[torch.Tensor, Factored]:
     """Logits of one forward pass and the maps `request` asks for, each with its factor (which places it on the
-    input grid). The recorder is given here, not through `outputs(maps=...)`, because only it keeps the factors."""
-    with recording(net, request) as recorder:
-        logits = net.outputs(x, maps=False, deep_supervision=False).logits  # (B, K, *x grid)
-    factors = map_factors(recorder)
-    return logits, {m: (v, factors[m]) for m, v in crop_to_input(recorder, x.shape[2:]).items()}
+    input grid)."""
+    out = net.outputs(x, maps=request, deep_supervision=False)  # logits (B, K, *x grid)
+    return out.logits, {m: (v, out.factors[m]) for m, v in out.maps.items()}
 
 
 def value_on_grid(value: torch.Tensor, factor: Sequence[int], size: Sequence[int]) -> torch.Tensor:

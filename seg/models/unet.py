@@ -35,7 +35,7 @@ from seg.models import layers
 from seg.models.attention import build_attention
 from seg.models.blocks import ConvBlock, ConvNormAct, UpSample
 from seg.models.gates import build_gate
-from seg.models.maps import GATE, MapId, MapRequest, MapSource, crop_to_input, recording
+from seg.models.maps import GATE, MapId, MapRequest, MapSource, crop_to_input, map_factors, recording
 from seg.models.self_attention import build_self_attention
 
 
@@ -44,6 +44,7 @@ class UNetOutput:
     logits: torch.Tensor  # (B, out_channels, *spatial)
     maps: dict[MapId, torch.Tensor] = field(default_factory=dict)  # (B, 1, *its grid) or (B, C) channel weights
     deep_supervision: list[torch.Tensor] = field(default_factory=list)  # level 1, 2, ...: coarser logits
+    factors: dict[MapId, tuple[int, ...]] = field(default_factory=dict)  # each map's grid down-sampling; () vectors
 
     @property
     def gates(self) -> dict[str, torch.Tensor]:
@@ -252,7 +253,7 @@ class AttentionUNet(nn.Module):
             out = self._outputs(x, deep_supervision)
         if recorder is not None:
             size = out.logits.shape[2:]
-            out.maps = crop_to_input(recorder, size)
+            out.maps, out.factors = crop_to_input(recorder, size), map_factors(recorder)
         return out
 
     def _outputs(self, x: torch.Tensor, deep_supervision: bool) -> UNetOutput:
