@@ -8,6 +8,7 @@ from seg.config.checks import ConfigError, auto_or, one_of, thread_count
 from seg.config.fields import doc
 
 INFER_PRECISIONS = ("auto", "32", "bf16", "16")
+MAP_KINDS = ("gate", "spatial", "channel", "self")  # the kinds of `seg.models.maps`, which this tier cannot import
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class InferConfig:
     precision: str = doc("auto", "auto: the faster of 32 and bf16, timed here (CUDA: bf16 or 16); float32 accumulation")
     probabilities: bool = doc(False, "also write float probability maps (one channel per class)")
     gates: bool = doc(False, "also write the gate maps per level, stitched and resampled to the input's space")
+    maps: tuple[str, ...] = doc(
+        (),
+        "also write the attention maps of these kinds (gate, spatial, channel, self) to maps/, in the input's space; "
+        "channel weights as JSON; []: none",
+    )
     overwrite: bool = doc(False, "False: a rerun skips cases whose outputs are complete")
     num_threads: int | None = doc(None, "torch intra-op threads per process; null: the cores it may use / devices")
     accelerator: str = doc("auto", "auto, cpu or gpu")
@@ -42,6 +48,8 @@ class InferConfig:
         one_of("infer.precision", self.precision, INFER_PRECISIONS)
         auto_or("infer.sw_batch_size", self.sw_batch_size, int, minimum=1)
         thread_count("infer.num_threads", self.num_threads)
+        for kind in self.maps:
+            one_of("infer.maps[]", kind, MAP_KINDS)
         if not 0.0 <= self.overlap < 1.0:
             raise ConfigError(f"infer.overlap must be in [0, 1), got {self.overlap}.")
         if self.devices < 1:

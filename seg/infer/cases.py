@@ -4,12 +4,14 @@ scores it. Cases are plain data, so they shard over processes."""
 from __future__ import annotations
 
 import glob
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from seg.data.errors import DataError
 from seg.data.io import IMAGE_SUFFIXES, NIFTI_SUFFIXES, image_suffix, strip_suffix
 from seg.data.layout import group_channels
+from seg.models.maps import CHANNEL, MapId
 
 FLOAT_FORMATS = (*NIFTI_SUFFIXES, ".nrrd", ".mha")
 FLOAT_SUFFIX_FOR_2D_FORMATS = ".nrrd"  # PNG/JPEG/TIFF cannot hold float maps: those go to NRRD, same geometry
@@ -31,10 +33,20 @@ class InferCase:
 class CaseOutputs:
     labels: Path
     probabilities: Path | None
-    gates: dict[str, Path]
+    gates: dict[str, Path]  # level name -> gates/<case>_<level>
+    maps: dict[MapId, Path] = field(default_factory=dict)  # spatial maps -> maps/<case>_<map key>
+    channels: tuple[MapId, ...] = ()  # channel weights, all in `channel_file`
+    channel_file: Path | None = None  # maps/<case>_channel.json
 
     def all(self) -> list[Path]:
-        return [self.labels, *([self.probabilities] if self.probabilities else []), *self.gates.values()]
+        """Every file the case writes; a rerun skips the case when all exist."""
+        optional = [self.probabilities, *self.gates.values(), *self.maps.values(), self.channel_file]
+        return [self.labels, *(p for p in optional if p is not None)]
+
+    @property
+    def map_kinds(self) -> tuple[str, ...]:
+        """The map kinds these outputs need from a prediction (gates/ aside)."""
+        return tuple(dict.fromkeys(m.kind for m in (*self.maps, *self.channels)))
 
 
 def find_cases(spec: str, in_channels: int = 1) -> list[InferCase]:
@@ -70,14 +82,21 @@ def attach_labels(cases: list[InferCase], labels: str | None) -> list[InferCase]
     return [InferCase(c.case_id, c.images, str(found[c.case_id]) if c.case_id in found else None) for c in cases]
 
 
-def outputs_for(case: InferCase, out_dir: Path, probabilities: bool, gate_names: list[str]) -> CaseOutputs:
-    """`<out>/<case><input ext>`; float maps in `probabilities/` and `gates/` (NIfTI for NIfTI inputs)."""
+def outputs_for(
+    case: InferCase, out_dir: Path, probabilities: bool, gate_names: list[str], map_ids: Sequence[MapId] = ()
+) -> CaseOutputs:
+    """`<out>/<case><input ext>`; float maps in `probabilities/`, `gates/` and `maps/` (NIfTI for NIfTI inputs),
+    and the channel weights of `map_ids` in `maps/<case>_channel.json`."""
     suffix = SELF_CONTAINED.get(case.suffix, case.suffix)
     float_suffix = suffix if suffix in FLOAT_FORMATS else FLOAT_SUFFIX_FOR_2D_FORMATS
+    channels = tuple(m for m in map_ids if m.kind == CHANNEL)
     return CaseOutputs(
         labels=out_dir / f"{case.case_id}{suffix}",
         probabilities=out_dir / "probabilities" / f"{case.case_id}{float_suffix}" if probabilities else None,
         gates={g: out_dir / "gates" / f"{case.case_id}_{g}{float_suffix}" for g in gate_names},
+        maps={m: out_dir / "maps" / f"{case.case_id}_{m.key}{float_suffix}" for m in map_ids if m.kind != CHANNEL},
+        channels=channels,
+        channel_file=out_dir / "maps" / f"{case.case_id}_channel.json" if channels else None,
     )
 
 

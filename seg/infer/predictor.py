@@ -1,6 +1,6 @@
-"""Whole-case prediction: Gaussian sliding windows, mirroring test-time augmentation inside each window, gate
-maps stitched like the probabilities; an ensemble averages its members' softmax. Works on preprocessed arrays
-(C, *spatial); see `seg.infer.cases` for files in and out."""
+"""Whole-case prediction: Gaussian sliding windows, mirroring test-time augmentation inside each window, attention
+maps stitched like the probabilities on their own grids (`seg.infer.maps`); an ensemble averages its members'
+softmax and maps. Works on preprocessed arrays (C, *spatial); see `seg.infer.cases` for files in and out."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from seg.infer.maps import PROBABILITIES, MapsArg, WindowMaps, map_request, to_grid
 from seg.model_folder import ModelBundle
-from seg.models.layers import interp_mode
+from seg.models.maps import GATE, MapId, MapRequest
 from seg.models.predict import sliding_window
 from seg.runtime import InferSettings, tune_inference
 from seg.runtime.tune import autocast
@@ -23,10 +23,25 @@ from seg.runtime.tune_cache import model_key
 @dataclass
 class Prediction:
     probabilities: torch.Tensor  # (K, *spatial) float32, softmax averaged over windows (and flips)
-    gates: dict[str, torch.Tensor] = field(default_factory=dict)  # level name -> (1, *spatial) float32 in [0, 1]
+    maps: dict[MapId, torch.Tensor] = field(default_factory=dict)  # (1, *the map's own grid) float32, stitched
+    channels: dict[MapId, torch.Tensor] = field(default_factory=dict)  # (C,) float32, mean over windows and flips
 
     def labels(self) -> torch.Tensor:
         return self.probabilities.argmax(0).to(torch.uint8)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The image grid's spatial shape."""
+        return tuple(self.probabilities.shape[1:])
+
+    def on_image_grid(self, map_id: MapId) -> torch.Tensor:
+        """One map resampled to the image grid, (1, *spatial): full size, so one at a time."""
+        return to_grid(self.maps[map_id], self.shape)
+
+    @property
+    def gates(self) -> dict[str, torch.Tensor]:
+        """Gate maps on the image grid by level name ("level{i}" -> (1, *spatial) in [0, 1]), the heads' mean."""
+        return {m.site: self.on_image_grid(m) for m in self.maps if m.kind == GATE and m.head is None}
 
 
 def mirror_axes(spatial_dims: int, tta: bool, allowed: Sequence[int] | None = None) -> list[tuple[int, ...]]:
@@ -77,13 +92,20 @@ class Predictor:
     def gate_names(self) -> list[str]:
         return list(self.net.gate_names)
 
+    def map_ids(self, kinds: Sequence[str]) -> list[MapId]:
+        """The maps of these kinds that `predict(image, maps=kinds)` returns (in `maps` or `channels`)."""
+        listed = getattr(self.net, "map_ids", list)()  # a network without the maps API has none
+        return [m for m in listed if m.kind in kinds]
+
     def describe(self) -> str:
         return self.settings.describe()
 
     def _autocast(self):
         return autocast(self.device, self.precision)
 
-    def _window(self, want_gates: bool):
+    def _window(self, request: MapRequest | None, maps: WindowMaps):
+        """The window function: softmax and spatial maps averaged over flips (each mirrored back), under the rank
+        keys `maps` gives; channel weights go to `maps` directly."""
         net, flips = self.net, self.flips
 
         def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -91,17 +113,20 @@ class Predictor:
             for axes in flips:
                 xi = x.flip(axes) if axes else x
                 with self._autocast():
-                    out = net.outputs(xi, gates=want_gates, deep_supervision=False)
-                maps = {"probabilities": torch.softmax(out.logits.float(), dim=1)}
-                for name, g in (out.gates or {}).items():
-                    g = g.float()
-                    if g.shape[2:] != x.shape[2:]:
-                        g = F.interpolate(g, size=x.shape[2:], mode=interp_mode(x.ndim - 2))
-                    maps[name] = g
-                for k, v in maps.items():
+                    if request is None:
+                        out = net.outputs(xi, gates=False, deep_supervision=False)
+                    else:
+                        out = net.outputs(xi, maps=request, deep_supervision=False)
+                outputs = {PROBABILITIES: torch.softmax(out.logits.float(), dim=1)}
+                for map_id, value in out.maps.items():
+                    if map_id.is_vector:
+                        maps.add_channels(map_id, value)  # (B, C): no spatial axes to mirror back
+                    else:
+                        outputs[map_id.key] = value.float()  # (B, 1, *window / factor)
+                for k, v in outputs.items():
                     v = v.flip(axes) if axes else v
                     acc[k] = acc[k] + v if k in acc else v
-            return {k: v / len(flips) for k, v in acc.items()}
+            return maps.ranked({k: v / len(flips) for k, v in acc.items()})
 
         return fn
 
@@ -113,15 +138,26 @@ class Predictor:
             self.net(x)
 
     @torch.inference_mode()
-    def predict(self, image: np.ndarray | torch.Tensor, gates: bool = False) -> Prediction:
-        """`image`: preprocessed (C, *spatial) float32. Gate maps only when `gates` (they cost memory)."""
+    def predict(self, image: np.ndarray | torch.Tensor, maps: MapsArg = None, gates: bool = False) -> Prediction:
+        """`image`: preprocessed (C, *spatial) float32. `maps`: True (every kind), kinds, or a `MapRequest` (its
+        query points are ignored); `gates`: the gate maps too. Maps cost time and memory: none by default."""
         x = torch.as_tensor(image, dtype=torch.float32, device=self.device)[None]
         slice_axis = self.model.slice_axis if self.model.slice_axis is not None else 2
+        request = map_request(self.model, maps, gates, self.net_dims)
+        if request is not None and not self.map_ids(request.kinds):
+            request = None  # none of these kinds here: nothing to record, and the fused attention kernel stays
+        window_maps = WindowMaps()
         out = sliding_window(
-            self._window(gates), x, self.roi_size, self.net_dims, self.overlap, self.sw_batch_size, slice_axis
+            self._window(request, window_maps),
+            x,
+            self.roi_size,
+            self.net_dims,
+            self.overlap,
+            self.sw_batch_size,
+            slice_axis,
         )
-        probs = out.pop("probabilities")[0].float().cpu()
-        return Prediction(probs, {k: v[0].float().cpu().clamp_(0, 1) for k, v in out.items()})
+        probabilities, spatial = window_maps.stitched(out)
+        return Prediction(probabilities, spatial, window_maps.channels())
 
 
 class EnsemblePredictor:
@@ -142,6 +178,11 @@ class EnsemblePredictor:
         """Levels every member has: only those can be averaged."""
         return [g for g in self.members[0].gate_names if all(g in m.gate_names for m in self.members[1:])]
 
+    def map_ids(self, kinds: Sequence[str]) -> list[MapId]:
+        """The maps of these kinds every member has: only those can be averaged."""
+        others = [set(m.map_ids(kinds)) for m in self.members[1:]]
+        return [k for k in self.members[0].map_ids(kinds) if all(k in o for o in others)]
+
     def describe(self) -> str:
         settings = dict.fromkeys(m.describe() for m in self.members)  # distinct, in order
         return f"ensemble of {len(self.members)} models; " + " | ".join(settings)
@@ -151,18 +192,26 @@ class EnsemblePredictor:
             m.warm_up()
 
     @torch.inference_mode()
-    def predict(self, image: np.ndarray | torch.Tensor, gates: bool = False) -> Prediction:
-        """The members' probabilities (and gate maps of the levels all have) averaged; summed in place, so memory
-        is that of two predictions, not of one per member."""
-        total = self.members[0].predict(image, gates)
+    def predict(self, image: np.ndarray | torch.Tensor, maps: MapsArg = None, gates: bool = False) -> Prediction:
+        """The members' probabilities and the maps all of them have, averaged (a member's map on another grid is
+        resampled to the first's); summed in place, so memory is that of two predictions, not one per member."""
+        total = self.members[0].predict(image, maps, gates)
         for m in self.members[1:]:
-            pred = m.predict(image, gates)
+            pred = m.predict(image, maps, gates)
             total.probabilities += pred.probabilities
-            total.gates = {k: v.add_(pred.gates[k]) for k, v in total.gates.items() if k in pred.gates}
+            total.maps = {
+                k: v.add_(to_grid(pred.maps[k], v.shape[1:])) for k, v in total.maps.items() if k in pred.maps
+            }
+            total.channels = {
+                k: v.add_(pred.channels[k])
+                for k, v in total.channels.items()
+                if k in pred.channels and pred.channels[k].shape == v.shape
+            }
             del pred
         n = len(self.members)
         total.probabilities /= n
-        total.gates = {k: v.div_(n) for k, v in total.gates.items()}
+        total.maps = {k: v.div_(n) for k, v in total.maps.items()}
+        total.channels = {k: v.div_(n) for k, v in total.channels.items()}
         return total
 
 

@@ -1,5 +1,6 @@
-"""One case, start to finish: read and preprocess like training, predict, restore to the input's grid, write
-atomically, score against the reference. Any failure becomes a one-line error in the case's record."""
+"""One case, start to finish: read and preprocess like training, predict, restore to the input's grid (label
+map, probabilities, attention maps one at a time), write atomically, score against the reference. Any failure
+becomes a one-line error in the case's record."""
 
 from __future__ import annotations
 
@@ -15,11 +16,14 @@ from seg.data.io import read_image, write_image
 from seg.data.preprocess import preprocess_image
 from seg.data.properties import CaseProperties
 from seg.data.restore import restore_to_original
+from seg.files import write_json
 from seg.infer.case_metrics import case_metrics
 from seg.infer.cases import CaseOutputs, InferCase
+from seg.infer.maps import to_grid
 from seg.infer.postprocess import Postprocessing
 from seg.infer.predictor import EnsemblePredictor, Prediction, Predictor
 from seg.infer.records import EXISTS, FAILED, OK, CaseRecord
+from seg.models.maps import GATE, MapId
 
 
 def restore_labels(pred: Prediction, props: CaseProperties) -> np.ndarray:
@@ -74,12 +78,10 @@ def _predict_and_write(
         record.warning = f"{e} Wrote an all-background label map; check the scan."
         return
     record.voxels = int(np.prod(props.geometry.spatial_shape))
-    pred = predictor.predict(image, gates=bool(outputs.gates))
+    pred = predictor.predict(image, maps=outputs.map_kinds, gates=bool(outputs.gates))
     del image
     if not torch.isfinite(pred.probabilities).all():
         raise ValueError("the network produced non-finite probabilities; check the model and the input's intensities")
-    for name, path in outputs.gates.items():
-        write_image(restore_to_original(pred.gates[name].numpy(), props, is_label=False), props.geometry, path)
     if outputs.probabilities is not None:
         k = pred.probabilities.shape[0]
         probs = restore_to_original(
@@ -88,16 +90,40 @@ def _predict_and_write(
         write_image(probs, props.geometry, outputs.probabilities)
         del probs
     labels = restore_labels(pred, props)
+    maps, channels, shape = pred.maps, pred.channels, pred.shape
+    del pred  # the probabilities go before any map is brought to full size
+    _write_maps(maps, channels, shape, props, outputs)
     if postprocessing is not None:  # decided on cross-validation predictions (seg.infer.postprocess)
         labels = postprocessing.apply(labels)
     write_image(labels, props.geometry, outputs.labels)  # last: the case is complete
 
 
+def _write_maps(
+    maps: dict[MapId, torch.Tensor],
+    channels: dict[MapId, torch.Tensor],
+    shape: tuple[int, ...],
+    props: CaseProperties,
+    outputs: CaseOutputs,
+) -> None:
+    """Gate maps (gates/), spatial maps (maps/), each resampled from its own grid to the image grid and restored
+    to the input's, one at a time; the channel weights as {map key: [weights]} (maps/<case>_channel.json)."""
+    paths = [*((MapId(GATE, name), path) for name, path in outputs.gates.items()), *outputs.maps.items()]
+    for map_id, path in paths:
+        full = to_grid(maps[map_id], shape).numpy()  # (1, *preprocessed grid)
+        write_image(restore_to_original(full, props, is_label=False), props.geometry, path)
+        del full
+    if outputs.channel_file is not None:
+        write_json(outputs.channel_file, {m.key: channels[m].tolist() for m in outputs.channels})
+
+
 def _write_background(geometry: Geometry, num_classes: int, outputs: CaseOutputs) -> None:
-    """The outputs of an all-zero image on its own grid: gates 0, probability 1 for background, labels 0."""
+    """The outputs of an all-zero image on its own grid: gates and spatial maps 0, channel weights null (the
+    network never saw the scan), probability 1 for background, labels 0."""
     shape = geometry.spatial_shape
-    for path in outputs.gates.values():
+    for path in (*outputs.gates.values(), *outputs.maps.values()):
         write_image(np.zeros(shape, np.float32), geometry, path)
+    if outputs.channel_file is not None:
+        write_json(outputs.channel_file, {m.key: None for m in outputs.channels})
     if outputs.probabilities is not None:
         probs = np.zeros((*shape, num_classes), np.float32)
         probs[..., 0] = 1.0

@@ -76,7 +76,10 @@ def _module(
             rank, world = self.trainer.global_rank, self.trainer.world_size
             self.progress = CaseProgress(len(range(rank, len(cases), world)), "seg infer")
             gates = self.predictor.gate_names if cfg.gates else []
-            self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates)
+            maps = self.predictor.map_ids(cfg.maps)
+            if cfg.maps and not maps and self.global_rank == 0:
+                print(f"seg infer: warning: the model has no maps of kinds {', '.join(cfg.maps)}", file=sys.stderr)
+            self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates, maps)
 
         def predict_step(self, index: int, batch_idx: int):
             case = cases[index]
@@ -189,6 +192,7 @@ def _predictions(
             "tta": cfg.tta,
             "tta_mirror_axes": list(model.mirrored_axes) if cfg.tta else [],
             "postprocessing": postprocessing.to_dict() if postprocessing else None,
+            "maps": list(cfg.maps),
             "overlap": cfg.overlap,
             "precision": settings.precision if settings else cfg.precision,
             "precision_requested": cfg.precision,

@@ -87,6 +87,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--labels", help="folder of reference label maps: per-case Dice, HD95, volumes")
     p.add_argument("--gates", action="store_true", default=None, help="also write gate maps per level")
+    p.add_argument(
+        "--maps",
+        nargs="*",
+        metavar="KIND",
+        help="also write attention maps of these kinds (gate, spatial, channel, self; none given: every kind) to "
+        "maps/ in the input's space, channel weights as maps/<case>_channel.json",
+    )
     p.add_argument("--probabilities", action="store_true", default=None, help="also write class probability maps")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="mirroring TTA (default on)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
@@ -109,6 +116,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from seg.config.infer import MAP_KINDS
+
+    if args.maps == []:  # `--maps` alone: every kind
+        args.maps = list(MAP_KINDS)
     cfg, icfg = config_with_flags(args, "infer")
     if args.fold is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, fold=args.fold))

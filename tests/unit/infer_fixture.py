@@ -8,10 +8,17 @@ from seg.config import Config, DataConfig, ModelConfig, TrainConfig
 
 
 def tiny_model_folder(
-    root: Path, dataset: Path, spatial_dims: int = 3, seed: int = 0, name: str = "model", patch: int = 16
+    root: Path,
+    dataset: Path,
+    spatial_dims: int = 3,
+    seed: int = 0,
+    name: str = "model",
+    patch: int = 16,
+    **model_options,
 ) -> Path:
     """Preprocess `dataset` into root/cache (once per root) and write root/<name> (weights, config, fingerprint,
-    model.json) with weights drawn from `seed` and a `patch`-sized window; the same root gives ensemble members."""
+    model.json) with weights drawn from `seed` and a `patch`-sized window; the same root gives ensemble members.
+    `model_options`: further `ModelConfig` fields (attention modules)."""
     import torch
 
     from seg.data.cache import Cache
@@ -23,7 +30,9 @@ def tiny_model_folder(
     cache = root / "cache"
     if not (cache / "fingerprint.json").is_file():
         cache = preprocess_dataset(data, progress=False).out_dir
-    model = ModelConfig(spatial_dims=spatial_dims, channels=(4, 8, 8), strides=(2, 2), deep_supervision=0)
+    model = ModelConfig(
+        spatial_dims=spatial_dims, channels=(4, 8, 8), strides=(2, 2), deep_supervision=0, **model_options
+    )
     cfg = Config(model=model, data=data, train=TrainConfig(patch_size=(patch,) * spatial_dims))
     torch.manual_seed(seed)
     net = build_model(model)
