@@ -20,7 +20,7 @@ from seg.explain.keys import CAM, MapId
 from seg.explain.transforms import spatial_transforms
 from seg.model_folder import ModelBundle, ModelMeta
 from seg.models import build_model
-from seg.models.maps import GATE, MapSource
+from seg.models.maps import GATE, MapRequest, MapSource, crop_to_input, map_factors, recording
 from seg.models.unet import UNetOutput
 
 METHODS = ("gradcam", "gradcampp", "hirescam")
@@ -114,8 +114,12 @@ class PointNet(nn.Module):
             self.head.bias.copy_(torch.tensor([1.0, 0.0]))
 
     def outputs(self, x, maps=None, deep_supervision=False, gates=True) -> UNetOutput:
-        self.gate(x)  # reports its map to a recorder when one is given
-        return UNetOutput(self.head(torch.relu(self.position(self.features(x)))))
+        with recording(self, MapRequest.of(maps)) as recorder:
+            self.gate(x)  # reports its map to the recorder
+        out = UNetOutput(self.head(torch.relu(self.position(self.features(x)))))
+        if recorder is not None:
+            out.maps, out.factors = crop_to_input(recorder, x.shape[2:]), map_factors(recorder)
+        return out
 
 
 def loaded(net: nn.Module, dims: int, classes: int = 2, patch: int = 8) -> ModelBundle:
