@@ -37,8 +37,16 @@ setting, `seg.runtime.tune_training` (what `precision: auto` runs before `seg tr
 machine; its pick is marked `*` in the tables, and the last table compares ours with MONAI's AttentionUnet
 each at the precision auto picks for it.
 
-Run:  python benchmarks/models.py [--threads 2] [--steps 5] [--warmup 2] [--json out.json]
-      python benchmarks/models.py --quick        # smoke run: tiny inputs, 1 step, well under a minute
+Attention variants (`--tables attention`, also part of `all`): one table of the training step at 3D 32x64x32,
+batch 4, each row at the precision auto picks for it (bf16 autocast where it picks bf16-mixed): seg's default
+(gates), + CBAM on the decoder, + global self-attention at the bottleneck, + windowed self-attention at levels 1-2,
++ a non-local block at the bottleneck, configs/self_attention.yaml's network, and MONAI's AttentionUnet, UNETR
+(feature 16, hidden 384, 6 heads) and SwinUNETR (feature 24) as anchors (`attention_variants.py` defines them).
+Columns: precision, parameters, median step time, samples/s, samples/s relative to the default, peak memory.
+
+Run:  python benchmarks/models.py [--threads 2] [--steps 5] [--warmup 2] [--tables all|layouts|attention]
+      [--json out.json]
+      python benchmarks/models.py --quick        # smoke run: tiny inputs (attention table: batch 1), 1 step
 Timings on a shared CPU are noisy; compare numbers from the same run.
 """
 
@@ -46,17 +54,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import resource
-import statistics
 import time
-import traceback
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from attention_variants import attention_table  # benchmarks/, first on sys.path when this file runs as a script
+from measure import PeakRSS, autocast, counted_gflop, in_fresh_process, median_time
 from monai.networks.nets import AttentionUnet, UNet
-from torch.utils.flop_counter import FlopCounterMode
 
 from seg.config import ModelConfig
 from seg.models import build_model, layers
@@ -90,59 +94,6 @@ def build_network(name: str, dims: int, classes: int) -> torch.nn.Module:
         return build_model(cfg)
     cls = {"monai-att": AttentionUnet, "monai-unet": UNet}[name]
     return cls(dims, 1, classes, channels=CHANNELS, strides=STRIDES)
-
-
-def autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bfloat16")
-
-
-# ------------------------------------------------------------------------------------- memory probes
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM (peak RSS) to the current RSS
-        return True
-    except OSError:
-        return False
-
-
-def _status_kib(key: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
-
-
-class PeakRSS:
-    """Peak RSS increase (MiB) since construction: VmHWM after a reset, else ru_maxrss."""
-
-    def __init__(self):
-        self.exact = _reset_peak()
-        self.base = _status_kib("VmRSS") if self.exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    def increase_mib(self) -> float:
-        peak = _status_kib("VmHWM") if self.exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return max(0, peak - self.base) / 1024
-
-
-# ---------------------------------------------------------------------------------------- measuring
-
-
-def median_time(step: Callable[[], None], warmup: int, steps: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def counted_gflop(fn: Callable[[], None]) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() / 1e9
 
 
 def measure(net_name: str, setting: str, precision: str, args: argparse.Namespace) -> dict:
@@ -232,28 +183,6 @@ def matmul_peak(n: int, repeats: int, threads: int) -> dict[str, float]:
 
 def _row(results: list[dict], network: str, setting: str, precision: str) -> dict:
     return next(r for r in results if (r["network"], r["setting"], r["precision"]) == (network, setting, precision))
-
-
-def _child(conn, fn, fn_args) -> None:
-    try:
-        conn.send(("ok", fn(*fn_args)))
-    except BaseException:  # noqa: BLE001 -- the parent prints the child's traceback
-        conn.send(("error", traceback.format_exc()))
-    conn.close()
-
-
-def in_fresh_process(fn, *fn_args):
-    """Run fn in a forked child (imports shared, memory and thread pools its own); return its result."""
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, fn_args))
-    proc.start()
-    child.close()
-    status, result = parent.recv()
-    proc.join()
-    if status != "ok":
-        raise RuntimeError(f"{fn.__name__}{fn_args[:3]} failed in the child:\n{result}")
-    return result
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -348,24 +277,8 @@ def print_results(
     return ratios
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement (default 5)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps (default 2)")
-    parser.add_argument("--matmul", type=int, default=4096, help="matmul size for the peak (default 4096)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny inputs, 1 warm-up and 1 timed step")
-    parser.add_argument("--json", metavar="PATH", help="also write all figures as JSON")
-    args = parser.parse_args()
-    if args.quick:
-        args.steps, args.warmup, args.matmul = 1, 1, 1024
-
-    from seg.runtime import describe_machine
-
-    print(f"machine: {describe_machine().line()}", flush=True)
-    start = time.perf_counter()
+def layout_tables(args: argparse.Namespace, start: float) -> dict:
+    """The networks x settings x precisions tables and their ratios; returns every figure."""
     repeats = 3 if args.quick else 5
     peaks = in_fresh_process(matmul_peak, args.matmul, repeats, args.threads)
     results = []
@@ -385,24 +298,47 @@ def main() -> None:
     peaks_after = in_fresh_process(matmul_peak, args.matmul, repeats, args.threads)
     peaks = {p: max(g, peaks_after[p]) for p, g in peaks.items()}
     ratios = print_results(results, peaks, args, picks)
+    return dict(
+        matmul_peak_gflops=peaks,
+        auto_picks={f"{n} {s}": p for (n, s), p in picks.items()},
+        results=results,
+        ratios=ratios,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps (default 2)")
+    parser.add_argument("--matmul", type=int, default=4096, help="matmul size for the peak (default 4096)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny inputs, 1 warm-up and 1 timed step")
+    parser.add_argument(
+        "--tables", choices=("all", "layouts", "attention"), default="all", help="which tables (default all)"
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write all figures as JSON")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup, args.matmul = 1, 1, 1024
+
+    from seg.runtime import describe_machine
+
+    print(f"machine: {describe_machine().line()}", flush=True)
+    start = time.perf_counter()
+    figures = dict(args=vars(args), machine=describe_machine().line())
+    if args.tables in ("all", "layouts"):
+        figures.update(layout_tables(args, start))
+    if args.tables in ("all", "attention"):
+        figures["attention"] = attention_table(args.quick, args.threads, args.warmup, args.steps)
     print(
         f"\ntotal {time.perf_counter() - start:.0f} s; {describe_machine().line()}, threads {args.threads}, "
         f"steps {args.steps}, warm-up {args.warmup}"
     )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(
-                dict(
-                    args=vars(args),
-                    machine=describe_machine().line(),
-                    matmul_peak_gflops=peaks,
-                    auto_picks={f"{n} {s}": p for (n, s), p in picks.items()},
-                    results=results,
-                    ratios=ratios,
-                ),
-                f,
-                indent=1,
-            )
+            json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":

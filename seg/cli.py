@@ -19,9 +19,27 @@ def _cmd_model_summary(args: argparse.Namespace) -> int:
     from seg.config import load_config
     from seg.models.network_summary import summarize
 
-    cfg = load_config(args.config).model
-    print(summarize(cfg, args.size))
+    config = load_config(args.config)
+    print(summarize(config.model, args.size, _training_patch(config)))
     return 0
+
+
+def _training_patch(config) -> tuple[int, ...] | None:
+    """The patch `seg train` takes: train.patch_size, else the preprocessed cache's median shape rounded to the
+    network's size multiple; None before `seg preprocess` has written the cache."""
+    from pathlib import Path
+
+    if config.train.patch_size:
+        return tuple(config.train.patch_size)
+    if not (Path(config.data.cache_dir) / "fingerprint.json").is_file():
+        return None
+    from seg.data.cache import Cache
+    from seg.models import build_model
+    from seg.train.datamodule import default_patch_size
+
+    median = Cache(config.data.cache_dir).fingerprint.median_shape_after_preprocessing
+    multiple = build_model(config.model).size_multiple
+    return default_patch_size(median, config.model.spatial_dims, multiple) if median else None
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
@@ -45,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"seg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("model", help="build the configured network and print its levels, gates and cost")
+    p = sub.add_parser(
+        "model", help="build the configured network; print its levels, gates, self-attention blocks, maps and cost"
+    )
     p.add_argument("--config", default="params.yaml", help="YAML config (default: params.yaml)")
     p.add_argument(
         "--size", type=int, nargs="+", default=None, help="input spatial size to cost (default: 64 per axis)"

@@ -36,3 +36,24 @@ def test_config_builds_the_network_it_describes(path):
     with torch.no_grad():
         logits = net(x)
     assert logits.shape == (1, cfg.model.out_channels, *x.shape[2:])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_lists_a_map_for_every_attention_it_places(path):
+    """Every self-attention placement and every CBAM/scSE decoder stage the file asks for has its maps, by name."""
+    cfg = load_config(path).model
+    sites = {(m.kind, m.site) for m in build_model(cfg).map_ids()}
+    for stage, kind in enumerate(cfg.self_attention_per_stage()):
+        assert (("self", f"enc{stage}b0") in sites) == (kind is not None), f"{path.name}: self-attention at {stage}"
+    _, decoder = cfg.stage_attention()
+    for stage, module in enumerate(decoder):
+        assert (("spatial", f"dec{stage}") in sites) == (module in ("cbam", "scse")), f"{path.name}: dec{stage}"
+
+
+def test_self_attention_config_places_global_attention_at_the_bottleneck_and_windows_at_level_1():
+    net = build_model(load_config(REPO / "configs" / "self_attention.yaml").model)
+    keys = {m.key for m in net.map_ids()}
+    assert {f"self_enc3b0_h{h}" for h in range(4)} | {f"self_enc1b0_h{h}" for h in range(4)} <= keys
+    assert not any(k.startswith(("self_enc0", "self_enc2")) for k in keys)
+    assert [b.window for b in net.self_attention[3].blocks] == [None]  # global: one window over the whole grid
+    assert [b.window for b in net.self_attention[1].blocks] == [4]
