@@ -12,15 +12,26 @@ import torch
 import torch.nn.functional as F
 
 QUERY_CHUNK = 1024  # queries per block of explicit weights: bounds their memory to chunk x keys per head
+FUSED_FROM_KEYS = 256  # fewer keys per query: plain matrix products (see `attend`)
 
 
 def attend(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None, scale: float | None = None
 ) -> torch.Tensor:
-    """softmax(q k^T * scale) v on PyTorch's fused kernel, never forming the weights. q (B, h, Nq, d), k and v
-    (B, h, Nk, d); `key_mask` (B, Nk) bool, True where a key takes part."""
-    mask = None if key_mask is None else key_mask[:, None, None, :]
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    """softmax(q k^T * scale) v, without keeping the weights. q (B, h, Nq, d), k and v (B, h, Nk, d); `key_mask`
+    (B, Nk) bool, True where a key takes part.
+
+    With `FUSED_FROM_KEYS` keys or more: PyTorch's fused kernel, which never forms the Nq x Nk weights. With fewer
+    (small windows, a coarse bottleneck), plain matrix products: on the CPU the fused kernel's backward costs
+    5x as much for 64 keys of 8 channels per head, while at 256 keys and up it is the cheaper one
+    (measured in docs/benchmarks.md). Both compute the same function."""
+    if k.shape[-2] >= FUSED_FROM_KEYS:
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    return scores.float().softmax(dim=-1).to(v.dtype) @ v
 
 
 def attention_weights(

@@ -1,4 +1,5 @@
-"""A 3D convolution that steps out of CPU bfloat16 autocast on grids with an axis of 2 voxels or fewer.
+"""A 3D convolution that steps out of CPU bfloat16 autocast on grids with an axis of 2 voxels or fewer, or smaller
+than its kernel.
 
 On this project's CPU (torch 2.13, oneDNN), the bfloat16 weight gradient of a 3x3x3 stride-1 convolution whose
 input has a first spatial axis of exactly 2 voxels reads uninitialised memory: it is NaN in a share of calls that
@@ -10,6 +11,11 @@ steps, or stops when they come in a row.
 Such grids only occur at the coarsest levels of a deep U, where a float32 convolution costs nothing measurable,
 so the guard is wider than the measured failure (any axis <= 2, any kernel > 1) in case other CPUs pick
 other kernels. Parameter names are nn.Conv3d's, so weights load either way.
+
+A second case: CBAM's 7x7x7 spatial convolution (2 channels in, 1 out) on a 4x8x4 decoder grid (32x64x32 patch,
+Task04) hung training inside oneDNN's bf16 weight-gradient kernel (jit_avx512_core_bf16_convolution_bwd_weights:
+minutes on one call, where the same call alone takes 16 ms). A kernel larger than the grid it slides over is
+mostly padding; such a convolution now runs in float32 as well, at no measurable cost at these sizes.
 """
 
 from __future__ import annotations
@@ -19,13 +25,15 @@ from torch import nn
 
 
 def needs_float32(x: torch.Tensor, kernel_size: tuple[int, ...]) -> bool:
-    """True where CPU bf16 autocast would run a convolution with a kernel > 1 on a grid with an axis <= 2."""
+    """True where CPU bf16 autocast would run a convolution with a kernel > 1 on a grid with an axis <= 2 or an
+    axis smaller than the kernel."""
+    grid = x.shape[2:]
     return (
         x.device.type == "cpu"
         and torch.is_autocast_enabled("cpu")
         and torch.get_autocast_dtype("cpu") == torch.bfloat16
         and max(kernel_size) > 1
-        and min(x.shape[2:]) <= 2
+        and (min(grid) <= 2 or any(k > s for k, s in zip(kernel_size, grid, strict=True)))
     )
 
 

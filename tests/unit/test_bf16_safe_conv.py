@@ -1,4 +1,5 @@
-"""The CPU bf16 guard of seg's Conv3d: float32 on grids with an axis of <= 2 voxels, bf16 elsewhere."""
+"""The CPU bf16 guard of seg's Conv3d: float32 on grids with an axis of <= 2 voxels or smaller than the kernel,
+bf16 elsewhere."""
 
 import pytest
 import torch
@@ -25,6 +26,11 @@ def _out_dtype(conv: torch.nn.Module, grid: tuple[int, ...]) -> torch.dtype:
 )
 def test_guard_leaves_bf16_only_on_tiny_axes(grid, dtype):
     assert _out_dtype(Conv3d(4, 4, 3, padding=1, bias=False), grid) == dtype
+
+
+@pytest.mark.parametrize("grid, dtype", [((4, 8, 4), torch.float32), ((8, 16, 8), torch.bfloat16)])
+def test_guard_leaves_bf16_where_the_kernel_is_larger_than_the_grid(grid, dtype):
+    assert _out_dtype(Conv3d(4, 1, 7, padding=3), grid) == dtype  # CBAM's spatial convolution
 
 
 def test_guard_spares_pointwise_convs_and_plain_float32():

@@ -161,3 +161,15 @@ def test_heads_that_do_not_divide_the_channels_name_the_nearest_that_does():
 def test_map_ids_round_trip_through_their_keys():
     for m in [MapId("gate", "level0"), MapId("self", "enc3b0", 2), MapId("self", "enc1b1", 0, 3)]:
         assert MapId.parse(m.key) == m
+
+
+@pytest.mark.parametrize("keys", [64, 300])  # plain products below FUSED_FROM_KEYS, the fused kernel from it on
+def test_attend_is_scaled_dot_product_attention_either_way(keys):
+    from seg.models.attention_ops import FUSED_FROM_KEYS, attend
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, n, 8) for n in (40, keys, keys))
+    mask = torch.rand(3, keys) > 0.3
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+    torch.testing.assert_close(attend(q, k, v, mask), expected, atol=1e-5, rtol=1e-4)
+    assert (keys >= FUSED_FROM_KEYS) == (keys == 300)
