@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 QUERY_CHUNK = 1024  # queries per block of explicit weights: bounds their memory to chunk x keys per head
-FUSED_FROM_KEYS = 256  # fewer keys per query: plain matrix products (see `attend`)
+FUSED_FROM_KEYS = 256  # fewer keys per query, in bf16 with gradients, on the CPU: plain products (see `attend`)
 
 
 def attend(
@@ -21,13 +21,30 @@ def attend(
     """softmax(q k^T * scale) v, without keeping the weights. q (B, h, Nq, d), k and v (B, h, Nk, d); `key_mask`
     (B, Nk) bool, True where a key takes part.
 
-    With `FUSED_FROM_KEYS` keys or more: PyTorch's fused kernel, which never forms the Nq x Nk weights. With fewer
-    (small windows, a coarse bottleneck), plain matrix products: on the CPU the fused kernel's backward costs
-    5x as much for 64 keys of 8 channels per head, while at 256 keys and up it is the cheaper one
-    (measured in docs/benchmarks.md). Both compute the same function."""
-    if k.shape[-2] >= FUSED_FROM_KEYS:
-        mask = None if key_mask is None else key_mask[:, None, None, :]
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    PyTorch's fused kernel, which never forms the Nq x Nk weights; except for CPU training in bfloat16 on fewer than
+    `FUSED_FROM_KEYS` keys (small windows, a coarse bottleneck), where the fused kernel's backward costs about 5x as
+    much as plain matrix products (64 keys of 8 channels per head: 20 ms against 3.4 ms; at 512 keys, and in
+    float32 at every size, the fused kernel is as fast or faster, also with AVX2 only). Both compute the same
+    function."""
+    if _plain_is_faster(q, k):
+        return plain_attention(q, k, v, key_mask, scale)
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
+def _plain_is_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
+    return (
+        q.device.type == "cpu"
+        and q.dtype == torch.bfloat16
+        and torch.is_grad_enabled()
+        and k.shape[-2] < FUSED_FROM_KEYS
+    )
+
+
+def plain_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None, scale: float | None = None
+) -> torch.Tensor:
+    """`attend` by matrix products, the softmax in float32."""
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))

@@ -163,13 +163,17 @@ def test_map_ids_round_trip_through_their_keys():
         assert MapId.parse(m.key) == m
 
 
-@pytest.mark.parametrize("keys", [64, 300])  # plain products below FUSED_FROM_KEYS, the fused kernel from it on
-def test_attend_is_scaled_dot_product_attention_either_way(keys):
-    from seg.models.attention_ops import FUSED_FROM_KEYS, attend
+def test_plain_products_compute_scaled_dot_product_attention_and_serve_bf16_training_on_few_keys():
+    from seg.models.attention_ops import FUSED_FROM_KEYS, _plain_is_faster, plain_attention
 
     torch.manual_seed(0)
-    q, k, v = (torch.randn(3, 2, n, 8) for n in (40, keys, keys))
-    mask = torch.rand(3, keys) > 0.3
+    q, k, v = (torch.randn(3, 2, n, 8) for n in (40, 64, 64))
+    mask = torch.rand(3, 64) > 0.3
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
-    torch.testing.assert_close(attend(q, k, v, mask), expected, atol=1e-5, rtol=1e-4)
-    assert (keys >= FUSED_FROM_KEYS) == (keys == 300)
+    torch.testing.assert_close(plain_attention(q, k, v, mask), expected, atol=1e-5, rtol=1e-4)
+    few, many = torch.zeros(1, 1, FUSED_FROM_KEYS - 1, 8), torch.zeros(1, 1, FUSED_FROM_KEYS, 8)
+    assert _plain_is_faster(few.bfloat16(), few.bfloat16())
+    assert not _plain_is_faster(many.bfloat16(), many.bfloat16())
+    assert not _plain_is_faster(few, few)  # float32: the fused kernel is as fast
+    with torch.no_grad():
+        assert not _plain_is_faster(few.bfloat16(), few.bfloat16())
