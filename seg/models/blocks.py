@@ -1,4 +1,5 @@
-"""Convolution blocks of the U: conv-norm-activation, two-conv stages (optionally residual), up-sampling."""
+"""Convolution blocks of the U: conv-norm-activation, two-conv stages (optionally residual), up-sampling, and the
+full-resolution head after a strided stem."""
 
 from __future__ import annotations
 
@@ -104,3 +105,29 @@ class UpSample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(x)
+
+
+class FullResHead(nn.Module):
+    """Back to the input grid after a strided stem: the finest decoder features, up-sampled by a transposed
+    convolution, are fused with features computed from the image itself at full resolution (one convolution
+    of `in_channels`, nearly free) by one 3x3 convolution. Boundaries are placed with full-resolution image
+    evidence while every level of the U runs at a fraction of the voxels (MONAI's UNet also strides its
+    first convolution).
+
+    The head runs channels-last (NDHWC / NHWC) whatever the layout of its inputs and weights: with this few channels
+    at full resolution, oneDNN's contiguous kernels are much slower than its channels-last ones, enough to slow a
+    whole training step of the network (`benchmarks/models.py` measures both layouts). Its convolutions (and the 1x1
+    head after it) convert input and kernel on every call (`layers.conv(..., channels_last=True)`); the transposed
+    convolution gets a channels-last input, which is enough for it. The output is channels-last;
+    `AttentionUNet.outputs` returns logits in the input's layout."""
+
+    def __init__(self, spatial_dims: int, in_channels: int, c_in: int, c: int, stride: Sequence[int], block: dict):
+        super().__init__()
+        act = dict(norm=block["norm"], act=block["act"], channels_last=True)
+        self.image = ConvNormAct(spatial_dims, in_channels, c, block["kernel_size"], **act)
+        self.up = UpSample(spatial_dims, c_in, c, stride)
+        self.fuse = ConvNormAct(spatial_dims, 2 * c, c, block["kernel_size"], **act)
+
+    def forward(self, image: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        up = self.up(layers.to_channels_last(y))  # (B, c, *spatial), channels-last
+        return self.fuse(torch.cat([self.image(image), up], dim=1))

@@ -33,7 +33,7 @@ from torch import nn
 from seg.config import ModelConfig, did_you_mean
 from seg.models import layers
 from seg.models.attention import build_attention
-from seg.models.blocks import ConvBlock, ConvNormAct, UpSample
+from seg.models.blocks import ConvBlock, ConvNormAct, FullResHead, UpSample
 from seg.models.gates import build_gate
 from seg.models.maps import GATE, MapId, MapRequest, MapSource, crop_to_input, map_factors, recording
 from seg.models.self_attention import build_self_attention
@@ -286,29 +286,3 @@ class AttentionUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, out_channels, *spatial); no maps are kept."""
         return self.outputs(x, maps=False, deep_supervision=False).logits
-
-
-class FullResHead(nn.Module):
-    """Back to the input grid after a strided stem: the finest decoder features, up-sampled by a transposed
-    convolution, are fused with features computed from the image itself at full resolution (one convolution
-    of `in_channels`, nearly free) by one 3x3 convolution. Boundaries are placed with full-resolution image
-    evidence while every level of the U runs at a fraction of the voxels (MONAI's UNet also strides its
-    first convolution).
-
-    The head runs channels-last (NDHWC / NHWC) whatever the layout of its inputs and weights: with this few channels
-    at full resolution, oneDNN's contiguous kernels are much slower than its channels-last ones, enough to slow a
-    whole training step of the network (`benchmarks/models.py` measures both layouts). Its convolutions (and the 1x1
-    head after it) convert input and kernel on every call (`layers.conv(..., channels_last=True)`); the transposed
-    convolution gets a channels-last input, which is enough for it. The output is channels-last;
-    `AttentionUNet.outputs` returns logits in the input's layout."""
-
-    def __init__(self, spatial_dims: int, in_channels: int, c_in: int, c: int, stride: Sequence[int], block: dict):
-        super().__init__()
-        act = dict(norm=block["norm"], act=block["act"], channels_last=True)
-        self.image = ConvNormAct(spatial_dims, in_channels, c, block["kernel_size"], **act)
-        self.up = UpSample(spatial_dims, c_in, c, stride)
-        self.fuse = ConvNormAct(spatial_dims, 2 * c, c, block["kernel_size"], **act)
-
-    def forward(self, image: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        up = self.up(layers.to_channels_last(y))  # (B, c, *spatial), channels-last
-        return self.fuse(torch.cat([self.image(image), up], dim=1))
