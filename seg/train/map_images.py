@@ -1,5 +1,5 @@
 """The network's attention maps of one validation case, for review in MLflow while training runs: one picture per
-map (`maps/<MapId.key>`) and the attention distance of every self-attention head as a metric.
+map (named by its `MapId.key`) and the attention distance of every self-attention head as a metric.
 
 Spatial maps (gate, spatial, self) are drawn as slices through the structure (three orthogonal slices in 3D, the
 image itself in 2D): the image in grey, the map as a heat map on its own colour scale with a colour bar in its
@@ -19,7 +19,9 @@ from seg.models.layers import interp_mode
 from seg.models.maps import CHANNEL, GATE, SELF, SPATIAL, MapId, MapRequest
 from seg.pictures import centre_of_mass, crop_around
 
-CARD_PREFIX = "maps/"
+# Card keys are the map keys themselves (gate_level0, self_enc3b0_h1): a "/" in a key puts MLflow's cards in a
+# section of their own, whose cards the UI mounts only when scrolled to.
+CARD_PREFIX = ""
 DISTANCE_PREFIX = "attention_distance/"
 
 
@@ -47,7 +49,7 @@ class MapReview:
 
 
 def card_key(map_id: MapId) -> str:
-    """`maps/gate_level0`, `maps/spatial_dec1`, `maps/channel_enc2`, `maps/self_enc3b0_h0`."""
+    """`gate_level0`, `spatial_dec1`, `channel_enc2`, `self_enc3b0_h0`."""
     return CARD_PREFIX + map_id.key
 
 

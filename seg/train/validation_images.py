@@ -12,7 +12,7 @@ from seg.train.objectives import Objective
 
 
 def validation_image_logger(logger, dm, history: HistoryCallback, objective: Objective):
-    """At every validation, of its first case: one picture per map the network computes (`maps/<key>`), the
+    """At every validation, of its first case: one picture per map the network computes (named by its map key), the
     attention distance of every self-attention head (`attention_distance/<block>/h<head>`, mm, at the training
     step, like the validation Dice) and the objective's pictures. The images' MLflow step is the validation's index
     (0, 1, ...), not the epoch: MLflow's image card starts its slider at step 0 and shows nothing for a run whose

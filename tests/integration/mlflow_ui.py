@@ -42,6 +42,13 @@ IMAGES_JS = """(box) => [...document.querySelectorAll('img')].filter(i => i.src.
             inViewport: y0 >= 250 && y0 + h <= window.innerHeight - 100,  // clear of the sticky bars
             edgesOnTop: at(0.5, 0.04) && at(0.5, 0.96) && at(0.04, 0.5) && at(0.96, 0.5)};
   })"""
+# Marks the images of one key (`data-map-key`), so a locator can find the card that holds them.
+MARK_KEY_JS = """(key) => { for (const i of document.querySelectorAll('img')) {
+    if (!i.src.includes('get-artifact?path=images')) continue;
+    const path = decodeURIComponent(new URL(i.src).searchParams.get('path')).slice('images/'.length);
+    if (path.split('+step+')[0].replaceAll('~', '/') === key) i.setAttribute('data-map-key', key);
+  } }"""
+
 # Each image as drawn (object-fit: the picture inside the img box), so a picture clipped by the card or covered
 # by its slider fails even where the img box itself is inside the card.
 
@@ -100,9 +107,10 @@ class ModelMetricsPage:
 
     def step_forward(self, key: str) -> str:
         """Move the slider of `key`'s card one step on (keyboard, as a person would); the image source it shows."""
+        self.page.evaluate(MARK_KEY_JS, key)  # the key as IMAGES_JS reads it, whatever the URL's escaping
         card = self.page.locator('[data-testid="experiment-view-compare-runs-card"]').filter(
-            has=self.page.locator(f'img[src*="{key.replace("/", "~")}%2Bstep"]')
-        )  # MLflow files "/" in keys as "~"
+            has=self.page.locator(f'img[data-map-key="{key}"]')
+        )
         card.scroll_into_view_if_needed()
         card.locator("[role=slider]").first.focus()
         self.page.keyboard.press("ArrowRight")

@@ -115,8 +115,8 @@ def test_gate_maps_and_analysis_images_are_visible_in_the_mlflow_ui(clone, tmp_p
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = ModelMetricsPage(browser, server, meta["mlflow_run_id"])
         page.screenshot(tmp_path / "model_metrics.png")
-        levels = {"maps/gate_level0", "maps/gate_level1", "maps/gate_level2"}
-        gates = page.images("maps/gate_", expect=levels)
+        levels = {"gate_level0", "gate_level1", "gate_level2"}
+        gates = page.images("gate_", expect=levels)
         assert set(gates) == levels, gates
         for key, image in gates.items():
             assert image["step"] == 0, image

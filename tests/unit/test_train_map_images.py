@@ -54,10 +54,8 @@ def test_one_card_per_map_named_by_its_key_and_a_distance_per_self_attention_hea
     review = review_maps(net, image, label, (1.0, 1.0, 1.0)[:dims], SIZE[:dims], "case_0 epoch 3")
     assert net.training  # the review puts the network back in training mode
     assert set(review.pictures) == {card_key(m) for m in net.map_ids()}
-    assert {"maps/gate_level0", "maps/gate_level1", "maps/spatial_dec0", "maps/channel_dec1"} <= set(review.pictures)
-    assert {"maps/self_enc1b0_h0", "maps/self_enc1b0_h1", "maps/self_enc2b0_h0", "maps/self_enc2b0_h1"} <= set(
-        review.pictures
-    )
+    assert {"gate_level0", "gate_level1", "spatial_dec0", "channel_dec1"} <= set(review.pictures)
+    assert {"self_enc1b0_h0", "self_enc1b0_h1", "self_enc2b0_h0", "self_enc2b0_h1"} <= set(review.pictures)
     assert set(review.metrics) == {f"attention_distance/enc{i}b0/h{h}" for i in (1, 2) for h in (0, 1)}
     for rgb in review.pictures.values():
         assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
