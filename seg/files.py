@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import uuid
@@ -62,6 +63,17 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data: Any) -> Path:
     return write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def finite(obj: Any) -> Any:
+    """JSON-safe: NaN and infinities (in nested dicts, lists and tuples) become null."""
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def read_json(path: str | Path) -> Any:

@@ -24,7 +24,7 @@ from torch import nn
 import seg
 from seg.config import Config, from_dict, to_dict
 from seg.data.cache import CacheError, Fingerprint
-from seg.files import atomic_folder, read_json, stable_hash, write_json
+from seg.files import atomic_folder, finite, read_json, stable_hash, write_json
 from seg.models.errors import ModelLoadError
 
 WEIGHTS, CONFIG, FINGERPRINT, META = "weights.pt", "config.yaml", "fingerprint.json", "model.json"
@@ -123,15 +123,25 @@ class ModelBundle:
         return self.meta.config_hash
 
 
-def save_bundle(folder: str | Path, net: nn.Module, config: Config, fingerprint: Fingerprint, meta: ModelMeta) -> Path:
+def save_bundle(
+    folder: str | Path,
+    net: nn.Module,
+    config: Config,
+    fingerprint: Fingerprint,
+    meta: ModelMeta,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
     """Write the folder atomically: a killed run never leaves a half-written model, and a previous one is
-    replaced only once the new one is complete."""
+    replaced only once the new one is complete. `extra`: more JSON files (name -> content), e.g. how the model was
+    pruned."""
     folder = Path(folder)
     with atomic_folder(folder) as tmp:
         torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp / WEIGHTS)
         (tmp / CONFIG).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
         write_json(tmp / FINGERPRINT, fingerprint.to_dict())
         write_json(tmp / META, meta.to_dict())
+        for name, content in (extra or {}).items():
+            write_json(tmp / name, finite(content))
     return folder
 
 

@@ -11,6 +11,7 @@ from seg.config.fields import doc
 NORMS = ("instance", "batch", "none")
 ACTS = ("leakyrelu", "relu", "prelu", "gelu")
 GATE_MODES = ("concatenation", "concatenation_softmax", "concatenation_residual")
+GATE_COEFFICIENTS = ("soft", "hard", "gumbel")  # see seg.models.gates.AttentionGate
 GATE_LEVELS = ("all", "none")  # the named choices of model.gate_levels; a list of skip indices is the other
 ATTENTION_MODULES = ("se", "cbam", "scse")
 SELF_ATTENTION = ("global", "window", "nonlocal")
@@ -83,6 +84,11 @@ class ModelConfig:
     gate_levels: str | tuple[int, ...] | None = doc("all", '"all", None (plain U-Net, for ablations), or skip indices')
     gate_mode: str = doc("concatenation", "or concatenation_softmax / concatenation_residual")
     gate_heads: int = doc(1, "> 1: multi-head gating on every gated skip")
+    gate_coefficients: str = doc(
+        "soft",
+        "soft: coefficients in [0, 1]; hard: 0 or 1 in the forward pass, trained with a straight-through gradient; "
+        "gumbel: hard, trained with Gumbel-sigmoid noise whose temperature anneals from 1 to 0.1 over the run",
+    )
     sub_sample_factor: int | None = doc(None, "None: each gate works on its gating signal's grid (the stride)")
     encoder_attention: str | tuple[str | None, ...] | dict[int, str | None] | None = doc(
         None, "se / cbam / scse, on all stages, per stage (a list), or by stage index ({stage: name})"
@@ -99,6 +105,14 @@ class ModelConfig:
     self_attention_heads: int = doc(4, "heads of global and window self-attention; must divide the stage's channels")
     self_attention_window: int = doc(4, "window attention: positions per axis of a window (the grid where smaller)")
     self_attention_depth: int = doc(1, "self-attention blocks per placement; window blocks alternate shifted windows")
+    self_attention_top_k: int | None = doc(
+        None, "hard top-k attention: each query keeps its k largest keys (None: softmax over all keys)"
+    )
+    heads_kept: dict[str, int] | None = doc(
+        None,
+        "heads each multi-head layer keeps, by layer ({gate_level0: 2, self_enc3b0: 1}); written by `seg prune`, "
+        "whose weights have the other heads removed (None: every layer has all its heads)",
+    )
     deep_supervision: int = doc(2, "extra heads on decoder levels 1..k, weighted by resolution in the loss")
     encoder_convs: int = doc(2, "3x3 convolutions per encoder stage below the first")
     decoder_convs: int = doc(2, "3x3 convolutions per decoder stage")
@@ -170,6 +184,9 @@ class ModelConfig:
         """The gates and the channel/spatial attention modules."""
         self.gated_levels()
         one_of("model.gate_mode", self.gate_mode, GATE_MODES)
+        one_of("model.gate_coefficients", self.gate_coefficients, GATE_COEFFICIENTS)
+        _at_least("self_attention_top_k", self.self_attention_top_k, 1, optional=True)
+        self._check_heads_kept()
         _at_least("gate_heads", self.gate_heads, 1)
         _at_least("sub_sample_factor", self.sub_sample_factor, 1, optional=True)
         self.stage_attention()
@@ -188,7 +205,40 @@ class ModelConfig:
                     f"the nearest that does: {nearest}."
                 )
 
+    def _check_heads_kept(self) -> None:
+        if self.heads_kept is None:
+            return
+        layers = self.head_layers()
+        if not isinstance(self.heads_kept, dict):
+            raise ConfigError(f"model.heads_kept must be a mapping {{layer: heads}}, got {self.heads_kept!r}.")
+        for name, kept in self.heads_kept.items():
+            if name not in layers:
+                known = ", ".join(layers) or "none: this network has no multi-head layer"
+                raise ConfigError(
+                    f"model.heads_kept names layer {name!r}, which this network does not have (its multi-head "
+                    f"layers: {known}).{did_you_mean(str(name), list(layers))}"
+                )
+            if not is_int(kept) or not 1 <= kept <= layers[name]:
+                raise ConfigError(
+                    f"model.heads_kept[{name}] must be an int in 1..{layers[name]} (the layer's heads), got {kept!r}."
+                )
+
     # The network reads these resolved forms; each also checks its field (see __post_init__).
+
+    def head_layers(self) -> dict[str, int]:
+        """Every multi-head layer by name (`gate_level{i}`, `self_enc{i}b{j}`) and its heads before pruning."""
+        out = {}
+        if self.gate_heads > 1:
+            out.update({f"gate_level{i}": self.gate_heads for i in self.gated_levels()})
+        heads, depth = self.self_attention_heads, self.self_attention_depth
+        for stage, kind in enumerate(self.self_attention_per_stage()):
+            if kind in ("global", "window"):
+                out.update({f"self_enc{stage}b{j}": heads for j in range(depth)})
+        return out
+
+    def heads_of(self, layer: str) -> int:
+        """The heads `layer` has in this network: after pruning, those `heads_kept` gives."""
+        return (self.heads_kept or {}).get(layer, self.head_layers()[layer])
 
     def strides_per_axis(self) -> tuple[tuple[int, ...], ...]:
         """One factor per axis for every level below the first."""

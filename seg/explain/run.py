@@ -5,7 +5,6 @@ CAM Dice are chosen on selection cases (the training fold), never on scored case
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import time
@@ -29,7 +28,7 @@ from seg.explain.queries import point_on_grid
 from seg.explain.report_content import DISTANCE_PICTURE, distance_table, report_for
 from seg.explain.scores import THRESHOLDS
 from seg.explain.transforms import SpatialTransform, spatial_transforms
-from seg.files import write_json
+from seg.files import finite, write_json
 from seg.model_folder import ModelBundle
 from seg.pictures import render_curves
 from seg.runtime import describe_machine, tune_inference
@@ -108,7 +107,7 @@ def _analyze(model, cases, selection, cfg: AnalyzeConfig, log: Callable[[str], N
         names,
         measured.pictures,
     )
-    write_json(out / DETAILS_FILE, _finite(_details(model, cfg, engine, measured, source, thresholds, metrics, names)))
+    write_json(out / DETAILS_FILE, finite(_details(model, cfg, engine, measured, source, thresholds, metrics, names)))
     if cfg.metrics_file:
         write_json(cfg.metrics_file, metrics)
     logged = (
@@ -265,14 +264,3 @@ def _split(selected: list[CaseResult], labelled: list[CaseResult]) -> tuple[list
         ids = ", ".join(r.case_id for r in labelled[:half])
         return labelled[:half], labelled[half:], f"first half of the analysed cases ({ids}); the rest are scored"
     return [], labelled, "fixed 0.5: fewer than 2 labelled cases and no selection cases, so none is left to choose on"
-
-
-def _finite(obj):
-    """JSON-safe: NaN and infinities become null."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

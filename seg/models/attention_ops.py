@@ -16,18 +16,24 @@ FUSED_FROM_KEYS = 256  # fewer keys per query, in bf16 with gradients, on the CP
 
 
 def attend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None, scale: float | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    top_k: int | None = None,
 ) -> torch.Tensor:
     """softmax(q k^T * scale) v, without keeping the weights. q (B, h, Nq, d), k and v (B, h, Nk, d); `key_mask`
-    (B, Nk) bool, True where a key takes part.
+    (B, Nk) bool, True where a key takes part; `top_k`: each query keeps only its k highest scores (hard attention,
+    computed by plain products: the fused kernel cannot select keys).
 
     PyTorch's fused kernel, which never forms the Nq x Nk weights; except for CPU training in bfloat16 on fewer than
     `FUSED_FROM_KEYS` keys (small windows, a coarse bottleneck), where the fused kernel's backward costs about 5x as
     much as plain matrix products (64 keys of 8 channels per head: 20 ms against 3.4 ms; at 512 keys, and in
     float32 at every size, the fused kernel is as fast or faster, also with AVX2 only). Both compute the same
     function."""
-    if _plain_is_faster(q, k):
-        return plain_attention(q, k, v, key_mask, scale)
+    if _plain_is_faster(q, k) or (top_k is not None and top_k < k.shape[-2]):
+        return plain_attention(q, k, v, key_mask, scale, top_k)
     mask = None if key_mask is None else key_mask[:, None, None, :]
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
@@ -42,25 +48,42 @@ def _plain_is_faster(q: torch.Tensor, k: torch.Tensor) -> bool:
 
 
 def plain_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None, scale: float | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    top_k: int | None = None,
 ) -> torch.Tensor:
     """`attend` by matrix products, the softmax in float32."""
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-    return scores.float().softmax(dim=-1).to(v.dtype) @ v
+    return keep_top_k(scores, top_k).float().softmax(dim=-1).to(v.dtype) @ v
+
+
+def keep_top_k(scores: torch.Tensor, top_k: int | None) -> torch.Tensor:
+    """Scores (..., Nk) with all but each row's `top_k` largest set to -inf (ties at the k-th score stay)."""
+    if top_k is None or top_k >= scores.shape[-1]:
+        return scores
+    kth = scores.topk(top_k, dim=-1).values[..., -1:]
+    return scores.masked_fill(scores < kth, float("-inf"))
 
 
 def attention_weights(
-    q: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor | None = None, scale: float | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    scale: float | None = None,
+    top_k: int | None = None,
 ) -> torch.Tensor:
     """The weights `attend` applies, explicitly: (B, h, Nq, Nk), each row summing to 1 over the keys that take
-    part, computed in float32."""
+    part (with `top_k`, over each row's k highest-scoring keys), computed in float32."""
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     scores = (q.float() @ k.float().transpose(-2, -1)) * scale
     if key_mask is not None:
         scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-    return scores.softmax(dim=-1)
+    return keep_top_k(scores, top_k).softmax(dim=-1)
 
 
 def grid_positions(

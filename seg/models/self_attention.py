@@ -31,13 +31,13 @@ SELF_ATTENTION_KINDS = ("global", "window", "nonlocal")
 
 
 def explicit_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, q_pos, k_pos
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, q_pos, k_pos, top_k=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The output `attend` gives, from explicit weights, and each query's attention distance (mm) per head:
     (B, h, Nq, d) and (B, h, Nq). Queries go in blocks of `QUERY_CHUNK`, so weights never exceed chunk x keys."""
     outs, dists = [], []
     for start in range(0, q.shape[2], QUERY_CHUNK):
-        a = attention_weights(q[:, :, start : start + QUERY_CHUNK], k, mask)
+        a = attention_weights(q[:, :, start : start + QUERY_CHUNK], k, mask, top_k=top_k)
         outs.append((a @ v.float()).to(v.dtype))
         dists.append(mean_distance(a, q_pos[start : start + a.shape[2]], k_pos))
     return torch.cat(outs, dim=2), torch.cat(dists, dim=2)
@@ -49,17 +49,34 @@ def grid_index(point: Sequence[int], factor: Sequence[int], grid: Sequence[int])
 
 
 class SelfAttentionBlock(MapSource):
-    def __init__(self, spatial_dims: int, channels: int, heads: int, window: int | None, shift: bool, mlp_ratio=2):
+    """`heads` heads of `head_dim` channels (default channels // heads; fewer heads than that after pruning).
+    `top_k`: each query attends to its k highest-scoring keys only. `head_mask` (heads,) scales each head's
+    output (importance and pruning, `seg.models.heads`)."""
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: int,
+        heads: int,
+        window: int | None,
+        shift: bool,
+        mlp_ratio: int = 2,
+        head_dim: int | None = None,
+        top_k: int | None = None,
+    ):
         super().__init__()
-        if channels % heads:
+        if head_dim is None and channels % heads:
             raise ValueError(f"SelfAttentionBlock: {channels} channels do not split into {heads} heads")
-        self.heads, self.window, self.shift = heads, window, shift
+        self.head_dim = head_dim or channels // heads
+        self.heads, self.window, self.shift, self.top_k = heads, window, shift, top_k
         self.keep_weights = False  # set by a stage of several blocks: its rollout needs them
         self.weights: tuple[Windows, torch.Tensor] | None = None
+        self.head_mask: torch.Tensor | None = None
+        inner = heads * self.head_dim
         self.pos = layers.conv(spatial_dims)(channels, channels, 3, padding=1, groups=channels)
         self.norm1 = nn.LayerNorm(channels)
-        self.qkv = nn.Linear(channels, 3 * channels)
-        self.proj = nn.Linear(channels, channels)
+        self.qkv = nn.Linear(channels, 3 * inner)
+        self.proj = nn.Linear(inner, channels)
         self.norm2 = nn.LayerNorm(channels)
         self.mlp = nn.Sequential(
             nn.Linear(channels, mlp_ratio * channels), nn.GELU(), nn.Linear(mlp_ratio * channels, channels)
@@ -78,7 +95,12 @@ class SelfAttentionBlock(MapSource):
         tokens = windows.split(x)  # (B * windows, P, C)
         mask = windows.key_mask(batch, x.device)
         q, k, v = self.qkv(self.norm1(tokens)).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
-        out = attend(q, k, v, mask) if self.recorder is None else self._recorded(q, k, v, mask, windows, batch)
+        if self.recorder is None:
+            out = attend(q, k, v, mask, top_k=self.top_k)
+        else:
+            out = self._recorded(q, k, v, mask, windows, batch)
+        if self.head_mask is not None:
+            out = out * self.head_mask.to(out.dtype)[:, None, None]  # (B * windows, h, P, d)
         tokens = tokens + self.proj(out.transpose(1, 2).flatten(2))
         tokens = tokens + self.mlp(self.norm2(tokens))
         return windows.merge(tokens, batch)
@@ -87,7 +109,7 @@ class SelfAttentionBlock(MapSource):
         """Attention with explicit weights, reporting each head's distance map and the query points' rows."""
         request = self.recorder.request
         pos = windows.local_positions(request.spacing_of(self.factor))
-        out, dist = explicit_attention(q, k, v, mask, pos, pos)
+        out, dist = explicit_attention(q, k, v, mask, pos, pos, self.top_k)
         dist_grid = windows.merge(dist.transpose(1, 2), batch)  # (B, h, *grid)
         for h in range(self.heads):
             self.report(SELF, dist_grid[:, h : h + 1], head=h)
@@ -96,7 +118,7 @@ class SelfAttentionBlock(MapSource):
             for h in range(self.heads):
                 self.recorder.put(MapId(SELF, self.site, h, j), rows[:, h : h + 1], self.factor)
         if self.keep_weights and request.queries:
-            self.weights = (windows, attention_weights(q, k, mask).mean(dim=1))  # (B * windows, P, P)
+            self.weights = (windows, attention_weights(q, k, mask, top_k=self.top_k).mean(dim=1))  # (B * wins, P, P)
         return out
 
     def _query_rows(self, q, k, mask, windows: Windows, batch: int, point) -> torch.Tensor:
@@ -106,7 +128,9 @@ class SelfAttentionBlock(MapSource):
         p = int(torch.tensor([a % s for a, s in zip(at, windows.size, strict=True)]).dot(_strides(windows.size)))
         n_windows = q.shape[0] // batch
         rows_at = [b * n_windows + w for b in range(batch)]
-        a = attention_weights(q[rows_at, :, p : p + 1], k[rows_at], None if mask is None else mask[rows_at])
+        a = attention_weights(
+            q[rows_at, :, p : p + 1], k[rows_at], None if mask is None else mask[rows_at], top_k=self.top_k
+        )
         tokens = q.new_zeros(q.shape[0], q.shape[2], self.heads, dtype=torch.float32)  # (B * windows, P, h)
         tokens[rows_at] = a[:, :, 0].transpose(1, 2)
         return windows.merge(tokens, batch)
@@ -210,17 +234,29 @@ class SelfAttentionStage(MapSource):
             b.weights = None
 
 
-def build_self_attention(
-    kind: str | None, spatial_dims: int, channels: int, heads: int, window: int, depth: int, norm: str
-) -> nn.Module:
-    """The blocks of `kind` ("global", "window", "nonlocal") after one stage, or identity for None."""
+def build_self_attention(kind: str | None, spatial_dims: int, channels: int, cfg, stage: int) -> nn.Module:
+    """The blocks of `kind` ("global", "window", "nonlocal") after encoder stage `stage` as `cfg` (a ModelConfig)
+    describes them, with the heads pruning kept; identity for None."""
     if kind is None:
         return nn.Identity()
+    depth = cfg.self_attention_depth
     if kind == "nonlocal":
-        return SelfAttentionStage([NonLocalBlock(spatial_dims, channels, norm) for _ in range(depth)])
+        return SelfAttentionStage([NonLocalBlock(spatial_dims, channels, cfg.norm) for _ in range(depth)])
     if kind not in ("global", "window"):
         raise ValueError(f"unknown self-attention {kind!r}; expected one of {SELF_ATTENTION_KINDS}")
-    size = None if kind == "global" else window
+    size = None if kind == "global" else cfg.self_attention_window
+    head_dim = channels // cfg.self_attention_heads
     return SelfAttentionStage(
-        [SelfAttentionBlock(spatial_dims, channels, heads, size, shift=j % 2 == 1) for j in range(depth)]
+        [
+            SelfAttentionBlock(
+                spatial_dims,
+                channels,
+                cfg.heads_of(f"self_enc{stage}b{j}"),
+                size,
+                shift=j % 2 == 1,
+                head_dim=head_dim,
+                top_k=cfg.self_attention_top_k,
+            )
+            for j in range(depth)
+        ]
     )

@@ -121,15 +121,7 @@ class AttentionUNet(nn.Module):
 
         self.encoder, self.encoder_attention = build_encoder(cfg, len(channels))
         self.self_attention = nn.ModuleList(
-            build_self_attention(
-                kind,
-                dims,
-                channels[i],
-                cfg.self_attention_heads,
-                cfg.self_attention_window,
-                cfg.self_attention_depth,
-                cfg.norm,
-            )
+            build_self_attention(kind, dims, channels[i], cfg, stage=i)
             for i, kind in enumerate(cfg.self_attention_per_stage())
         )
 
@@ -147,9 +139,11 @@ class AttentionUNet(nn.Module):
                     c,
                     c_coarse,
                     heads=cfg.gate_heads,
+                    kept=cfg.heads_of(f"gate_level{i}") if cfg.gate_heads > 1 else None,
                     sub_sample_factor=cfg.sub_sample_factor or self.strides[i],
                     mode=cfg.gate_mode,
                     norm=cfg.norm,
+                    coefficients=cfg.gate_coefficients,
                 )
             self.decoder.append(self._decoder_block(dims, c, n_convs, cfg.decoder_merge, block))
             self.decoder_attention.append(build_attention(dec_att[i], dims, c, cfg.attention_reduction))

@@ -11,7 +11,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,25 @@ def log_analysis(
     run_id: str | None, uri: str | None, out_dir: Path, pictures: Mapping[str, np.ndarray], metrics: Mapping[str, float]
 ) -> str | None:
     """Returns the run id logged into, or None (with a warning on stderr) when the run cannot be reached."""
+    artifacts = [(out_dir / kind, f"analysis/{kind}") for kind in FOLDERS]
+    artifacts += [(out_dir / name, "analysis/report") for name in REPORT_FILES]
+    return log_into_run(run_id, uri, artifacts, pictures, metrics, "analysis")
+
+
+def log_into_run(
+    run_id: str | None,
+    uri: str | None,
+    artifacts: Sequence[tuple[Path, str]],
+    pictures: Mapping[str, np.ndarray],
+    metrics: Mapping[str, float],
+    prefix: str,
+    command: str = "analyze",
+) -> str | None:
+    """Log files and non-empty folders (path, artifact folder), pictures as MLflow images (step 0, so they show
+    in the run's image viewer) and metrics, under `prefix/`, into an existing run. Returns the run id, or None
+    (with a warning on stderr naming `seg <command>`) when the run cannot be reached: outputs stay on disk."""
     if not run_id or not uri:
-        _warn("the model records no MLflow run (mlflow_run_id, tracking_uri in model.json); not logged")
+        _warn("the model records no MLflow run (mlflow_run_id, tracking_uri in model.json); not logged", command)
         return None
     try:
         from mlflow import MlflowClient
@@ -36,22 +53,23 @@ def log_analysis(
         client = MlflowClient(tracking_uri=uri)
         with _quick_http():
             client.get_run(run_id)
-        for kind in FOLDERS:
-            folder = out_dir / kind
-            if folder.is_dir() and any(folder.iterdir()):
-                client.log_artifacts(run_id, str(folder), f"analysis/{kind}")
-        for name in REPORT_FILES:
-            if (out_dir / name).is_file():
-                client.log_artifact(run_id, str(out_dir / name), "analysis/report")
+        for path, artifact_dir in artifacts:
+            if path.is_dir() and any(path.iterdir()):
+                client.log_artifacts(run_id, str(path), artifact_dir)
+            elif path.is_file():
+                client.log_artifact(run_id, str(path), artifact_dir)
         for name, rgb in pictures.items():
-            client.log_image(run_id, card_shaped(rgb), key=image_key(f"analysis/{name}"), step=0)
+            client.log_image(run_id, card_shaped(rgb), key=image_key(f"{prefix}/{name}"), step=0)
         now = int(time.time() * 1000)
-        batch = [Metric(image_key(f"analysis/{k}"), float(v), now, 0) for k, v in metrics.items()]
+        batch = [Metric(image_key(f"{prefix}/{k}"), float(v), now, 0) for k, v in metrics.items()]
         for i in range(0, len(batch), 500):  # MLflow's batch limit is 1000 metrics
             client.log_batch(run_id, metrics=batch[i : i + 500])
-    except Exception as e:  # noqa: BLE001 -- unreachable server, unknown run, deleted experiment: report, keep the analysis
+    except Exception as e:  # noqa: BLE001 -- unreachable server, unknown run, deleted experiment: report, keep the outputs
         text = " ".join(str(e).split())[:200] or type(e).__name__
-        _warn(f"cannot log into MLflow run {run_id} at {uri} ({type(e).__name__}: {text}); outputs are on disk only")
+        _warn(
+            f"cannot log into MLflow run {run_id} at {uri} ({type(e).__name__}: {text}); outputs are on disk only",
+            command,
+        )
         return None
     return run_id
 
@@ -74,5 +92,5 @@ def _quick_http():
             os.environ.pop(k, None)
 
 
-def _warn(message: str) -> None:
-    print(f"seg analyze: warning: {message}", file=sys.stderr, flush=True)
+def _warn(message: str, command: str = "analyze") -> None:
+    print(f"seg {command}: warning: {message}", file=sys.stderr, flush=True)

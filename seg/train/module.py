@@ -13,6 +13,7 @@ from torch import nn
 
 from seg.config import TrainConfig
 from seg.models import layers
+from seg.models.gates import anneal_gates
 from seg.models.predict import sliding_window_logits
 from seg.train.objectives import FullSupervision, Objective
 
@@ -64,6 +65,7 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         image = batch["image"].contiguous(memory_format=self._layout())
+        anneal_gates(self.net, self.progress(self.global_step))
         loss, terms = self.objective.loss(self.net, image, batch, self.progress(self.global_step))
         if torch.isfinite(loss):  # a skipped step (see configure_gradient_clipping) would turn the epoch mean NaN
             size = batch["image"].shape[0]
