@@ -72,12 +72,10 @@ def gradient_proxy(
             for image, label in scorer.windows(net.spatial_dims):
                 loss = scorer.loss(net, image, label)
                 grads = torch.autograd.grad(loss, [*xi.values(), *gx.values()], allow_unused=True)
-                for name, g in zip([*xi, *gx], grads, strict=True):
-                    value = torch.zeros(()) if g is None else g.detach().abs()
-                    if name in head_sum:
-                        head_sum[name] += value
-                    else:
-                        gate_sum[name] += float(value)
+                for name, g in zip(xi, grads[: len(xi)], strict=True):  # a multi-head gate is in both, by one name
+                    head_sum[name] += 0.0 if g is None else g.detach().abs()
+                for name, g in zip(gx, grads[len(xi) :], strict=True):
+                    gate_sum[name] += 0.0 if g is None else float(g.abs())
                 windows += 1
     finally:
         for p in trained:

@@ -44,7 +44,7 @@ def gumbel_sigmoid_logits(score: torch.Tensor, tau: float) -> torch.Tensor:
 def straight_through(alpha: torch.Tensor) -> torch.Tensor:
     """0 or 1 (alpha > 0.5) in the forward pass, the gradient of alpha in the backward pass."""
     hard = (alpha > 0.5).to(alpha.dtype)
-    return hard + alpha - alpha.detach()
+    return hard + (alpha - alpha.detach())  # exactly 0 or 1: the bracket is 0 in value
 
 
 class AttentionGate(MapSource):

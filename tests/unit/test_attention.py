@@ -81,7 +81,9 @@ def test_multihead_gate_mean_of_heads():
 def test_gate_errors():
     with pytest.raises(ValueError, match=r"Unknown gate mode 'concat'.*Did you mean 'concatenation'"):
         AttentionGate(3, 4, 4, mode="concat")
-    with pytest.raises(ValueError, match="heads >= 2"):
-        MultiHeadAttentionGate(3, 4, 4, heads=1)
+    with pytest.raises(ValueError, match="heads >= 1"):
+        MultiHeadAttentionGate(3, 4, 4, heads=0)
+    with pytest.raises(ValueError, match="Unknown gate coefficients 'binary'"):
+        AttentionGate(3, 4, 4, coefficients="binary")
     with pytest.raises(ValueError, match="spatial_dims must be 2 or 3, got spatial_dims=4"):
         AttentionGate(4, 4, 4)

@@ -10,6 +10,8 @@ methods   seg.seam                                 base, data, models, services 
                                                    with seg.models.build, which never imports it)
 stages    seg.train, seg.infer                     everything above; never each other
           seg.explain                              everything above and seg.infer (it predicts), never train
+          seg.heads                                all of the above (it ranks heads by the training loss,
+                                                   scores like validation and reports like explain)
 commands  seg.stages, seg.cli, seg.config_docs     everything
 """
 
@@ -48,6 +50,18 @@ ALLOWED = {
     "seg.infer": BASE | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking", "seg.seam"},
     "seg.explain": BASE
     | {"seg.data", "seg.models", "seg.model_folder", "seg.runtime", "seg.tracking", "seg.seam", "seg.infer"},
+    "seg.heads": BASE
+    | {
+        "seg.data",
+        "seg.models",
+        "seg.model_folder",
+        "seg.runtime",
+        "seg.tracking",
+        "seg.seam",
+        "seg.infer",
+        "seg.explain",
+        "seg.train",
+    },
     "seg.stages": None,  # None: anything
     "seg.cli": None,
     "seg.config_docs": None,
