@@ -77,7 +77,7 @@ def test_every_multi_head_layer_and_gate_is_listed(dims):
 def test_masking_every_head_but_one_equals_a_single_head_network(dims, layer):
     net = tiny(dims)
     x = torch.randn(2, 1, *SIZE[dims])
-    heads = dict((entry.name, entry.heads) for entry in head_layers(net))[layer]
+    heads = {entry.name: entry.heads for entry in head_layers(net)}[layer]
     for h in range(heads):
         one = prune(net, {layer: [h]})
         assert one.config.heads_kept == {layer: 1}
@@ -151,7 +151,7 @@ def test_the_gradient_proxy_equals_a_finite_difference(dims):
     assert all(float(v.abs().sum()) > 0 for v in heads.values())
     eps = 1e-5
     for layer, h in (("self_enc2b0", 1), ("gate_level1", 2), ("self_enc1b0", 0)):
-        n = dict((e.name, e.heads) for e in head_layers(net))[layer]
+        n = {e.name: e.heads for e in head_layers(net)}[layer]
         up, down = torch.ones(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
         up[h], down[h] = 1 + eps, 1 - eps
         with torch.no_grad(), masked(net, {layer: up}):
@@ -172,7 +172,7 @@ def test_importance_measures_every_head_and_gate_and_pruning_keeps_a_head_per_la
     assert len(result.heads) == 14 and [g.layer for g in result.gates] == ["gate_level0", "gate_level1"]
     full = sc.dice(net)
     for h in result.heads[:3]:
-        xi = torch.ones(dict((e.name, e.heads) for e in head_layers(net))[h.layer])
+        xi = torch.ones({e.name: e.heads for e in head_layers(net)}[h.layer])
         xi[h.head] = 0
         with masked(net, {h.layer: xi}):
             assert h.dice_drop == pytest.approx(full - sc.dice(net))
