@@ -45,12 +45,13 @@ SHARED = REPO.parent / "shared" / "data"
 ROWS = (*SEG_VARIANTS, "unetr", "swin_unetr")
 
 
-def variant_params(name: str, work: Path, patch: list[int], model_2d: bool) -> Path:
-    """params.yaml with the variant's model keys (on configs/unet2d.yaml's network for 2D) and the patch."""
+def variant_params(name: str, work: Path, patch: list[int], model_2d: bool, keys=variant_model) -> Path:
+    """params.yaml with the variant's model keys (`keys(name, levels)`; on configs/unet2d.yaml's network for 2D)
+    and the patch."""
     cfg = yaml.safe_load((REPO / "params.yaml").read_text())
     if model_2d:
         cfg["model"].update(yaml.safe_load((REPO / "configs" / "unet2d.yaml").read_text())["model"])
-    cfg["model"].update(variant_model(name, len(cfg["model"]["channels"])))
+    cfg["model"].update(keys(name, len(cfg["model"]["channels"])))
     cfg["train"]["patch_size"] = patch
     work.mkdir(parents=True, exist_ok=True)
     path = work / "variant.yaml"

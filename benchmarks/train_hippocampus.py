@@ -93,7 +93,20 @@ def train_ours(
     run([sys.executable, "-m", "seg.cli", "train", "--config", str(params)])
     train_s = time.perf_counter() - start
     summary = json.loads((work / "metrics" / "train.json").read_text())
-    out = work / "pred"
+    dice, cases = held_out_dice(params, work / "model", work / "pred", threads, tta)
+    return {
+        "dice": dice,
+        "epochs": summary["epochs"],
+        "samples_per_s": summary.get("samples_per_s", 0.0),
+        "train_s": round(train_s, 1),
+        "cases": cases,
+        "precision": summary["runtime"]["precision"],
+        "validation": summary["runtime"]["validation"],
+    }
+
+
+def held_out_dice(params: Path, model: Path, out: Path, threads: int, tta: bool) -> tuple[dict[str, float], int]:
+    """`seg infer` of `model` on the held-out cases of the config's cache and fold; (Dice per class and mean, cases)."""
     run(
         [
             sys.executable,
@@ -103,7 +116,7 @@ def train_ours(
             "--config",
             str(params),
             "--model",
-            str(work / "model"),
+            str(model),
             "--output",
             str(out),
             "--num-threads",
@@ -112,15 +125,7 @@ def train_ours(
         ]
     )
     metrics = json.loads((out / "metrics.json").read_text())["summary"]
-    return {
-        "dice": {k[5:].lower(): v for k, v in metrics.items() if k.startswith("dice_")},
-        "epochs": summary["epochs"],
-        "samples_per_s": summary.get("samples_per_s", 0.0),
-        "train_s": round(train_s, 1),
-        "cases": metrics["cases"],
-        "precision": summary["runtime"]["precision"],
-        "validation": summary["runtime"]["validation"],
-    }
+    return {k[5:].lower(): v for k, v in metrics.items() if k.startswith("dice_")}, metrics["cases"]
 
 
 def _pad_to(x: np.ndarray, multiple: int = 8) -> np.ndarray:
