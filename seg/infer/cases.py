@@ -20,6 +20,8 @@ FLOAT_FORMATS = (*NIFTI_SUFFIXES, ".nrrd", ".mha")
 FLOAT_SUFFIX_FOR_2D_FORMATS = ".nrrd"  # PNG/JPEG/TIFF cannot hold float maps: those go to NRRD, same geometry
 # header + raw pairs are written as one file instead; a DICOM series' label map as NIfTI
 SELF_CONTAINED = {".mhd": ".mha", ".nhdr": ".nrrd", DICOM_SUFFIX: ".nii.gz"}
+LABEL_SUFFIXES = {"dicom-seg": ".seg.dcm", "seg.nrrd": ".seg.nrrd"}  # infer.output_format -> label file suffix
+ITKSNAP_LABELS = "itksnap_labels.txt"  # beside NIfTI label maps: ITK-SNAP's label descriptions, one per folder
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,17 @@ class CaseOutputs:
     maps: dict[MapId, Path] = field(default_factory=dict)  # spatial maps -> maps/<case>_<map key>
     channels: tuple[MapId, ...] = ()  # channel weights, all in `channel_file`
     channel_file: Path | None = None  # maps/<case>_channel.json
+    label_descriptions: Path | None = None  # ITK-SNAP's label descriptions beside NIfTI label maps
 
     def all(self) -> list[Path]:
         """Every file the case writes; a rerun skips the case when all exist."""
-        optional = [self.probabilities, *self.gates.values(), *self.maps.values(), self.channel_file]
+        optional = [
+            self.probabilities,
+            *self.gates.values(),
+            *self.maps.values(),
+            self.channel_file,
+            self.label_descriptions,
+        ]
         return [self.labels, *(p for p in optional if p is not None)]
 
     @property
@@ -122,19 +131,23 @@ def outputs_for(
     probabilities: bool,
     gate_names: list[str],
     map_ids: Sequence[MapId] = (),
+    output_format: str = "input",
 ) -> CaseOutputs:
-    """`<out>/<case><input ext>` (NIfTI for DICOM); float maps in `probabilities/`, `gates/` and `maps/` (NIfTI for
-    NIfTI and DICOM inputs), and the channel weights of `map_ids` in `maps/<case>_channel.json`."""
+    """`<out>/<case><input ext>` (NIfTI for DICOM; `.seg.dcm` or `.seg.nrrd` as `output_format` asks); float maps
+    in `probabilities/`, `gates/` and `maps/` (NIfTI for NIfTI and DICOM inputs), the channel weights of `map_ids`
+    in `maps/<case>_channel.json`, and ITK-SNAP's label descriptions beside NIfTI label maps."""
     suffix = SELF_CONTAINED.get(case.suffix, case.suffix)
     float_suffix = suffix if suffix in FLOAT_FORMATS else FLOAT_SUFFIX_FOR_2D_FORMATS
+    label_suffix = LABEL_SUFFIXES.get(output_format, suffix)
     channels = tuple(m for m in map_ids if m.kind == CHANNEL)
     return CaseOutputs(
-        labels=out_dir / f"{case.case_id}{suffix}",
+        labels=out_dir / f"{case.case_id}{label_suffix}",
         probabilities=out_dir / "probabilities" / f"{case.case_id}{float_suffix}" if probabilities else None,
         gates={g: out_dir / "gates" / f"{case.case_id}_{g}{float_suffix}" for g in gate_names},
         maps={m: out_dir / "maps" / f"{case.case_id}_{m.key}{float_suffix}" for m in map_ids if m.kind != CHANNEL},
         channels=channels,
         channel_file=out_dir / "maps" / f"{case.case_id}_channel.json" if channels else None,
+        label_descriptions=out_dir / ITKSNAP_LABELS if label_suffix in NIFTI_SUFFIXES else None,
     )
 
 
