@@ -63,6 +63,24 @@ def write_dicom_seg(labels: np.ndarray, source: str | Path, path: Path, segments
     return path
 
 
+def read_dicom_seg(path: Path, source: str | Path) -> np.ndarray:
+    """The label map (columns, rows, slices) of a DICOM Segmentation on the series `source` belongs to, slices in
+    the stacking order that `read_image(source)` uses: label value = segment number."""
+    import highdicom as hd
+    import pydicom
+
+    files = check_series(series_of(source)).files
+    uids = [pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID for f in files]
+    frames = hd.seg.segread(path).get_pixels_by_source_instance(
+        source_sop_instance_uids=uids,
+        combine_segments=True,
+        assert_missing_frames_are_empty=True,  # slices without labels are left out of the file
+    )
+    return np.ascontiguousarray(np.transpose(frames, (2, 1, 0))).astype(
+        np.uint8
+    )  # (slices, rows, columns) -> (x, y, z)
+
+
 def _code(group: str, name: str):
     """A code of pydicom's dictionaries: ('SCT', 'Tissue'), ('cid7162', 'ArtificialIntelligence')."""
     from pydicom.sr.codedict import codes

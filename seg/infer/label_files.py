@@ -11,7 +11,7 @@ import numpy as np
 
 from seg.data.errors import DataError
 from seg.data.geometry import Geometry
-from seg.data.io import write_image
+from seg.data.io import read_image, write_image
 from seg.files import write_text
 from seg.infer.cases import DICOM_SUFFIX, LABEL_SUFFIXES, CaseOutputs, InferCase
 from seg.model_folder import ModelBundle
@@ -67,6 +67,17 @@ def write_labels(
     if path.name.endswith(SLICER_SUFFIX):
         return write_slicer_segmentation(labels, geometry, path, segments)
     return write_image(labels, geometry, path)
+
+
+def read_labels(path: Path, case: InferCase) -> tuple[np.ndarray, Geometry]:
+    """A label map that `write_labels` wrote for `case`, as (array in file voxel order, Geometry); a DICOM
+    Segmentation on the grid of its source series."""
+    if path.name.endswith(DICOM_SEG_SUFFIX):
+        from seg.infer.dicom_seg import read_dicom_seg
+
+        _, geometry = read_image(case.images[0])
+        return read_dicom_seg(path, case.images[0]), geometry
+    return read_image(path)
 
 
 def itksnap_label_descriptions(segments: Segments) -> str:

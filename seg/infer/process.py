@@ -20,7 +20,7 @@ from seg.data.restore import restore_to_original
 from seg.files import write_json
 from seg.infer.case_metrics import case_metrics
 from seg.infer.cases import CaseOutputs, InferCase
-from seg.infer.label_files import Segments, check_output_format, write_labels
+from seg.infer.label_files import Segments, check_output_format, read_labels, write_labels
 from seg.infer.maps import to_grid
 from seg.infer.postprocess import Postprocessing
 from seg.infer.predictor import EnsemblePredictor, Prediction, Predictor
@@ -59,7 +59,7 @@ def process_case(
             record.predict_seconds = round(time.perf_counter() - start, 3)
         if case.label:
             binary_255 = predictor.model.fingerprint.preprocessing.binary_255
-            record.metrics = _score(outputs.labels, case.label, predictor.model.class_names, binary_255)
+            record.metrics = _score(case, outputs.labels, predictor.model.class_names, binary_255)
     except (DataError, ValueError, RuntimeError, OSError, MemoryError) as e:
         record.status, record.error = FAILED, _one_line(e, case)
     record.seconds = round(time.perf_counter() - start, 3)
@@ -134,8 +134,9 @@ def _write_background(geometry: Geometry, case: InferCase, segments: Segments, o
     write_labels(np.zeros(shape, np.uint8), geometry, case, segments, outputs)  # last: the case is complete
 
 
-def _score(pred_path: Path, label_path: str, class_names: list[str], binary_255: bool) -> dict:
-    pred, geometry = read_image(pred_path)
+def _score(case: InferCase, pred_path: Path, class_names: list[str], binary_255: bool) -> dict:
+    label_path = str(case.label)
+    pred, geometry = read_labels(pred_path, case)
     ref, ref_geometry = read_image(label_path)
     mismatch = grid_mismatch(label_path, ref_geometry, geometry)
     if mismatch:

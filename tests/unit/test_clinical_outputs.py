@@ -23,7 +23,7 @@ from seg.config import InferConfig
 from seg.config.checks import ConfigError
 from seg.data.io import read_image
 from seg.infer.cases import find_cases, outputs_for
-from seg.infer.dicom_seg import write_dicom_seg
+from seg.infer.dicom_seg import read_dicom_seg, write_dicom_seg
 from seg.infer.label_files import Segments, itksnap_label_descriptions, write_slicer_segmentation
 
 SEGMENTS = Segments(("background", "liver", "tumour"), "fold_0", "models/fold_0", "abc123", seg.__version__)
@@ -66,6 +66,16 @@ def test_dicom_seg_reads_back_slice_for_slice_on_its_source_series(tmp_path):
     )
     assert result.SoftwareVersions == seg.__version__ and result.ManufacturerModelName == "fold_0"
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_empty_slices_and_classes_read_back_as_background_and_score(tmp_path):
+    folder = series_folder(CT5N)
+    _, geometry = read_image(folder / "2062")
+    labels = np.zeros(geometry.spatial_shape, np.uint8)
+    labels[2:9, 3:7, 1] = 1  # one slice of class 1; class 2 nowhere
+    path = write_dicom_seg(labels, folder / "2062", tmp_path / "ct.seg.dcm", SEGMENTS)
+    np.testing.assert_array_equal(read_dicom_seg(path, folder / "2062"), labels)
+    assert [s.SegmentLabel for s in hd.seg.segread(path).SegmentSequence] == ["liver", "tumour"]
 
 
 def test_slicer_segmentation_reads_back_with_names_colours_values_and_the_input_geometry(tmp_path):
@@ -134,6 +144,12 @@ def test_infer_on_dicom_series_writes_each_format_and_refuses_bad_series_in_one_
     reference = np.asarray(nifti.dataobj)  # the NIfTI run's label map, slices ascending in z; files descend
     np.testing.assert_array_equal(pixels, reference.transpose(2, 1, 0)[::-1])
     assert [s.SegmentLabel for s in result.SegmentSequence] == ["head", "body"]
+    refs = tmp_path / "refs"  # scoring reads the DICOM Segmentation back on its series' grid
+    refs.mkdir()
+    (refs / "ct.nii.gz").write_bytes((tmp_path / "nifti" / "ct.nii.gz").read_bytes())
+    main([*args, "--output", str(tmp_path / "dicom"), "--output-format", "dicom-seg", "--labels", str(refs)])
+    ct = json.loads((tmp_path / "dicom" / "predictions.json").read_text())["cases"]["ct"]
+    assert ct["status"] == "exists" and {m["dice"] for m in ct["metrics"].values()} <= {1.0, None}
 
     assert main([*args, "--output", str(tmp_path / "slicer"), "--output-format", "seg.nrrd"]) == 1
     slicer = slicerio.read_segmentation(str(tmp_path / "slicer" / "ct.seg.nrrd"))
