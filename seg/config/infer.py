@@ -9,6 +9,7 @@ from seg.config.fields import doc
 
 INFER_PRECISIONS = ("auto", "32", "bf16", "16")
 MAP_KINDS = ("gate", "spatial", "channel", "self")  # the kinds of `seg.models.maps`, which this tier cannot import
+OUTPUT_FORMATS = ("input", "dicom-seg", "seg.nrrd")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,12 @@ class InferConfig:
     overlap: float = doc(0.5, "sliding-window overlap; the Gaussian weighting hides window seams")
     sw_batch_size: int | str = doc("auto", "windows per forward pass; auto: 1, 2 or 4, timed here")
     precision: str = doc("auto", "auto: the faster of 32 and bf16, timed here (CUDA: bf16 or 16); float32 accumulation")
+    output_format: str = doc(
+        "input",
+        "label maps as: input (the input's format; NIfTI for DICOM series, with ITK-SNAP label descriptions beside "
+        "NIfTI), dicom-seg (a DICOM Segmentation referencing the source series; DICOM inputs only) or seg.nrrd "
+        "(3D Slicer's segmentation file: segment names, colours, label values; 3D inputs)",
+    )
     probabilities: bool = doc(False, "also write float probability maps (one channel per class)")
     gates: bool = doc(False, "also write the gate maps per level, stitched and resampled to the input's space")
     maps: tuple[str, ...] = doc(
@@ -46,6 +53,7 @@ class InferConfig:
         if not sources or not all(isinstance(s, str) and s for s in sources):
             raise ConfigError(f"infer.model must be a model source or a non-empty list of them, got {self.model!r}.")
         one_of("infer.precision", self.precision, INFER_PRECISIONS)
+        one_of("infer.output_format", self.output_format, OUTPUT_FORMATS)
         auto_or("infer.sw_batch_size", self.sw_batch_size, int, minimum=1)
         thread_count("infer.num_threads", self.num_threads)
         for kind in self.maps:

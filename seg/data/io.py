@@ -1,8 +1,11 @@
-"""Image I/O that keeps geometry exact: NIfTI through nibabel (raw header kept), everything else through SimpleITK.
+"""Image I/O that keeps geometry exact: NIfTI through nibabel (raw header kept), DICOM series through
+`seg.data.dicom` (checked, geometry from the headers), everything else through SimpleITK.
 
 Array convention: `read_image` returns the file's voxels indexed (i, j[, k]) like the affine, so a SimpleITK
 array (z, y, x) is transposed to (x, y, z); channels (MSD 4D NIfTI, RGB(A) pixels) are on the last axis.
-`write_image(read_image(p)...)` reproduces shape, affine, qform/sform codes and spacing.
+`write_image(read_image(p)...)` reproduces shape, affine, qform/sform codes and spacing. A DICOM file stands for
+its whole series (the files of its folder with its Series Instance UID); its geometry has format "sitk" and suffix
+".dcm", and it is written back as another format (NIfTI by default).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seg.data.dicom import DICOM_SUFFIX, is_dicom, read_series
 from seg.data.errors import DataError, ImageReadError
 from seg.data.geometry import LPS_TO_RAS_MIN_DIMS, Geometry, spacing_from_affine
 from seg.files import atomic_path
@@ -40,8 +44,13 @@ def is_nifti(path: str | Path) -> bool:
     return image_suffix(path) in NIFTI_SUFFIXES
 
 
+def is_dicom_file(path: str | Path) -> bool:
+    """A DICOM file: not named like another image format, and `.dcm` or with the DICOM preamble."""
+    return image_suffix(path) not in IMAGE_SUFFIXES and is_dicom(path)
+
+
 def read_image(path: str | Path, spatial_dims: int | None = None) -> tuple[np.ndarray, Geometry]:
-    """Read an image as (array in file voxel order, Geometry).
+    """Read an image as (array in file voxel order, Geometry); a DICOM file reads its whole series.
 
     spatial_dims: None reads NIfTI as min(ndim, 3) spatial axes (a 4th axis is channels, as in MSD) and
     SimpleITK images with their own dimension; 2 reads a 3D NIfTI (X, Y, C) as a 2D multi-channel image.
@@ -53,6 +62,8 @@ def read_image(path: str | Path, spatial_dims: int | None = None) -> tuple[np.nd
         raise ImageReadError(f"{path}: file is empty (0 bytes). Re-export or re-copy it, or remove the case.")
     if is_nifti(path):
         return _read_nifti(path, spatial_dims)
+    if is_dicom_file(path):
+        return _read_dicom_series(path, spatial_dims)
     return _read_sitk(path, spatial_dims)
 
 
@@ -123,12 +134,29 @@ def _read_sitk(path: Path, spatial_dims: int | None) -> tuple[np.ndarray, Geomet
     vector = img.GetNumberOfComponentsPerPixel() > 1
     axes = list(range(d))[::-1] + ([d] if vector else [])
     array = np.ascontiguousarray(np.transpose(array, axes))  # (z, y, x[, C]) -> (x, y, z[, C])
-    spacing = np.asarray(img.GetSpacing(), dtype=np.float64)
-    direction = np.asarray(img.GetDirection(), dtype=np.float64).reshape(d, d)
-    origin = np.asarray(img.GetOrigin(), dtype=np.float64)
-    geometry = Geometry(
+    meta = {k: img.GetMetaData(k) for k in img.GetMetaDataKeys()}
+    geometry = _itk_geometry(path, array, img.GetOrigin(), img.GetSpacing(), img.GetDirection(), meta)
+    return array, geometry
+
+
+def _read_dicom_series(path: Path, spatial_dims: int | None) -> tuple[np.ndarray, Geometry]:
+    if spatial_dims is not None and spatial_dims != 3:
+        raise ImageReadError(
+            f"{path}: a DICOM series is a 3D image, expected {spatial_dims}D. Check data.spatial_dims."
+        )
+    array, series = read_series(path)
+    return array, _itk_geometry(path, array, series.origin, series.spacing, series.direction, {}, DICOM_SUFFIX)
+
+
+def _itk_geometry(path: Path, array: np.ndarray, origin, spacing, direction, meta: dict, suffix: str | None = None):
+    """Geometry of an ITK image (origin, spacing, direction in LPS) whose voxels `array` holds as (x, y[, z][, C])."""
+    d = len(origin)
+    origin = np.asarray(origin, dtype=np.float64)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    direction = np.asarray(direction, dtype=np.float64).reshape(d, d)
+    return Geometry(
         format="sitk",
-        suffix=image_suffix(path),
+        suffix=suffix or image_suffix(path),
         shape=tuple(int(s) for s in array.shape),
         spatial_dims=d,
         dtype=str(array.dtype),
@@ -136,9 +164,8 @@ def _read_sitk(path: Path, spatial_dims: int | None) -> tuple[np.ndarray, Geomet
         spacing=tuple(float(s) for s in spacing),
         origin=tuple(float(v) for v in origin),
         direction=tuple(float(v) for v in direction.ravel()),
-        itk_meta={k: img.GetMetaData(k) for k in img.GetMetaDataKeys()},
+        itk_meta=meta,
     )
-    return array, geometry
 
 
 def _itk_to_affine(origin: np.ndarray, spacing: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -164,11 +191,12 @@ def _tuple2(a: np.ndarray) -> tuple[tuple[float, ...], ...]:
     return tuple(tuple(float(v) for v in row) for row in a)
 
 
-def write_image(array: np.ndarray, geometry: Geometry, path: str | Path) -> Path:
+def write_image(array: np.ndarray, geometry: Geometry, path: str | Path, meta: dict[str, str] | None = None) -> Path:
     """Write `array` (file voxel order, channels last) with `geometry`, atomically (temporary file, then rename).
 
     The format follows the path's extension; writing the geometry's own format reproduces its header geometry
-    exactly, another format is written from the affine.
+    exactly, another format is written from the affine. `meta`: the metadata of a SimpleITK format (NRRD, MHA)
+    instead of the input's, e.g. 3D Slicer's segment fields.
     """
     path = Path(path)
     array = np.asarray(array)
@@ -184,7 +212,7 @@ def write_image(array: np.ndarray, geometry: Geometry, path: str | Path) -> Path
         if is_nifti(path):
             _write_nifti(array, geometry, tmp)
         else:
-            _write_sitk(array, geometry, tmp)
+            _write_sitk(array, geometry, tmp, meta)
     return path
 
 
@@ -211,7 +239,7 @@ def _write_nifti(array: np.ndarray, geometry: Geometry, path: Path) -> None:
     nib.save(img, str(path))
 
 
-def _write_sitk(array: np.ndarray, geometry: Geometry, path: Path) -> None:
+def _write_sitk(array: np.ndarray, geometry: Geometry, path: Path, meta: dict[str, str] | None = None) -> None:
     import SimpleITK as sitk
 
     d = geometry.spatial_dims
@@ -220,11 +248,11 @@ def _write_sitk(array: np.ndarray, geometry: Geometry, path: Path) -> None:
     img = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, axes)), isVector=vector)
     if geometry.format == "sitk":
         origin, spacing, direction = geometry.origin, geometry.spacing, geometry.direction
-        for key, value in geometry.itk_meta.items():
-            img.SetMetaData(key, value)
     else:
         o, s, dr = _affine_to_itk(geometry.affine_array())
         origin, spacing, direction = tuple(o), tuple(s), tuple(dr.ravel())
+    for key, value in (geometry.itk_meta if meta is None else meta).items():
+        img.SetMetaData(key, value)
     img.SetOrigin(tuple(float(v) for v in origin))
     img.SetSpacing(tuple(float(v) for v in spacing))
     img.SetDirection(tuple(float(v) for v in direction))

@@ -1,6 +1,7 @@
 """One case, start to finish: read and preprocess like training, predict, restore to the input's grid (label
-map, probabilities, attention maps one at a time), write atomically, score against the reference. Any failure
-becomes a one-line error in the case's record."""
+map, probabilities, attention maps one at a time), write atomically (the label map in the format its path asks
+for, `seg.infer.label_files`), score against the reference. Any failure becomes a one-line error in the case's
+record."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from seg.data.restore import restore_to_original
 from seg.files import write_json
 from seg.infer.case_metrics import case_metrics
 from seg.infer.cases import CaseOutputs, InferCase
+from seg.infer.label_files import Segments, check_output_format, read_labels, write_labels
 from seg.infer.maps import to_grid
 from seg.infer.postprocess import Postprocessing
 from seg.infer.predictor import EnsemblePredictor, Prediction, Predictor
@@ -51,12 +53,13 @@ def process_case(
         if not overwrite and all(p.is_file() for p in outputs.all()):
             record.status = EXISTS
         else:
+            check_output_format(case, outputs)
             _predict_and_write(case, predictor, outputs, record, postprocessing)
             record.status = OK
             record.predict_seconds = round(time.perf_counter() - start, 3)
         if case.label:
             binary_255 = predictor.model.fingerprint.preprocessing.binary_255
-            record.metrics = _score(outputs.labels, case.label, predictor.model.class_names, binary_255)
+            record.metrics = _score(case, outputs.labels, predictor.model.class_names, binary_255)
     except (DataError, ValueError, RuntimeError, OSError, MemoryError) as e:
         record.status, record.error = FAILED, _one_line(e, case)
     record.seconds = round(time.perf_counter() - start, 3)
@@ -73,7 +76,7 @@ def _predict_and_write(
     try:
         image, props = preprocess_image(list(case.images), predictor.model.fingerprint)
     except EmptyImageError as e:  # a blank scan in a clinical batch still gets an output, and a warning
-        _write_background(e.geometry, len(predictor.model.class_names), outputs)
+        _write_background(e.geometry, case, Segments.of(predictor.model), outputs)
         record.voxels = int(np.prod(e.geometry.spatial_shape))
         record.warning = f"{e} Wrote an all-background label map; check the scan."
         return
@@ -95,7 +98,7 @@ def _predict_and_write(
     _write_maps(maps, channels, shape, props, outputs)
     if postprocessing is not None:  # decided on cross-validation predictions (seg.infer.postprocess)
         labels = postprocessing.apply(labels)
-    write_image(labels, props.geometry, outputs.labels)  # last: the case is complete
+    write_labels(labels, props.geometry, case, Segments.of(predictor.model), outputs)  # last: the case is complete
 
 
 def _write_maps(
@@ -116,7 +119,7 @@ def _write_maps(
         write_json(outputs.channel_file, {m.key: channels[m].tolist() for m in outputs.channels})
 
 
-def _write_background(geometry: Geometry, num_classes: int, outputs: CaseOutputs) -> None:
+def _write_background(geometry: Geometry, case: InferCase, segments: Segments, outputs: CaseOutputs) -> None:
     """The outputs of an all-zero image on its own grid: gates and spatial maps 0, channel weights null (the
     network never saw the scan), probability 1 for background, labels 0."""
     shape = geometry.spatial_shape
@@ -125,14 +128,15 @@ def _write_background(geometry: Geometry, num_classes: int, outputs: CaseOutputs
     if outputs.channel_file is not None:
         write_json(outputs.channel_file, {m.key: None for m in outputs.channels})
     if outputs.probabilities is not None:
-        probs = np.zeros((*shape, num_classes), np.float32)
+        probs = np.zeros((*shape, len(segments.class_names)), np.float32)
         probs[..., 0] = 1.0
         write_image(probs, geometry, outputs.probabilities)
-    write_image(np.zeros(shape, np.uint8), geometry, outputs.labels)  # last: the case is complete
+    write_labels(np.zeros(shape, np.uint8), geometry, case, segments, outputs)  # last: the case is complete
 
 
-def _score(pred_path: Path, label_path: str, class_names: list[str], binary_255: bool) -> dict:
-    pred, geometry = read_image(pred_path)
+def _score(case: InferCase, pred_path: Path, class_names: list[str], binary_255: bool) -> dict:
+    label_path = str(case.label)
+    pred, geometry = read_labels(pred_path, case)
     ref, ref_geometry = read_image(label_path)
     mismatch = grid_mismatch(label_path, ref_geometry, geometry)
     if mismatch:

@@ -79,7 +79,7 @@ def _module(
             maps = self.predictor.map_ids(cfg.maps)
             if cfg.maps and not maps and self.global_rank == 0:
                 print(f"seg infer: warning: the model has no maps of kinds {', '.join(cfg.maps)}", file=sys.stderr)
-            self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates, maps)
+            self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates, maps, cfg.output_format)
 
         def predict_step(self, index: int, batch_idx: int):
             case = cases[index]

@@ -10,10 +10,11 @@ import sys
 from collections.abc import Sequence
 
 from seg.config import Config, InferConfig
+from seg.config.infer import OUTPUT_FORMATS
 from seg.stages.common import config_with_flags, parse, report_errors
 
 STAGE = "infer"
-HELP = "segment a folder, file or glob of images; outputs keep the input's geometry"
+HELP = "segment a folder, file or glob of images or DICOM series; outputs keep the input's geometry"
 CODE = 2  # exit status of a user error
 
 
@@ -86,6 +87,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--metrics-file", dest="metrics_file", help="the pipeline's metrics file (default: infer.metrics_file)"
     )
     p.add_argument("--labels", help="folder of reference label maps: per-case Dice, HD95, volumes")
+    p.add_argument(
+        "--output-format",
+        dest="output_format",
+        choices=OUTPUT_FORMATS,
+        help="label maps as: input (the input's format; NIfTI for DICOM series), dicom-seg (a DICOM Segmentation "
+        "referencing the source series) or seg.nrrd (3D Slicer's segmentation file)",
+    )
     p.add_argument("--gates", action="store_true", default=None, help="also write gate maps per level")
     p.add_argument(
         "--maps",
