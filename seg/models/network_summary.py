@@ -53,11 +53,17 @@ def self_attention_lines(net: AttentionUNet, patch: Sequence[int]) -> list[str]:
             elif isinstance(block, SelfAttentionBlock):
                 windows = Windows.over(grid, block.window, block.shift)
                 kind = "global" if block.window is None else f"window {block.window}" + (", shifted" * block.shift)
+                kind += f", top-{block.top_k} keys" if block.top_k else ""
                 lines.append(
                     head + f"{kind}, {block.heads} heads, grid {_shape(grid)}: {math.prod(windows.size)} tokens per "
                     f"window, {math.prod(windows.counts)} window(s) ({_shape(windows.counts)})"
                 )
     return lines or ["self-attention: none"]
+
+
+def _heads(gate) -> str:
+    heads = len(gate.heads) if hasattr(gate, "heads") else 1
+    return f"{heads} head" + ("s" * (heads > 1))
 
 
 def map_lines(net: AttentionUNet) -> list[str]:
@@ -88,7 +94,10 @@ def summarize(cfg: ModelConfig, size: Sequence[int] | None = None, patch: Sequen
         f"forward cost: {counter.get_total_flops() / 1e9:.2f} GFLOP",
         f"size multiple: {net.size_multiple} ({'padded and cropped back' if cfg.pad_input else 'required'})",
     ]
-    lines += [f"gate {name}: coefficients {tuple(a.shape)}" for name, a in out.gates.items()] or ["gates: none"]
+    lines += [
+        f"gate {name}: {_heads(net.gates[name])}, {cfg.gate_coefficients} coefficients {tuple(a.shape)}"
+        for name, a in out.gates.items()
+    ] or ["gates: none"]
     lines.append(where + ":")
     lines += ["  " + line for line in self_attention_lines(net, patch)]
     lines += map_lines(net)
