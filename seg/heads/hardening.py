@@ -23,7 +23,7 @@ THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 @dataclass
 class HardeningPoint:
-    threshold: float | None  # None: the soft model
+    threshold: float | None  # None: the model as trained
     dice: float
     zero_share: float  # share of gated skip positions (over gates and cases) whose coefficient is 0
     flops_skippable: float  # per window (training patch), FLOPs the zero positions would not need
@@ -77,9 +77,13 @@ class ZeroCounter:
 def hardening_curve(
     net: nn.Module, scorer: Scorer, thresholds: Sequence[float] = THRESHOLDS, log=print
 ) -> list[HardeningPoint]:
-    """The soft model, then every gate thresholded at each of `thresholds`: mean Dice and zeros."""
-    if not any(isinstance(m, AttentionGate) for m in net.modules()):
+    """The model as trained, then every soft gate thresholded at each of `thresholds`: mean Dice and zeros (hard
+    gates are 0 or 1 already: only their point)."""
+    gates = [m for m in net.modules() if isinstance(m, AttentionGate)]
+    if not gates:
         return []
+    if all(g.coefficients != "soft" for g in gates):
+        thresholds = ()
     per_window = forward_flops(net, (1, scorer.cases[0].image.shape[1], *scorer.patch[-net.spatial_dims :]))
     points = []
     for t in (None, *thresholds):
@@ -92,7 +96,7 @@ def hardening_curve(
         share = counter.zeros / max(counter.total, 1)
         skippable = counter.flops_per_window
         points.append(HardeningPoint(t, dice, share, skippable, skippable / per_window))
-        label = "soft" if t is None else f"threshold {t:.1f}"
+        label = "as trained" if t is None else f"threshold {t:.1f}"
         log(f"gates {label}: mean Dice {dice:.4f}, {share:.1%} of gated positions 0")
     return points
 

@@ -158,7 +158,7 @@ def _report(path, result, table, steps, curve, facts, pictures) -> None:
                 ("threshold", "mean Dice", "positions at 0", "skippable FLOPs per window", "share of the network's"),
                 [
                     [
-                        "soft" if p.threshold is None else p.threshold,
+                        "as trained" if p.threshold is None else p.threshold,
                         p.dice,
                         p.zero_share,
                         p.flops_skippable,

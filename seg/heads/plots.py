@@ -79,7 +79,7 @@ def render_hardening(points: Sequence[HardeningPoint]) -> np.ndarray | None:
     for p in hard:
         ax.annotate(f"{p.threshold:.1f}", (100 * p.zero_share, p.dice), fontsize=6)
     soft = points[0]
-    ax.axhline(soft.dice, color="gray", ls="--", lw=0.8, label="soft")
+    ax.axhline(soft.dice, color="gray", ls="--", lw=0.8, label="as trained (soft)")
     ax.set_xlabel("gated positions set to 0 (%)", fontsize=8)
     ax.set_ylabel("mean Dice", fontsize=8)
     ax.legend(fontsize=7)
