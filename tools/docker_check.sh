@@ -2,16 +2,16 @@
 # Builds the CPU image (docker/Dockerfile.cpu) and runs it, on a Debian machine with no container registry:
 #   1. a base image from Debian packages (mmdebstrap: bookworm's Python 3.11, venv, git), imported with podman;
 #   2. the build context: a fresh clone of this repository's committed HEAD (a real .git, which DVC needs inside
-#      the image; a linked worktree's .git is only a pointer file), plus the CPU torch wheel in docker/wheels/;
-#   3. podman build --isolation=chroot --network host, with the host's CA bundle mounted for pip and the host's
-#      package index;
+#      the image; a linked worktree's .git is only a pointer file); the CPU torch wheel in a folder of its own;
+#   3. podman build --isolation=chroot --network host, with that folder as the `wheels` build context, the host's
+#      CA bundle mounted for pip and the host's package index;
 #   4. `seg --help` and an import check (torch must be the +cpu build) with `podman --runtime runc run`;
 #   5. the embedded pipeline inside the image (`dvc repro`, what `make run` does), then its metrics.
 # Run as root (rootful podman): `make docker-check`. Needs: apt-get install podman mmdebstrap runc
 #
 # Settings (environment):
 #   DOCKER_CHECK_DIR       work folder, outside the repository (default /var/tmp/seg-docker-check): base.tar,
-#                          the build context, the logs
+#                          the build context, the wheel folder, the logs
 #   DOCKER_CHECK_PIPELINE  1 (default): run step 5; 0: stop after step 4
 #   DOCKER_CHECK_REBUILD_BASE  1: make the base image again even if it exists
 #   DEBIAN_MIRROR          default http://deb.debian.org/debian
@@ -90,17 +90,19 @@ if [ -z "${TORCH_WHEEL:-}" ]; then
     done
 fi
 if [ -z "${TORCH_WHEEL:-}" ]; then
-    mkdir -p "$WORK/wheels"
+    mkdir -p "$WORK/download"
     python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.11 \
-        --platform manylinux_2_28_x86_64 torch==2.13.0 -d "$WORK/wheels" || fail "pip download torch==2.13.0"
-    TORCH_WHEEL=$(ls "$WORK"/wheels/torch-2.13.0*.whl | head -n 1)
+        --platform manylinux_2_28_x86_64 torch==2.13.0 -d "$WORK/download" || fail "pip download torch==2.13.0"
+    TORCH_WHEEL=$(ls "$WORK"/download/torch-2.13.0*.whl | head -n 1)
 fi
 case "$(basename "$TORCH_WHEEL")" in
     torch-2.13.0+cpu-cp311-*.whl) ;;
     *) fail "$TORCH_WHEEL is not the CPU build of torch 2.13.0 for Python 3.11 (set TORCH_WHEEL)" ;;
 esac
-cp "$TORCH_WHEEL" "$CONTEXT/docker/wheels/" || fail "copy $TORCH_WHEEL into the build context"
-echo "wheel: $TORCH_WHEEL"
+WHEELS="$WORK/wheels"
+rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+ln -f "$TORCH_WHEEL" "$WHEELS/" 2>/dev/null || cp "$TORCH_WHEEL" "$WHEELS/" || fail "copy $TORCH_WHEEL to $WHEELS"
+echo "wheel: $TORCH_WHEEL (build context wheels=$WHEELS)"
 
 INDEX=${PIP_INDEX_URL:-$(python3 -m pip config get global.index-url 2>/dev/null || true)}
 INDEX=${INDEX:-https://pypi.org/simple}
@@ -110,6 +112,7 @@ step "3. podman build $IMAGE (base $BASE_TAG)"
 t0=$(now)
 podman build --isolation=chroot --network host \
     --volume "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro" \
+    --build-context wheels="$WHEELS" \
     --build-arg BASE_IMAGE="$BASE_TAG" \
     --build-arg TORCH_INDEX_URL="$INDEX" \
     --build-arg PIP_INDEX_URL="$INDEX" \
