@@ -93,7 +93,10 @@ if [ -z "${TORCH_WHEEL:-}" ]; then
     mkdir -p "$WORK/download"
     python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.11 \
         --platform manylinux_2_28_x86_64 torch==2.13.0 -d "$WORK/download" || fail "pip download torch==2.13.0"
-    TORCH_WHEEL=$(ls "$WORK"/download/torch-2.13.0*.whl | head -n 1)
+    for whl in "$WORK"/download/torch-2.13.0*.whl; do
+        [ -f "$whl" ] && TORCH_WHEEL=$whl
+    done
+    [ -n "${TORCH_WHEEL:-}" ] || fail "pip download torch==2.13.0 left no wheel in $WORK/download"
 fi
 case "$(basename "$TORCH_WHEEL")" in
     torch-2.13.0+cpu-cp311-*.whl) ;;
