@@ -13,6 +13,7 @@
 #   DOCKER_CHECK_DIR       work folder, outside the repository (default /var/tmp/seg-docker-check): base.tar,
 #                          the build context, the wheel folder, the logs
 #   DOCKER_CHECK_PIPELINE  1 (default): run step 5; 0: stop after step 4
+#   DOCKER_CHECK_BUILD     1 (default): steps 1-3; 0: no build, steps 4-5 on the image already tagged IMAGE
 #   DOCKER_CHECK_REBUILD_BASE  1: make the base image again even if it exists
 #   DEBIAN_MIRROR          default http://deb.debian.org/debian
 #   TORCH_WHEEL            the CPU torch wheel (default: torch-2.13.0+cpu-cp311-*.whl from PIP_FIND_LINKS or pip's
@@ -52,78 +53,89 @@ podman --version
 runc --version | head -n 1
 mmdebstrap --version
 
-step "1. base image $BASE_TAG (Debian bookworm packages)"
-t0=$(now)
-if [ "${DOCKER_CHECK_REBUILD_BASE:-0}" = 1 ]; then
-    podman image rm -f "$BASE_TAG" >/dev/null 2>&1 || true
-    rm -f "$WORK/base.tar"
-fi
-if podman image exists "$BASE_TAG"; then
-    echo "exists (DOCKER_CHECK_REBUILD_BASE=1 makes it again)"
-else
-    if [ ! -s "$WORK/base.tar" ]; then
-        mmdebstrap --variant=minbase --include=python3,python3-venv,git,ca-certificates \
-            bookworm "$WORK/base.tar.part" "$MIRROR" </dev/null ||
-            fail "mmdebstrap (the Debian mirror $MIRROR, set DEBIAN_MIRROR)"
-        mv "$WORK/base.tar.part" "$WORK/base.tar"
+build() {
+    step "1. base image $BASE_TAG (Debian bookworm packages)"
+    t0=$(now)
+    if [ "${DOCKER_CHECK_REBUILD_BASE:-0}" = 1 ]; then
+        podman image rm -f "$BASE_TAG" >/dev/null 2>&1 || true
+        rm -f "$WORK/base.tar"
     fi
-    podman import --change 'CMD ["/bin/bash"]' "$WORK/base.tar" "$BASE_TAG" >/dev/null ||
-        fail "podman import $WORK/base.tar"
-fi
-echo "base: $(podman image inspect --format '{{.Size}}' "$BASE_TAG" | numfmt --to=iec) in $(($(now) - t0)) s"
+    if podman image exists "$BASE_TAG"; then
+        echo "exists (DOCKER_CHECK_REBUILD_BASE=1 makes it again)"
+    else
+        if [ ! -s "$WORK/base.tar" ]; then
+            # --format=tar: mmdebstrap otherwise picks the format from the name, and *.part would be a folder
+            rm -rf "$WORK/base.tar.part"
+            mmdebstrap --variant=minbase --format=tar --include=python3,python3-venv,git,ca-certificates \
+                bookworm "$WORK/base.tar.part" "$MIRROR" </dev/null ||
+                fail "mmdebstrap (the Debian mirror $MIRROR, set DEBIAN_MIRROR)"
+            mv "$WORK/base.tar.part" "$WORK/base.tar"
+        fi
+        podman import --change 'CMD ["/bin/bash"]' "$WORK/base.tar" "$BASE_TAG" >/dev/null ||
+            fail "podman import $WORK/base.tar"
+    fi
+    echo "base: $(podman image inspect --format '{{.Size}}' "$BASE_TAG" | numfmt --to=iec) in $(($(now) - t0)) s"
 
-step "2. build context: a clone of $REPO at HEAD, the CPU torch wheel"
-if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no)" ]; then
-    echo "warning: uncommitted changes in $REPO are not in the image (it is built from HEAD)"
-fi
-CONTEXT="$WORK/context"
-rm -rf "$CONTEXT"
-git clone --quiet --no-local "$REPO" "$CONTEXT" || fail "git clone $REPO"
-git -C "$CONTEXT" checkout --quiet "$(git -C "$REPO" rev-parse HEAD)" || fail "git checkout HEAD in the clone"
-echo "commit $(git -C "$CONTEXT" log -1 --format='%h %s')"
+    step "2. build context: a clone of $REPO at HEAD, the CPU torch wheel"
+    if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no)" ]; then
+        echo "warning: uncommitted changes in $REPO are not in the image (it is built from HEAD)"
+    fi
+    CONTEXT="$WORK/context"
+    rm -rf "$CONTEXT"
+    git clone --quiet --no-local "$REPO" "$CONTEXT" || fail "git clone $REPO"
+    git -C "$CONTEXT" checkout --quiet "$(git -C "$REPO" rev-parse HEAD)" || fail "git checkout HEAD in the clone"
+    echo "commit $(git -C "$CONTEXT" log -1 --format='%h %s')"
 
-if [ -z "${TORCH_WHEEL:-}" ]; then
-    for dir in ${PIP_FIND_LINKS:-} $(python3 -m pip config get global.find-links 2>/dev/null || true); do
-        for whl in "$dir"/torch-2.13.0+cpu-cp311-cp311-*linux*x86_64.whl; do
+    if [ -z "${TORCH_WHEEL:-}" ]; then
+        for dir in ${PIP_FIND_LINKS:-} $(python3 -m pip config get global.find-links 2>/dev/null || true); do
+            for whl in "$dir"/torch-2.13.0+cpu-cp311-cp311-*linux*x86_64.whl; do
+                [ -f "$whl" ] && TORCH_WHEEL=$whl
+            done
+        done
+    fi
+    if [ -z "${TORCH_WHEEL:-}" ]; then
+        mkdir -p "$WORK/download"
+        python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.11 \
+            --platform manylinux_2_28_x86_64 torch==2.13.0 -d "$WORK/download" || fail "pip download torch==2.13.0"
+        for whl in "$WORK"/download/torch-2.13.0*.whl; do
             [ -f "$whl" ] && TORCH_WHEEL=$whl
         done
-    done
-fi
-if [ -z "${TORCH_WHEEL:-}" ]; then
-    mkdir -p "$WORK/download"
-    python3 -m pip download --quiet --no-deps --only-binary :all: --python-version 3.11 \
-        --platform manylinux_2_28_x86_64 torch==2.13.0 -d "$WORK/download" || fail "pip download torch==2.13.0"
-    for whl in "$WORK"/download/torch-2.13.0*.whl; do
-        [ -f "$whl" ] && TORCH_WHEEL=$whl
-    done
-    [ -n "${TORCH_WHEEL:-}" ] || fail "pip download torch==2.13.0 left no wheel in $WORK/download"
-fi
-case "$(basename "$TORCH_WHEEL")" in
-    torch-2.13.0+cpu-cp311-*.whl) ;;
-    *) fail "$TORCH_WHEEL is not the CPU build of torch 2.13.0 for Python 3.11 (set TORCH_WHEEL)" ;;
-esac
-WHEELS="$WORK/wheels"
-rm -rf "$WHEELS" && mkdir -p "$WHEELS"
-ln -f "$TORCH_WHEEL" "$WHEELS/" 2>/dev/null || cp "$TORCH_WHEEL" "$WHEELS/" || fail "copy $TORCH_WHEEL to $WHEELS"
-echo "wheel: $TORCH_WHEEL (build context wheels=$WHEELS)"
+        [ -n "${TORCH_WHEEL:-}" ] || fail "pip download torch==2.13.0 left no wheel in $WORK/download"
+    fi
+    case "$(basename "$TORCH_WHEEL")" in
+        torch-2.13.0+cpu-cp311-*.whl) ;;
+        *) fail "$TORCH_WHEEL is not the CPU build of torch 2.13.0 for Python 3.11 (set TORCH_WHEEL)" ;;
+    esac
+    WHEELS="$WORK/wheels"
+    rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+    ln -f "$TORCH_WHEEL" "$WHEELS/" 2>/dev/null || cp "$TORCH_WHEEL" "$WHEELS/" || fail "copy $TORCH_WHEEL to $WHEELS"
+    echo "wheel: $TORCH_WHEEL (build context wheels=$WHEELS)"
 
-INDEX=${PIP_INDEX_URL:-$(python3 -m pip config get global.index-url 2>/dev/null || true)}
-INDEX=${INDEX:-https://pypi.org/simple}
-echo "index: $INDEX"
+    INDEX=${PIP_INDEX_URL:-$(python3 -m pip config get global.index-url 2>/dev/null || true)}
+    INDEX=${INDEX:-https://pypi.org/simple}
+    echo "index: $INDEX"
 
-step "3. podman build $IMAGE (base $BASE_TAG)"
-t0=$(now)
-podman build --isolation=chroot --network host \
-    --volume "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro" \
-    --build-context wheels="$WHEELS" \
-    --build-arg BASE_IMAGE="$BASE_TAG" \
-    --build-arg TORCH_INDEX_URL="$INDEX" \
-    --build-arg PIP_INDEX_URL="$INDEX" \
-    --file "$CONTEXT/docker/Dockerfile.cpu" --tag "$IMAGE" "$CONTEXT" 2>&1 | tee "$WORK/build.log"
-[ "${PIPESTATUS[0]}" = 0 ] || fail "podman build (log: $WORK/build.log)"
-build_s=$(($(now) - t0))
-size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
-echo "image $IMAGE: $(numfmt --to=iec "$size") ($size bytes), built in $build_s s"
+    step "3. podman build $IMAGE (base $BASE_TAG)"
+    t0=$(now)
+    podman build --isolation=chroot --network host \
+        --volume "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro" \
+        --build-context wheels="$WHEELS" \
+        --build-arg BASE_IMAGE="$BASE_TAG" \
+        --build-arg TORCH_INDEX_URL="$INDEX" \
+        --build-arg PIP_INDEX_URL="$INDEX" \
+        --file "$CONTEXT/docker/Dockerfile.cpu" --tag "$IMAGE" "$CONTEXT" 2>&1 | tee "$WORK/build.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || fail "podman build (log: $WORK/build.log)"
+    build_s=$(($(now) - t0))
+    size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
+    echo "image $IMAGE: $(numfmt --to=iec "$size") ($size bytes), built in $build_s s"
+}
+
+if [ "${DOCKER_CHECK_BUILD:-1}" = 1 ]; then
+    build
+else
+    podman image exists "$IMAGE" || fail "DOCKER_CHECK_BUILD=0 but there is no image $IMAGE to run"
+    echo "DOCKER_CHECK_BUILD=0: steps 1-3 skipped, running $IMAGE as it is"
+fi
 
 step "4. seg --help and imports inside the image"
 "${RUN[@]}" "$IMAGE" seg --help || fail "seg --help inside $IMAGE"
