@@ -30,9 +30,10 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE_TAG=${BASE_TAG:-localhost/seg-base:bookworm}
 IMAGE=${IMAGE:-localhost/seg:cpu}
 CA_BUNDLE=${CA_BUNDLE:-${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}}
-# runc, not crun (crun fails on hybrid cgroups here); explicit ulimits, since podman's defaults may exceed the
-# host's hard limits and setrlimit then fails.
-RUN=(podman --runtime runc run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
+# runc, named (crun, where installed, fails on hybrid cgroups); both ulimits explicit: podman's defaults exceed the
+# host's hard limits in a VM like this one, and runc then stops with "error setting rlimit type 7 (then 6): operation
+# not permitted". nofile stays under such a host's hard limit (20000 here).
+RUN=(podman --runtime runc run --rm --network none --ulimit nofile=16384:16384 --ulimit nproc=4096:4096)
 
 step() { printf '\n== %s\n' "$*"; }
 fail() {
