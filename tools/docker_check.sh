@@ -154,7 +154,8 @@ fi
 
 step "5. the embedded pipeline inside the image: dvc repro (what make run does), then its metrics"
 t0=$(now)
-"${RUN[@]}" "$IMAGE" sh -c 'dvc repro && dvc metrics show' 2>&1 | tee "$WORK/pipeline.log"
+# --shm-size: the DataLoader workers (params.yaml num_workers) pass batches through /dev/shm, 64 MB by default.
+"${RUN[@]}" --shm-size=1g "$IMAGE" sh -c 'dvc repro && dvc metrics show' 2>&1 | tee "$WORK/pipeline.log"
 [ "${PIPESTATUS[0]}" = 0 ] || fail "dvc repro inside $IMAGE (log: $WORK/pipeline.log)"
 echo "pipeline: $(($(now) - t0)) s"
 echo "docker-check: OK"
