@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup run test test-fast docs lint bench clean nnunet-env dvc-deps
+.PHONY: setup run test test-fast docs lint bench clean nnunet-env dvc-deps docker-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,13 @@ lint: setup
 # dvc.yaml's code deps from the import graph (after adding, moving or importing a module; a fast test checks them)
 dvc-deps: setup
 	$(BIN)/python tools/dvc_deps.py --write
+
+# The CPU image built and run where no container registry is reachable (Debian, as root; podman, mmdebstrap,
+# runc): a base image from Debian packages, docker/Dockerfile.cpu on it with the CPU torch wheel, then seg --help
+# and the embedded pipeline inside the image. Not part of CI (it takes long). DOCKER_CHECK_PIPELINE=0 stops before
+# the pipeline; tools/docker_check.sh lists the other settings.
+docker-check:
+	bash tools/docker_check.sh
 
 bench: setup
 	$(BIN)/python benchmarks/models.py

@@ -15,6 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILES = ["Dockerfile.cpu", "Dockerfile.cuda"]
+DEFAULT_BASES = {"Dockerfile.cpu": "python:3.11-slim", "Dockerfile.cuda": "nvidia/cuda:12.8.1-base-ubuntu24.04"}
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +113,35 @@ def test_dockerfile(name: str) -> None:
         if w == "COPY":
             for src in [a for a in args.split() if not a.startswith("--")][:-1]:
                 assert (REPO / src).exists(), f"{name}: COPY source {src} not in the repository"
+    # The base image is a build argument (another base where no registry is reachable: tools/docker_check.sh);
+    # the image itself is the last stage, on that base, with the venv at /opt/venv.
+    assert instructions[0] == ("ARG", f"BASE_IMAGE={DEFAULT_BASES[name]}")
+    assert [a for w, a in instructions if w == "FROM"][-1] == "${BASE_IMAGE}"
+    assert "VIRTUAL_ENV=/opt/venv" in env and "PATH=/opt/venv/bin:$PATH" in env
+    assert any("python3 -m venv /opt/venv" in r for r in runs)
+
+
+def test_cpu_torch_wheels_stay_out_of_the_image() -> None:
+    """The torch step may take wheels from the `wheels` stage (docker/wheels/, or --build-context wheels=DIR),
+    bind-mounted for that step only, so no wheel becomes a layer of the image or rides in with `COPY . .`."""
+    instructions = _instructions("Dockerfile.cpu")
+    froms = [a for w, a in instructions if w == "FROM"]
+    assert froms == ["scratch AS wheels", "${BASE_IMAGE}"]
+    torch_run = next(a for w, a in instructions if w == "RUN" and "torch==2.13.0" in a)
+    assert torch_run.startswith("--mount=type=bind,from=wheels,target=/tmp/wheels ")
+    assert "--find-links /tmp/wheels" in torch_run
+    assert (REPO / "docker" / "wheels").is_dir()
+    assert "/docker/wheels/*.whl" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_docker_check_script() -> None:
+    """tools/docker_check.sh (make docker-check) parses, and passes what the Dockerfile expects."""
+    script = REPO / "tools" / "docker_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True, timeout=60)
+    text = script.read_text()
+    for flag in ("--isolation=chroot", "--build-context wheels=", "--build-arg BASE_IMAGE=", "--runtime runc"):
+        assert flag in text
+    assert re.search(r"^docker-check:\n\tbash tools/docker_check\.sh$", (REPO / "Makefile").read_text(), re.MULTILINE)
 
 
 def test_dockerignore_keeps_git_and_drops_outputs() -> None:
