@@ -6,6 +6,7 @@ maps."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -18,7 +19,7 @@ from seg.cli import main
 from seg.config import ConfigError, InferConfig
 from seg.infer.maps import map_spacing
 from seg.infer.model_io import load_model, load_models
-from seg.infer.onnx_export import METADATA_KEY
+from seg.infer.onnx_export import METADATA_KEY, export_onnx
 from seg.infer.onnx_runtime import OnnxNetwork, load_onnx
 from seg.model_folder import load_bundle, save_bundle
 from seg.models.errors import ModelLoadError
@@ -146,6 +147,24 @@ def test_a_backend_that_does_not_fit_the_model_fails_in_one_line(exported, synth
         del bare.metadata_props[:]
         onnx.save(bare, str(tmp_path / "bare.onnx"))
         load_models(str(tmp_path / "bare.onnx"), "onnxruntime")
+
+
+def test_a_missing_onnxruntime_is_named_with_what_to_install(exported, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    with pytest.raises(ModelLoadError, match=r"onnxruntime, which is not installed: pip install 'seg\[onnx\]'"):
+        load_models(str(exported[2][1]), "onnxruntime")
+
+
+def test_without_maps_the_graph_has_the_logits_only_and_equals_torch(exported, tmp_path):
+    """The default export: self-attention on PyTorch's fused kernel, which the exporter translates."""
+    model = load_bundle(exported[2][0])
+    report = export_onnx(model, tmp_path / "plain.onnx")  # its own check runs ONNX Runtime at two sizes
+    assert report.outputs == ("logits",) and max(report.checked.values()) <= TOLERANCE and len(report.checked) == 2
+    onnx_net = load_onnx(report.path).net
+    assert onnx_net.map_ids() == [] and onnx_net.outputs(torch.zeros(1, 1, 8, 8), maps=True).maps == {}
+    x = torch.randn(2, 1, 28, 12, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        assert (onnx_net(x) - model.net(x)).abs().max() <= TOLERANCE
 
 
 def test_backend_config_is_checked():
