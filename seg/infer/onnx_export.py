@@ -153,13 +153,13 @@ def _compare(graph: GraphOutputs, path: Path, example: torch.Tensor, multiple: S
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    runner = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     larger = torch.randn(1, example.shape[1], *(s + m for s, m in zip(example.shape[2:], multiple, strict=True)))
     checked = {}
     for x in (example, larger):
         with torch.inference_mode():
             expected = graph(x)
-        got = session.run(None, {INPUT: x.numpy()})
+        got = runner.run(None, {INPUT: x.numpy()})
         worst = max(float((torch.from_numpy(g) - e).abs().max()) for g, e in zip(got, expected, strict=True))
         checked["x".join(map(str, x.shape))] = worst
         if not worst <= TOLERANCE:

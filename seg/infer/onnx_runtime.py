@@ -2,7 +2,7 @@
 (`outputs`, `map_ids`, `gate_names`, `forward`), so `seg infer --backend onnxruntime` shares the torch backend's
 preprocessing, sliding windows, TTA, stitching and writing: only the network call differs.
 
-The session is made on the first call with as many intra-op threads as torch has then (`seg infer` sets them
+ONNX Runtime's graph is loaded on the first call with as many intra-op threads as torch has then (`seg infer` sets them
 from infer.num_threads before predicting), so both backends run at the same threads."""
 
 from __future__ import annotations
@@ -75,10 +75,10 @@ class OnnxNetwork(nn.Module):
         self.path, self.spatial_dims = Path(path), spatial_dims
         self.size_multiple = tuple(int(m) for m in size_multiple)
         self.factors = {MapId.parse(k): tuple(v) for k, v in maps.items()}
-        self._session = None
+        self._runner = None
 
     def __deepcopy__(self, memo) -> OnnxNetwork:
-        return self  # stateless: a copy (e.g. for timing) may share the session
+        return self  # stateless: a copy (e.g. for timing) may share the loaded graph
 
     def map_ids(self) -> list[MapId]:
         return sorted(self.factors, key=lambda m: m.key)
@@ -87,14 +87,14 @@ class OnnxNetwork(nn.Module):
     def gate_names(self) -> list[str]:
         return [m.site for m in self.map_ids() if m.kind == GATE and m.head is None]
 
-    def session(self):
-        if self._session is None:
+    def runner(self):
+        if self._runner is None:
             ort = onnxruntime_module(str(self.path))
             options = ort.SessionOptions()
             options.intra_op_num_threads = torch.get_num_threads()
             options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        return self._session
+            self._runner = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        return self._runner
 
     def outputs(
         self,
@@ -109,7 +109,7 @@ class OnnxNetwork(nn.Module):
         wanted = [m for m in self.map_ids() if request is not None and m.kind in request.kinds]
         size = tuple(x.shape[2:])
         padded = self._pad(x)
-        results = self.session().run([LOGITS, *(m.key for m in wanted)], {INPUT: padded.detach().cpu().numpy()})
+        results = self.runner().run([LOGITS, *(m.key for m in wanted)], {INPUT: padded.detach().cpu().numpy()})
         values = [torch.from_numpy(r).to(x.device) for r in results]
         out = UNetOutput(logits=_crop(values[0], size))
         for map_id, value in zip(wanted, values[1:], strict=True):
