@@ -9,10 +9,10 @@ import sys
 from collections.abc import Sequence
 
 from seg import __version__
-from seg.stages import analyze, crossval, evaluate, heads, infer, preprocess, prune, pseudo, train
+from seg.stages import analyze, crossval, evaluate, export, heads, infer, preprocess, prune, pseudo, train
 from seg.stages.common import report_errors
 
-STAGES = {m.STAGE: m for m in (preprocess, train, infer, analyze, crossval, evaluate, pseudo, heads, prune)}
+STAGES = {m.STAGE: m for m in (preprocess, train, infer, analyze, crossval, evaluate, pseudo, heads, prune, export)}
 
 
 def _cmd_model_summary(args: argparse.Namespace) -> int:

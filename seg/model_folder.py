@@ -185,6 +185,25 @@ def load_checkpoint(path: str | Path) -> ModelBundle:
     return _assemble(state, config, fingerprint, dict(info.get("meta") or {}), str(path))
 
 
+def read_record(info: Mapping[str, Any], source: str) -> tuple[Config, Fingerprint, ModelMeta]:
+    """The config, fingerprint and meta of `checkpoint_record`'s plain data, wherever it was stored (a Lightning
+    checkpoint, an exported ONNX file's metadata), checked like a model folder's."""
+    config = _config(info["config"], Path(source))
+    fingerprint = _fingerprint(info["fingerprint"], Path(source))
+    meta = dict(info.get("meta") or {})
+    _check_version(meta, source)
+    return config, fingerprint, ModelMeta.from_dict(meta, config, source)
+
+
+def _check_version(meta: Mapping[str, Any], source: str) -> None:
+    trained_with = meta.get("seg_version")
+    if trained_with and trained_with.split(".")[:2] != seg.__version__.split(".")[:2]:
+        raise ModelLoadError(
+            f"{source}: trained with seg {trained_with}, this is seg {seg.__version__}. "
+            f"Install seg=={trained_with} to use it, or retrain."
+        )
+
+
 def _fingerprint(data: Mapping[str, Any], where: Path) -> Fingerprint:
     try:
         return Fingerprint.from_dict(data, str(where))
@@ -215,12 +234,7 @@ def _assemble(
 ) -> ModelBundle:
     from seg.models.build import build_for
 
-    trained_with = meta.get("seg_version")
-    if trained_with and trained_with.split(".")[:2] != seg.__version__.split(".")[:2]:
-        raise ModelLoadError(
-            f"{source}: trained with seg {trained_with}, this is seg {seg.__version__}. "
-            f"Install seg=={trained_with} to use it, or retrain."
-        )
+    _check_version(meta, source)
     net = build_for(config)
     if hasattr(net, "upgrade_state"):
         state = net.upgrade_state(state)

@@ -10,6 +10,7 @@ from seg.config.fields import doc
 INFER_PRECISIONS = ("auto", "32", "bf16", "16")
 MAP_KINDS = ("gate", "spatial", "channel", "self")  # the kinds of `seg.models.maps`, which this tier cannot import
 OUTPUT_FORMATS = ("input", "dicom-seg", "seg.nrrd")
+BACKENDS = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,11 @@ class InferConfig:
     tta: bool = doc(True, "mirroring over every spatial axis (2^dims passes), averaged")
     overlap: float = doc(0.5, "sliding-window overlap; the Gaussian weighting hides window seams")
     sw_batch_size: int | str = doc("auto", "windows per forward pass; auto: 1, 2 or 4, timed here")
+    backend: str = doc(
+        "torch",
+        "the network's runtime: torch (model folders, checkpoints, MLflow URIs) or onnxruntime (an .onnx from "
+        "`seg export`, float32, at the same threads); preprocessing, windows, TTA and writing are the same",
+    )
     precision: str = doc("auto", "auto: the faster of 32 and bf16, timed here (CUDA: bf16 or 16); float32 accumulation")
     output_format: str = doc(
         "input",
@@ -54,6 +60,12 @@ class InferConfig:
             raise ConfigError(f"infer.model must be a model source or a non-empty list of them, got {self.model!r}.")
         one_of("infer.precision", self.precision, INFER_PRECISIONS)
         one_of("infer.output_format", self.output_format, OUTPUT_FORMATS)
+        one_of("infer.backend", self.backend, BACKENDS)
+        if self.backend == "onnxruntime" and self.precision not in ("auto", "32"):
+            raise ConfigError(
+                f"infer.precision {self.precision} needs backend torch: an ONNX export is float32. "
+                f"Use precision auto or 32 with backend onnxruntime."
+            )
         auto_or("infer.sw_batch_size", self.sw_batch_size, int, minimum=1)
         thread_count("infer.num_threads", self.num_threads)
         for kind in self.maps:

@@ -40,6 +40,11 @@ def load_model(source: str | Path) -> ModelBundle:
         return load_bundle(path, text)
     if path.is_file() and path.suffix == ".ckpt":
         return load_checkpoint(path)
+    if path.is_file() and path.suffix == ".onnx":
+        raise ModelLoadError(
+            f"{path}: an exported ONNX model, which ONNX Runtime runs: pass --backend onnxruntime "
+            f"(infer.backend: onnxruntime), or the model folder it was exported from."
+        )
     if path.is_file():
         raise ModelLoadError(
             f"{path}: not a model. Pass a model folder (from `seg train`), a Lightning .ckpt or an MLflow model URI."
@@ -60,18 +65,35 @@ def member_folders(path: Path) -> list[Path]:
     ]
 
 
-def load_models(sources: str | Path | Sequence[str | Path]) -> list[ModelBundle]:
+def load_models(sources: str | Path | Sequence[str | Path], backend: str = "torch") -> list[ModelBundle]:
     """Every member of an ensemble, in order: each source as `load_model` takes it, a folder of model folders
-    expanding to all of them. The members must agree on what makes averaging their probabilities valid."""
+    expanding to all of them; with `backend` onnxruntime, exported .onnx files (`seg export`). The members must
+    agree on what makes averaging their probabilities valid."""
     sources = [sources] if isinstance(sources, str | Path) else list(sources)
-    models = []
-    for source in sources:
-        path = Path(str(source))
-        folders = member_folders(path) if not is_mlflow_uri(str(source)) and path.is_dir() else []
-        models += [load_bundle(f, str(f)) for f in folders] if folders else [load_model(source)]
+    load = load_onnx_model if backend == "onnxruntime" else _torch_members
+    models = [m for source in sources for m in load(source)]
     for member in models[1:]:
         check_compatible(models[0], member)
     return models
+
+
+def _torch_members(source: str | Path) -> list[ModelBundle]:
+    """One model, or each model folder of a folder of them."""
+    path = Path(str(source))
+    folders = member_folders(path) if not is_mlflow_uri(str(source)) and path.is_dir() else []
+    return [load_bundle(f, str(f)) for f in folders] if folders else [load_model(source)]
+
+
+def load_onnx_model(source: str | Path) -> list[ModelBundle]:
+    """An exported .onnx file (one member); any other model source is told how to export it."""
+    from seg.infer.onnx_runtime import SUFFIX, load_onnx
+
+    if Path(str(source)).suffix != SUFFIX:
+        raise ModelLoadError(
+            f"{source}: the onnxruntime backend runs exported .onnx models; export this one first: "
+            f"seg export {source} --format onnx --out model.onnx, then pass --model model.onnx."
+        )
+    return [load_onnx(source)]
 
 
 def postprocessing_for(sources: str | Path | Sequence[str | Path]) -> Postprocessing | None:

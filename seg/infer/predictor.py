@@ -75,14 +75,15 @@ class Predictor:
         self.device = torch.device(device)
         self.net = model.net.to(self.device).eval()
         self.net_dims = model.config.model.spatial_dims
+        self.backend = getattr(self.net, "backend", "torch")  # "onnxruntime": an exported float32 graph
         self.settings: InferSettings = tune_inference(
             self.net,
             self.roi_size,
             model.config.model.in_channels,
-            precision,
+            precision if self.backend == "torch" else "32",  # autocast does not reach an ONNX graph
             sw_batch_size,
             self.device,
-            model_key(model.config.model),
+            model_key(model.config.model) + ("" if self.backend == "torch" else f" {self.backend}"),
         )
         self.overlap, self.tta = overlap, tta
         self.precision, self.sw_batch_size = self.settings.precision, self.settings.sw_batch_size
@@ -98,7 +99,7 @@ class Predictor:
         return [m for m in listed if m.kind in kinds]
 
     def describe(self) -> str:
-        return self.settings.describe()
+        return self.settings.describe() + ("" if self.backend == "torch" else f"; backend {self.backend}")
 
     def _autocast(self):
         return autocast(self.device, self.precision)

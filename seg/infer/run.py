@@ -194,6 +194,7 @@ def _predictions(
             "postprocessing": postprocessing.to_dict() if postprocessing else None,
             "maps": list(cfg.maps),
             "overlap": cfg.overlap,
+            "backend": cfg.backend,
             "precision": settings.precision if settings else cfg.precision,
             "precision_requested": cfg.precision,
             "sw_batch_size": settings.sw_batch_size if settings else cfg.sw_batch_size,

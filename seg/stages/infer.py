@@ -30,7 +30,7 @@ def run(cfg: Config, icfg: InferConfig | None = None):
     icfg = icfg or cfg.infer
     if icfg.input:  # an ad-hoc batch: its metrics stay in the output folder, not in the pipeline's metrics/
         icfg = dataclasses.replace(icfg, metrics_file=None)
-    models = load_models(icfg.model)
+    models = load_models(icfg.model, icfg.backend)
     if icfg.input:
         cases = attach_labels(find_cases(icfg.input, models[0].config.model.in_channels), icfg.labels)
     else:  # the pipeline's evaluation cases (the cache's validation fold), scored against their labels
@@ -105,6 +105,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--probabilities", action="store_true", default=None, help="also write class probability maps")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help="mirroring TTA (default on)")
     p.add_argument("--overlap", type=float, help="sliding-window overlap in [0, 1)")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        help="torch (default), or onnxruntime for an .onnx from `seg export` (same preprocessing, windows, TTA)",
+    )
     p.add_argument(
         "--precision",
         choices=("auto", "32", "bf16", "16"),
