@@ -106,13 +106,11 @@ def print_importance(name: str, h: dict) -> None:
         f"Spearman(masking, proxy): heads {h['spearman']['heads']}, gates {h['spearman']['gates']}"
     )
     for row in h["heads"]:
-        print(
-            f"    {row['layer']:13s} h{row['head']}  drop {row['dice_drop']:+.4f}  proxy {row['proxy_normalised']:.3f}"
-        )
+        print(f"    {row['layer']:13s} h{row['head']}  drop {row['dice_drop']:+.4f}  proxy {row['proxy']:.3g}")
     for g in h["gates"]:
         print(
             f"    {g['layer']:13s} all drop removed {g['drop_passed']:+.4f}, blocked {g['drop_blocked']:+.4f}, "
-            f"proxy {g['proxy_normalised']:.3f}"
+            f"proxy {g['proxy']:.3g}"
         )
     if len(h["pruning"]) > 1:
         print("    heads kept -> Dice: " + ", ".join(f"{s['share_kept']:.0%} {s['dice']:.4f}" for s in h["pruning"]))

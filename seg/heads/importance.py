@@ -4,8 +4,11 @@
   set to 1: the skip passes unweighted; and set to 0: the skip is blocked);
 - the gradient proxy: I = E |dL/d xi| over windows of the cases, with xi = 1 a mask variable on each head's output
   (on each gate's coefficients for gate levels), L the training loss; one backward pass per window gives every
-  head's. Per head layer the proxies are divided by their L2 norm over the layer's heads (Michel et al.), gate
-  levels by theirs over the levels, so each compares with its peers.
+  head's. Michel et al. divide each layer's proxies by their L2 norm over the layer's heads; that is reported too,
+  but heads are ranked (and pruned) by the proxy itself: a U-Net's layers differ in importance by orders of
+  magnitude (a gate that passes its skip unchanged has heads whose proxies are 100x smaller than the finest
+  gate's), and per-layer normalisation makes such a layer's heads look as important as any other's (on Task04,
+  Spearman with the masking drops 0.97 for the proxy, 0.22 normalised per layer).
 """
 
 from __future__ import annotations
@@ -46,11 +49,17 @@ class Importance:
 
     @property
     def spearman_heads(self) -> float:
+        """Rank correlation of the masking drops and the proxies over every head."""
+        return spearman([h.dice_drop for h in self.heads], [h.proxy for h in self.heads])
+
+    @property
+    def spearman_heads_per_layer(self) -> float:
+        """The same with Michel et al.'s per-layer normalised proxies."""
         return spearman([h.dice_drop for h in self.heads], [h.proxy_normalised for h in self.heads])
 
     @property
     def spearman_gates(self) -> float:
-        return spearman([g.drop_passed for g in self.gates], [g.proxy_normalised for g in self.gates])
+        return spearman([g.drop_passed for g in self.gates], [g.proxy for g in self.gates])
 
 
 def gradient_proxy(
@@ -104,7 +113,7 @@ def importance(net: nn.Module, scorer: Scorer, log=print) -> Importance:
             with masked(net, {layer.name: xi}):
                 drop = result.dice - scorer.dice(net)
             result.heads.append(HeadScore(layer.name, h, drop, float(head_proxy[layer.name][h]), float(norm[h])))
-            log(f"{layer.name} head {h}: Dice drop {drop:+.4f}, proxy {float(norm[h]):.3f}")
+            log(f"{layer.name} head {h}: Dice drop {drop:+.4f}, proxy {float(head_proxy[layer.name][h]):.3g}")
     names = list(gate_levels(net))
     gate_norm = normalised(torch.tensor([gate_proxy[n] for n in names])) if names else torch.zeros(0)
     for name, norm in zip(names, gate_norm.tolist(), strict=True):
@@ -113,5 +122,5 @@ def importance(net: nn.Module, scorer: Scorer, log=print) -> Importance:
             with masked(net, gates={name: (torch.zeros(()), fill)}):
                 drops.append(result.dice - scorer.dice(net))
         result.gates.append(GateScore(name, drops[0], drops[1], gate_proxy[name], norm))
-        log(f"{name}: Dice drop removed {drops[0]:+.4f}, blocked {drops[1]:+.4f}, proxy {norm:.3f}")
+        log(f"{name}: Dice drop removed {drops[0]:+.4f}, blocked {drops[1]:+.4f}, proxy {gate_proxy[name]:.3g}")
     return result

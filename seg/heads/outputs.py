@@ -36,10 +36,12 @@ DEFINITIONS = {
     "unweighted through its output transform) and set to 0 (the skip blocked).",
     "Gradient proxy": "E |dL/d xi| over windows that tile the held-out cases, xi = 1 a variable multiplying each "
     "head's output (for gate levels: moving the coefficients towards 1), L the training loss (Dice + cross-entropy); "
-    "divided by the L2 norm over the layer's heads (gate levels: over the levels).",
+    "heads are ranked and pruned by it as it is; `proxy_normalised` is Michel et al.'s, divided by the L2 norm over "
+    "the layer's heads (gate levels: over the levels), which hides that whole layers matter more than others.",
     "Rank": "1 = the most important by that measure, over all heads (gate levels ranked among themselves).",
-    "Spearman": "Rank correlation of the Dice drops and the normalised proxies (NaN below 3 heads).",
-    "Pruning": "Starting from every head, the 10% of all heads with the lowest normalised proxy (re-estimated on the "
+    "Spearman": "Rank correlation of the Dice drops and the proxies (and the per-layer normalised proxies), NaN below "
+    "3 heads.",
+    "Pruning": "Starting from every head, the 10% of all heads with the lowest proxy (re-estimated on the "
     "masked model) are masked per step; every layer keeps at least one head.",
     "Hardening": "Every gate's coefficients thresholded to 0 or 1 at inference. Positions set to 0 need no output "
     "convolution of the gate (2 C^2 FLOPs each); a dense kernel computes them anyway, so nothing is saved in "
@@ -49,7 +51,7 @@ DEFINITIONS = {
 
 def rows(result: Importance) -> list[dict]:
     drop_rank = _ranks([h.dice_drop for h in result.heads])
-    proxy_rank = _ranks([h.proxy_normalised for h in result.heads])
+    proxy_rank = _ranks([h.proxy for h in result.heads])
     out = [
         dict(
             layer=h.layer,
@@ -88,7 +90,11 @@ def summary(result: Importance, steps: Sequence[PruningStep], curve: Sequence[Ha
     return {
         **facts,
         "dice": result.dice,
-        "spearman": {"heads": result.spearman_heads, "gates": result.spearman_gates},
+        "spearman": {
+            "heads": result.spearman_heads,
+            "heads_per_layer": result.spearman_heads_per_layer,
+            "gates": result.spearman_gates,
+        },
         "heads": [dataclasses.asdict(h) for h in result.heads],
         "gates": [dataclasses.asdict(g) for g in result.gates],
         "pruning": [dataclasses.asdict(s) for s in steps],
@@ -98,10 +104,15 @@ def summary(result: Importance, steps: Sequence[PruningStep], curve: Sequence[Ha
 
 def metrics(result: Importance) -> dict[str, float]:
     """Flat metrics for MLflow (`heads/<layer>/h<h>/dice_drop`, ...)."""
-    out = {"dice": result.dice, "spearman_heads": result.spearman_heads, "spearman_gates": result.spearman_gates}
+    out = {
+        "dice": result.dice,
+        "spearman_heads": result.spearman_heads,
+        "spearman_heads_per_layer": result.spearman_heads_per_layer,
+        "spearman_gates": result.spearman_gates,
+    }
     for h in result.heads:
         out[f"{h.layer}/h{h.head}/dice_drop"] = h.dice_drop
-        out[f"{h.layer}/h{h.head}/proxy"] = h.proxy_normalised
+        out[f"{h.layer}/h{h.head}/proxy"] = h.proxy
     for g in result.gates:
         out[f"{g.layer}/dice_drop"] = g.drop_passed
         out[f"{g.layer}/dice_drop_blocked"] = g.drop_blocked
@@ -139,8 +150,8 @@ def write_outputs(
 def _report(path, result, table, steps, curve, facts, pictures) -> None:
     tables = [
         Table(
-            f"Importance (mean Dice {result.dice:.4f}; Spearman heads {result.spearman_heads:.3f}, "
-            f"gates {result.spearman_gates:.3f})",
+            f"Importance (mean Dice {result.dice:.4f}; Spearman heads {result.spearman_heads:.3f}, per-layer "
+            f"normalised {result.spearman_heads_per_layer:.3f}, gates {result.spearman_gates:.3f})",
             COLUMNS,
             [[r[c] for c in COLUMNS] for r in table],
         )

@@ -14,7 +14,7 @@ from seg.heads.pruning import PruningStep
 
 
 def render_heat_maps(result: Importance) -> np.ndarray | None:
-    """Two panels, layer x head: the Dice drop when the head is masked, and the layer-normalised gradient proxy."""
+    """Two panels, layer x head: the Dice drop when the head is masked, and the gradient proxy."""
     if not result.heads:
         return None
     layers = list(dict.fromkeys(h.layer for h in result.heads))
@@ -22,22 +22,28 @@ def render_heat_maps(result: Importance) -> np.ndarray | None:
     drop, proxy = np.full((len(layers), width), np.nan), np.full((len(layers), width), np.nan)
     for h in result.heads:
         drop[layers.index(h.layer), h.head] = h.dice_drop
-        proxy[layers.index(h.layer), h.head] = h.proxy_normalised
+        proxy[layers.index(h.layer), h.head] = h.proxy
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(3.0 + 1.2 * width, 1.2 + 0.45 * len(layers)), dpi=90)
     for ax, values, title, cmap in (
         (axes[0], drop, "Dice drop when masked", "Reds"),
-        (axes[1], proxy, "gradient proxy (per layer)", "Blues"),
+        (axes[1], proxy, "gradient proxy E|dL/dxi|", "Blues"),
     ):
         image = ax.imshow(values, cmap=cmap, aspect="auto")
         for (r, c), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(c, r, f"{v:.3f}", ha="center", va="center", fontsize=7)
+                ax.text(c, r, f"{v:.2g}", ha="center", va="center", fontsize=7, color=_ink(image, v))
         ax.set_xticks(range(width), [f"h{i}" for i in range(width)], fontsize=7)
         ax.set_yticks(range(len(layers)), layers, fontsize=7)
         ax.set_title(title, fontsize=8)
         fig.colorbar(image, ax=ax, fraction=0.05)
     return _rgb(fig)
+
+
+def _ink(image, value: float) -> str:
+    """Black on light cells, white on dark ones."""
+    lo, hi = image.get_clim()
+    return "white" if hi > lo and (value - lo) / (hi - lo) > 0.6 else "black"
 
 
 def render_gates(result: Importance) -> np.ndarray | None:

@@ -1,5 +1,6 @@
-"""Pruning heads step by step (Michel et al. 2019): mask the least important heads by the gradient proxy, 10% of
-all heads at a time, re-estimate, and score what is left; every layer keeps at least one head. The mask that
+"""Pruning heads step by step (Michel et al. 2019): mask the least important heads by the gradient proxy (compared
+across layers as it is, see `seg.heads.importance`), 10% of all heads at a time, re-estimate, and score what is
+left; every layer keeps at least one head. The mask that
 reaches a share of heads becomes a real, smaller network with `seg.models.heads.prune`."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seg.heads.importance import gradient_proxy, normalised
+from seg.heads.importance import gradient_proxy
 from seg.heads.scoring import Scorer
 from seg.models.heads import head_layers, masked
 
@@ -48,12 +49,11 @@ def prune_by_proxy(net: nn.Module, scorer: Scorer, keep: float = 0.0, log=print)
 
 
 def _least_important(proxy: dict[str, torch.Tensor], masks: dict[str, torch.Tensor], count: int):
-    """The `count` unmasked heads of lowest layer-normalised proxy, never a layer's last one."""
+    """The `count` unmasked heads of lowest proxy, never a layer's last one."""
     candidates = []
     for name, xi in masks.items():
         alive = xi.nonzero().flatten().tolist()
-        scores = normalised(proxy[name][alive])
-        candidates += [(float(s), name, h) for s, h in zip(scores, alive, strict=True)]
+        candidates += [(float(proxy[name][h]), name, h) for h in alive]
     left = {name: int(xi.sum()) for name, xi in masks.items()}
     chosen = []
     for _, name, h in sorted(candidates):
