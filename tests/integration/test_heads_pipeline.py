@@ -34,7 +34,7 @@ def test_heads_and_prune_on_a_trained_model(tmp_path: Path, dims: int):
 
     out = tmp_path / "heads"
     printed = _ok("heads", str(model), "--out", str(out))
-    assert "8 heads and 3 gate levels" in printed and "logged into MLflow run" in printed
+    assert "8 heads and 2 gate levels" in printed and "logged into MLflow run" in printed
     rows = list(csv.DictReader((out / "heads.csv").open()))
     layers = {(r["layer"], r["head"]) for r in rows}
     assert layers == {
