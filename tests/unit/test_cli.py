@@ -33,7 +33,7 @@ def test_model_summary(tmp_path):
     cfg.write_text("model:\n  spatial_dims: 2\n  channels: [8, 16]\n  strides: [2]\n  deep_supervision: 0\n")
     res = run("model", "--config", str(cfg), "--size", "32", "32")
     assert res.returncode == 0, res.stderr
-    assert "gate level0: coefficients (1, 1, 16, 16)" in res.stdout  # the default stem stride 2 halves level 0
+    assert "gate level0: 1 head, soft coefficients (1, 1, 16, 16)" in res.stdout  # stem stride 2 halves level 0
 
 
 def test_config_error_is_one_line_with_exit_2(tmp_path):
