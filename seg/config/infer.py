@@ -48,6 +48,15 @@ class InferConfig:
         "channel weights as JSON; []: none",
     )
     overwrite: bool = doc(False, "False: a rerun skips cases whose outputs are complete")
+    read_ahead: int = doc(
+        1, "cases read and preprocessed in a background thread while the network predicts; 0: each in its turn"
+    )
+    writer_threads: int = doc(
+        1, "threads restoring and writing finished cases while the network predicts the next; 0: in its turn"
+    )
+    compression_level: int | None = doc(
+        None, "zlib level 0-9 of .nii.gz outputs (and of NRRD/MHA, 0: uncompressed); null: gzip 1 for .nii.gz"
+    )
     num_threads: int | None = doc(None, "torch intra-op threads per process; null: the cores it may use / devices")
     accelerator: str = doc("auto", "auto, cpu or gpu")
     devices: int = doc(1, "> 1 with strategy ddp shards the cases over processes (Lightning's predict loop)")
@@ -74,3 +83,9 @@ class InferConfig:
             raise ConfigError(f"infer.overlap must be in [0, 1), got {self.overlap}.")
         if self.devices < 1:
             raise ConfigError(f"infer.devices must be >= 1, got {self.devices}.")
+        for name in ("read_ahead", "writer_threads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ConfigError(f"infer.{name} must be an integer >= 0, got {getattr(self, name)!r}.")
+        level = self.compression_level
+        if level is not None and (not isinstance(level, int) or not 0 <= level <= 9):
+            raise ConfigError(f"infer.compression_level must be null or an integer 0-9 (zlib), got {level!r}.")

@@ -191,12 +191,20 @@ def _tuple2(a: np.ndarray) -> tuple[tuple[float, ...], ...]:
     return tuple(tuple(float(v) for v in row) for row in a)
 
 
-def write_image(array: np.ndarray, geometry: Geometry, path: str | Path, meta: dict[str, str] | None = None) -> Path:
+def write_image(
+    array: np.ndarray,
+    geometry: Geometry,
+    path: str | Path,
+    meta: dict[str, str] | None = None,
+    compression: int | None = None,
+) -> Path:
     """Write `array` (file voxel order, channels last) with `geometry`, atomically (temporary file, then rename).
 
     The format follows the path's extension; writing the geometry's own format reproduces its header geometry
     exactly, another format is written from the affine. `meta`: the metadata of a SimpleITK format (NRRD, MHA)
-    instead of the input's, e.g. 3D Slicer's segment fields.
+    instead of the input's, e.g. 3D Slicer's segment fields. `compression`: the zlib level (0-9) of `.nii.gz`
+    and of SimpleITK formats that compress (NRRD, MHA; 0 writes them uncompressed); None: the writers' defaults
+    (gzip level 1 for `.nii.gz`, SimpleITK formats uncompressed).
     """
     path = Path(path)
     array = np.asarray(array)
@@ -210,13 +218,13 @@ def write_image(array: np.ndarray, geometry: Geometry, path: str | Path, meta: d
         array = array.astype(np.uint8)
     with atomic_path(path) as tmp:
         if is_nifti(path):
-            _write_nifti(array, geometry, tmp)
+            _write_nifti(array, geometry, tmp, compression)
         else:
-            _write_sitk(array, geometry, tmp, meta)
+            _write_sitk(array, geometry, tmp, meta, compression)
     return path
 
 
-def _write_nifti(array: np.ndarray, geometry: Geometry, path: Path) -> None:
+def _write_nifti(array: np.ndarray, geometry: Geometry, path: Path, compression: int | None = None) -> None:
     import nibabel as nib
 
     if geometry.format == "nifti" and geometry.nifti_header:
@@ -236,10 +244,22 @@ def _write_nifti(array: np.ndarray, geometry: Geometry, path: Path) -> None:
         img = nib.Nifti1Image(array, affine)
         img.header.set_qform(affine, code=1)
         img.header.set_sform(affine, code=1)
-    nib.save(img, str(path))
+    if compression is None or not str(path).endswith(".gz"):
+        nib.save(img, str(path))
+        return
+    import gzip
+
+    with gzip.open(path, "wb", compresslevel=compression) as f:
+        img.to_stream(f)
 
 
-def _write_sitk(array: np.ndarray, geometry: Geometry, path: Path, meta: dict[str, str] | None = None) -> None:
+def _write_sitk(
+    array: np.ndarray,
+    geometry: Geometry,
+    path: Path,
+    meta: dict[str, str] | None = None,
+    compression: int | None = None,
+) -> None:
     import SimpleITK as sitk
 
     d = geometry.spatial_dims
@@ -257,7 +277,10 @@ def _write_sitk(array: np.ndarray, geometry: Geometry, path: Path, meta: dict[st
     img.SetSpacing(tuple(float(v) for v in spacing))
     img.SetDirection(tuple(float(v) for v in direction))
     try:
-        sitk.WriteImage(img, str(path))
+        if compression is None:
+            sitk.WriteImage(img, str(path))
+        else:
+            sitk.WriteImage(img, str(path), compression > 0, compression)
     except RuntimeError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         raise DataError(

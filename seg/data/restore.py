@@ -13,7 +13,11 @@ from seg.data.resample import resample
 
 
 def restore_to_original(
-    array: np.ndarray, props: CaseProperties, is_label: bool, background: float | Sequence[float] = 0.0
+    array: np.ndarray,
+    props: CaseProperties,
+    is_label: bool,
+    background: float | Sequence[float] = 0.0,
+    cropped: bool = False,
 ) -> np.ndarray:
     """(K, *preprocessed spatial) -> the original file's voxel order and shape: (*spatial) for K == 1, else
     (*spatial, K) (channels last, as NIfTI and SimpleITK store them).
@@ -21,13 +25,16 @@ def restore_to_original(
     Inverts resampling (nearest neighbour for labels, linear otherwise: no overshoot on probabilities), the crop
     (the outside is filled with `background`, per channel if a sequence: e.g. 1 for a background probability) and
     the canonical reorientation (an exact axis permutation). Labels come back as uint8, anything else as float32.
-    With the target spacing equal to the original, label maps come back exactly.
+    With the target spacing equal to the original, label maps come back exactly. `cropped`: the array is already
+    resampled back to the cropped grid (K, *cropped shape).
     """
     array = np.asarray(array)
-    if array.ndim != len(props.resampled_shape) + 1 or tuple(array.shape[1:]) != tuple(props.resampled_shape):
+    expected = props.cropped_shape if cropped else props.resampled_shape
+    if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != tuple(expected):
+        grid = "cropped" if cropped else "preprocessed"
         raise DataError(
-            f"case {props.case_id}: array of shape {array.shape} does not match the preprocessed shape "
-            f"(K, {', '.join(map(str, props.resampled_shape))}). Pass the network output for this case, channels first."
+            f"case {props.case_id}: array of shape {array.shape} does not match the {grid} "
+            f"shape (K, {', '.join(map(str, expected))}). Pass the network output for this case, channels first."
         )
     dtype = np.uint8 if is_label else np.float32
     array = resample(array.astype(dtype, copy=False), props.cropped_shape, 0 if is_label else 1)  # (K, *cropped)

@@ -44,6 +44,7 @@ class CaseOutputs:
     channels: tuple[MapId, ...] = ()  # channel weights, all in `channel_file`
     channel_file: Path | None = None  # maps/<case>_channel.json
     label_descriptions: Path | None = None  # ITK-SNAP's label descriptions beside NIfTI label maps
+    compression: int | None = None  # zlib level of compressed image files (`seg.data.io.write_image`)
 
     def all(self) -> list[Path]:
         """Every file the case writes; a rerun skips the case when all exist."""
@@ -132,6 +133,7 @@ def outputs_for(
     gate_names: list[str],
     map_ids: Sequence[MapId] = (),
     output_format: str = "input",
+    compression: int | None = None,
 ) -> CaseOutputs:
     """`<out>/<case><input ext>` (NIfTI for DICOM; `.seg.dcm` or `.seg.nrrd` as `output_format` asks); float maps
     in `probabilities/`, `gates/` and `maps/` (NIfTI for NIfTI and DICOM inputs), the channel weights of `map_ids`
@@ -148,6 +150,7 @@ def outputs_for(
         channels=channels,
         channel_file=out_dir / "maps" / f"{case.case_id}_channel.json" if channels else None,
         label_descriptions=out_dir / ITKSNAP_LABELS if label_suffix in NIFTI_SUFFIXES else None,
+        compression=compression,
     )
 
 

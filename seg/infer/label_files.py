@@ -66,7 +66,7 @@ def write_labels(
         return write_dicom_seg(labels, case.images[0], path, segments)
     if path.name.endswith(SLICER_SUFFIX):
         return write_slicer_segmentation(labels, geometry, path, segments)
-    return write_image(labels, geometry, path)
+    return write_image(labels, geometry, path, compression=outputs.compression)
 
 
 def read_labels(path: Path, case: InferCase) -> tuple[np.ndarray, Geometry]:

@@ -2,9 +2,9 @@
 through the sliding-window stitching on their own grids, and how a stitched map reaches the image grid.
 
 A spatial map (gate, spatial, self) is stitched on its own grid (the window's size divided by the map's
-down-sampling), never at full resolution: a 512x512x400 volume's full-resolution float map is 420 MB and a
-self-attention model has some fifteen maps. A map is resampled to the image grid only when it is written, one at
-a time. Channel weights, one vector per window, are averaged over windows and flips."""
+down-sampling, `seg.models.stitch`), never at full resolution: a 512x512x400 volume's full-resolution float map is
+420 MB and a self-attention model has some fifteen maps. A map is resampled to the image grid only when it is
+written, one at a time. Channel weights, one vector per window, are averaged over windows and flips."""
 
 from __future__ import annotations
 
@@ -53,15 +53,10 @@ def to_grid(value: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
 
 class WindowMaps:
-    """Carries one case's maps through `seg.models.predict.sliding_window`.
-
-    MONAI's stitching re-samples its Gaussian weight map in place for each output smaller than the window and
-    never back, so an output at the window's size that comes after a smaller one fails; it orders outputs by key.
-    The keys handed to it are therefore ranks, finest grid first (probabilities first of all). Channel weights
-    are vectors, which MONAI cannot stitch: they are summed here, per map, over windows and flips."""
+    """Channel weights of one case's windows: vectors, which sliding windows cannot stitch, so they are summed here,
+    per map, over windows and flips."""
 
     def __init__(self) -> None:
-        self.names: list[str] = []  # rank -> name (PROBABILITIES or a map key), fixed by the first window
         self.channel_sum: dict[MapId, torch.Tensor] = {}
         self.channel_count: dict[MapId, int] = {}
 
@@ -71,23 +66,45 @@ class WindowMaps:
         self.channel_sum[map_id] = self.channel_sum[map_id] + total if map_id in self.channel_sum else total
         self.channel_count[map_id] = self.channel_count.get(map_id, 0) + value.shape[0]
 
-    def ranked(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The window's outputs under rank keys (`stitched` maps them back)."""
-        if not self.names:
-            self.names = sorted(outputs, key=lambda k: (-outputs[k].shape[2:].numel(), k != PROBABILITIES, k))
-        return {f"{rank:03d}": outputs[name] for rank, name in enumerate(self.names)}
-
-    def stitched(self, out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[MapId, torch.Tensor]]:
-        """(probabilities (K, *S), spatial maps {id: (1, *their grid)}) from the stitched rank-keyed outputs;
-        gate and spatial maps clamped to [0, 1] (blending can overshoot by rounding), self maps as they are."""
-        named = {self.names[int(k)]: v[0].float().cpu() for k, v in out.items()}
-        probabilities = named.pop(PROBABILITIES)
-        maps = {}
-        for key, value in named.items():
-            map_id = MapId.parse(key)
-            maps[map_id] = value.clamp_(0, 1) if map_id.kind in CLAMPED else value
-        return probabilities, maps
-
     def channels(self) -> dict[MapId, torch.Tensor]:
         """{id: (C,)}: each map's weights averaged over every window and flip."""
         return {k: (v / self.channel_count[k]).cpu() for k, v in sorted(self.channel_sum.items())}
+
+
+class StitchedCase:
+    """The sink of a case's sliding windows (`seg.models.predict.Sink`): the label map is the arg-max of the
+    probabilities' rows as they land (so a caller that needs no probabilities never holds them whole), the
+    probabilities are kept only when asked for, and each spatial map is kept whole on its own grid; gate and
+    spatial maps clamped to [0, 1] (blending can overshoot by rounding), self maps as they are."""
+
+    def __init__(self, keep_probabilities: bool = True) -> None:
+        self.keep_probabilities = keep_probabilities
+        self.probabilities: torch.Tensor | None = None
+        self.labels: torch.Tensor | None = None
+        self.maps: dict[MapId, torch.Tensor] = {}
+        self.finite = True
+
+    def __call__(self, key: str, shape: tuple[int, ...], axis: int, start: int, rows: torch.Tensor) -> None:
+        region = tuple(
+            slice(start, start + rows.shape[1 + axis]) if a == axis else slice(None) for a in range(len(shape))
+        )
+        rows = rows.cpu()
+        if key != PROBABILITIES:
+            map_id = MapId.parse(key)
+            if map_id not in self.maps:
+                self.maps[map_id] = torch.empty((rows.shape[0], *shape))
+            self.maps[map_id][(slice(None), *region)] = rows.clamp(0, 1) if map_id.kind in CLAMPED else rows
+            return
+        self.finite = self.finite and bool(torch.isfinite(rows).all())
+        if self.labels is None:
+            self.labels = torch.empty(shape, dtype=torch.uint8)
+            if self.keep_probabilities:
+                self.probabilities = torch.empty((rows.shape[0], *shape))
+        self.labels[region] = rows.argmax(0).to(torch.uint8)
+        if self.probabilities is not None:
+            self.probabilities[(slice(None), *region)] = rows
+
+    def prediction(self, channels: dict[MapId, torch.Tensor]):
+        from seg.infer.predictor import Prediction
+
+        return Prediction(self.probabilities, self.maps, channels, self.labels, self.finite)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from seg.infer.maps import PROBABILITIES, MapsArg, WindowMaps, map_request, to_grid
+from seg.infer.maps import PROBABILITIES, MapsArg, StitchedCase, WindowMaps, map_request, to_grid
 from seg.model_folder import ModelBundle
 from seg.models.maps import GATE, MapId, MapRequest
 from seg.models.predict import sliding_window
@@ -22,17 +22,24 @@ from seg.runtime.tune_cache import model_key
 
 @dataclass
 class Prediction:
-    probabilities: torch.Tensor  # (K, *spatial) float32, softmax averaged over windows (and flips)
+    """`probabilities` (K, *spatial) float32, softmax averaged over windows (and flips); None when the prediction
+    kept only the arg-max (`label_map`, made as the windows landed)."""
+
+    probabilities: torch.Tensor | None
     maps: dict[MapId, torch.Tensor] = field(default_factory=dict)  # (1, *the map's own grid) float32, stitched
     channels: dict[MapId, torch.Tensor] = field(default_factory=dict)  # (C,) float32, mean over windows and flips
+    label_map: torch.Tensor | None = None  # (*spatial) uint8
+    finite: bool = True  # every probability was finite
 
     def labels(self) -> torch.Tensor:
+        if self.label_map is not None:
+            return self.label_map
         return self.probabilities.argmax(0).to(torch.uint8)
 
     @property
     def shape(self) -> tuple[int, ...]:
         """The image grid's spatial shape."""
-        return tuple(self.probabilities.shape[1:])
+        return tuple(self.label_map.shape if self.label_map is not None else self.probabilities.shape[1:])
 
     def on_image_grid(self, map_id: MapId) -> torch.Tensor:
         """One map resampled to the image grid, (1, *spatial): full size, so one at a time."""
@@ -105,8 +112,8 @@ class Predictor:
         return autocast(self.device, self.precision)
 
     def _window(self, request: MapRequest | None, maps: WindowMaps):
-        """The window function: softmax and spatial maps averaged over flips (each mirrored back), under the rank
-        keys `maps` gives; channel weights go to `maps` directly."""
+        """The window function: softmax and spatial maps averaged over flips (each mirrored back), keyed by
+        PROBABILITIES and map keys; channel weights go to `maps` directly."""
         net, flips = self.net, self.flips
 
         def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -127,7 +134,7 @@ class Predictor:
                 for k, v in outputs.items():
                     v = v.flip(axes) if axes else v
                     acc[k] = acc[k] + v if k in acc else v
-            return maps.ranked({k: v / len(flips) for k, v in acc.items()})
+            return {k: v / len(flips) for k, v in acc.items()}
 
         return fn
 
@@ -139,26 +146,23 @@ class Predictor:
             self.net(x)
 
     @torch.inference_mode()
-    def predict(self, image: np.ndarray | torch.Tensor, maps: MapsArg = None, gates: bool = False) -> Prediction:
+    def predict(
+        self, image: np.ndarray | torch.Tensor, maps: MapsArg = None, gates: bool = False, probabilities: bool = True
+    ) -> Prediction:
         """`image`: preprocessed (C, *spatial) float32. `maps`: True (every kind), kinds, or a `MapRequest` (its
-        query points are ignored); `gates`: the gate maps too. Maps cost time and memory: none by default."""
+        query points are ignored); `gates`: the gate maps too. Maps cost time and memory: none by default.
+        `probabilities` False keeps only the label map, made as the windows land: no (K, *spatial) array at all."""
         x = torch.as_tensor(image, dtype=torch.float32, device=self.device)[None]
         slice_axis = self.model.slice_axis if self.model.slice_axis is not None else 2
         request = map_request(self.model, maps, gates, self.net_dims)
         if request is not None and not self.map_ids(request.kinds):
             request = None  # none of these kinds here: nothing to record, and the fused attention kernel stays
         window_maps = WindowMaps()
-        out = sliding_window(
-            self._window(request, window_maps),
-            x,
-            self.roi_size,
-            self.net_dims,
-            self.overlap,
-            self.sw_batch_size,
-            slice_axis,
-        )
-        probabilities, spatial = window_maps.stitched(out)
-        return Prediction(probabilities, spatial, window_maps.channels())
+        sink = StitchedCase(probabilities)
+        fn = self._window(request, window_maps)
+        sliding_window(fn, x, self.roi_size, self.net_dims, self.overlap, self.sw_batch_size, slice_axis, sink)
+        del x
+        return sink.prediction(window_maps.channels())
 
 
 class EnsemblePredictor:
@@ -193,9 +197,12 @@ class EnsemblePredictor:
             m.warm_up()
 
     @torch.inference_mode()
-    def predict(self, image: np.ndarray | torch.Tensor, maps: MapsArg = None, gates: bool = False) -> Prediction:
+    def predict(
+        self, image: np.ndarray | torch.Tensor, maps: MapsArg = None, gates: bool = False, probabilities: bool = True
+    ) -> Prediction:
         """The members' probabilities and the maps all of them have, averaged (a member's map on another grid is
-        resampled to the first's); summed in place, so memory is that of two predictions, not one per member."""
+        resampled to the first's); summed in place, so memory is that of two predictions, not one per member.
+        The average needs every member's probabilities: `probabilities` False changes nothing here."""
         total = self.members[0].predict(image, maps, gates)
         for m in self.members[1:]:
             pred = m.predict(image, maps, gates)
@@ -213,6 +220,7 @@ class EnsemblePredictor:
         total.probabilities /= n
         total.maps = {k: v.div_(n) for k, v in total.maps.items()}
         total.channels = {k: v.div_(n) for k, v in total.channels.items()}
+        total.label_map, total.finite = None, bool(torch.isfinite(total.probabilities).all())  # of the average
         return total
 
 

@@ -18,9 +18,9 @@ from seg.config import InferConfig
 from seg.files import write_bytes, write_json
 from seg.infer.case_metrics import metrics_rows, summarize_metrics
 from seg.infer.cases import InferCase, outputs_for
+from seg.infer.pipeline import CasePipeline
 from seg.infer.postprocess import Postprocessing
-from seg.infer.process import process_case
-from seg.infer.records import EXISTS, OK, CaseRecord
+from seg.infer.records import EXISTS, OK, STAGES, CaseRecord
 from seg.model_folder import ModelBundle
 from seg.runtime import InferSettings, describe_machine, resolve_device, threads_per_process
 from seg.runtime.quiet import quiet_lightning
@@ -59,14 +59,16 @@ def _module(
             self.nets = torch.nn.ModuleList(m.net for m in models)  # Lightning places them on the device
             self.records: list[CaseRecord] = []
             self.all_records: list[CaseRecord] = []
+            self.seconds = 0.0  # this rank's case loop, first read to last write
+            self.all_seconds = 0.0  # the longest rank's
 
         def predict_dataloader(self):
             rank, world = self.trainer.global_rank, self.trainer.world_size
             shard = list(range(rank, len(cases), world))  # each case on exactly one rank, no padding
-            return torch.utils.data.DataLoader(shard, batch_size=None, collate_fn=lambda i: i)
+            return torch.utils.data.DataLoader([shard], batch_size=None, collate_fn=lambda i: i)  # one step: a shard
 
         def transfer_batch_to_device(self, batch, device, dataloader_idx):
-            return batch  # a case index; the case's tensors are made on the device inside the step
+            return batch  # case indices; the case's tensors are made on the device inside the step
 
         def on_predict_start(self) -> None:
             self.predictor = make_predictor(models, cfg.overlap, cfg.tta, cfg.precision, cfg.sw_batch_size, self.device)
@@ -79,14 +81,19 @@ def _module(
             maps = self.predictor.map_ids(cfg.maps)
             if cfg.maps and not maps and self.global_rank == 0:
                 print(f"seg infer: warning: the model has no maps of kinds {', '.join(cfg.maps)}", file=sys.stderr)
-            self.outputs_of = lambda case: outputs_for(case, out_dir, cfg.probabilities, gates, maps, cfg.output_format)
+            self.outputs_of = lambda case: outputs_for(
+                case, out_dir, cfg.probabilities, gates, maps, cfg.output_format, cfg.compression_level
+            )
 
-        def predict_step(self, index: int, batch_idx: int):
-            case = cases[index]
-            record = process_case(case, self.predictor, self.outputs_of(case), cfg.overwrite, postprocessing)
-            record.rank = self.global_rank
-            (log or self._print)(record)
-            self.records.append(record)
+        def predict_step(self, shard: list[int], batch_idx: int):
+            pipeline = CasePipeline(
+                self.predictor, self.outputs_of, cfg.overwrite, postprocessing, cfg.read_ahead, cfg.writer_threads
+            )
+            for record in pipeline.run([cases[i] for i in shard]):
+                record.rank = self.global_rank
+                (log or self._print)(record)
+                self.records.append(record)
+            self.seconds = pipeline.seconds
 
         def _print(self, record: CaseRecord) -> None:
             line = _record_line(record)
@@ -102,10 +109,11 @@ def _module(
 
             if dist.is_available() and dist.is_initialized():
                 gathered: list = [None] * dist.get_world_size()
-                dist.all_gather_object(gathered, self.records)
-                self.all_records = [r for part in gathered for r in part]
+                dist.all_gather_object(gathered, (self.records, self.seconds))
+                self.all_records = [r for part, _ in gathered for r in part]
+                self.all_seconds = max(seconds for _, seconds in gathered)
             else:
-                self.all_records = list(self.records)
+                self.all_records, self.all_seconds = list(self.records), self.seconds
 
     return InferModule()
 
@@ -153,7 +161,9 @@ def infer(
     settings = predictor.settings if predictor is not None else None
     write_json(
         out_dir / PREDICTIONS_FILE,
-        _predictions(models, cfg, settings, records, metrics, seconds, trainer.world_size, postprocessing),
+        _predictions(
+            models, cfg, settings, records, metrics, seconds, module.all_seconds, trainer.world_size, postprocessing
+        ),
     )
     return InferSummary(out_dir, records, metrics, seconds)
 
@@ -165,18 +175,21 @@ def _predictions(
     records: list[CaseRecord],
     metrics,
     seconds: float,
+    loop_seconds: float,
     world: int,
     postprocessing: Postprocessing | None = None,
 ) -> dict:
     """The batch's record. `model` describes the first (or only) member at its top level, as before ensembles,
-    and every member under `members`; `settings` are the first member's (each keeps its window and mirrors)."""
+    and every member under `members`; `settings` are the first member's (each keeps its window and mirrors).
+    `loop_seconds`: the case loop's wall time (first read to last write; the longest rank's), without loading the
+    model and tuning: what `voxels_per_second` divides by; `stage_seconds` sums each stage over the cases."""
     import seg
 
     model = models[0]
 
     ok = [r for r in records if r.status == OK]
     voxels = sum(r.voxels or 0 for r in ok)
-    busy = sum(r.predict_seconds or 0.0 for r in ok)
+    stages = {s: round(sum(r.timings.get(s, 0.0) for r in records), 3) for s in STAGES}
     return {
         "model": {
             "source": model.source,
@@ -194,6 +207,9 @@ def _predictions(
             "postprocessing": postprocessing.to_dict() if postprocessing else None,
             "maps": list(cfg.maps),
             "overlap": cfg.overlap,
+            "read_ahead": cfg.read_ahead,
+            "writer_threads": cfg.writer_threads,
+            "compression_level": cfg.compression_level,
             "backend": cfg.backend,
             "precision": settings.precision if settings else cfg.precision,
             "precision_requested": cfg.precision,
@@ -210,7 +226,10 @@ def _predictions(
             "exists": sum(r.status == EXISTS for r in records),
             "failed": sum(r.failed for r in records),
             "seconds": round(seconds, 2),
-            "voxels_per_second": round(voxels / busy) if busy else None,
+            "loop_seconds": round(loop_seconds, 2),
+            "voxels_per_second": round(voxels / loop_seconds) if voxels and loop_seconds else None,
+            "network_voxels_per_second": round(voxels / stages["network"]) if voxels and stages["network"] else None,
+            "stage_seconds": stages,
         },
         "metrics": metrics,
         "failures": [r.error for r in records if r.failed],
