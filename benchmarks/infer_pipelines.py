@@ -1,11 +1,10 @@
 """Batch inference pipelines side by side on CPU, same cases, one run: voxels/s read to written and peak memory.
 
-Rows (every pipeline in its own child process; torch threads = --threads in each; voxels are always the input
-files' voxels, so every row divides the same number):
-  seg infer --no-tta     `python -m seg.cli infer --no-tta --overwrite --num-threads T` end to end. voxels/s is
-                         predictions.json's summary.voxels_per_second (the case loop, first read to last write;
-                         without it: voxels / summary.seconds); wall s is the whole process (start-up, model load,
-                         precision tuning included). Per-stage sums are printed when the cases carry `timings`.
+Rows (each pipeline its own child process, torch threads = --threads; voxels are the input files' in every row).
+Columns: voxels/s and wall s of the timed part; process s: the whole child (start-up, model load, tuning).
+  seg infer --no-tta     `python -m seg.cli infer --no-tta --overwrite --num-threads T`: predictions.json's
+                         summary.voxels_per_second (the case loop, first read to last write; without it voxels /
+                         summary.seconds); per-stage sums printed when the cases carry `timings`
   seg network only       our Predictor, no TTA, 2 windows per pass, at the precision `auto` resolves, on the arrays
                          seg.data.preprocess.preprocess_image makes of the same files: network time only (one
                          untimed pass first), as benchmarks/infer.py's ours_network_speed
@@ -52,9 +51,8 @@ REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest.pth")
 
 NNUNET = r"""
-import json, os, resource, sys, time, torch
-a = json.loads(sys.argv[1])
-torch.set_num_threads(a["threads"])
+import json, os, sys, time, torch
+a = json.loads(sys.argv[1]); torch.set_num_threads(a["threads"])
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=torch.device("cpu"),
                     perform_everything_on_device=False, allow_tqdm=False)
@@ -105,11 +103,10 @@ def measure(cmd: list[str], env: dict, log: Path) -> dict:
     return {"process_s": round(wall, 2), "peak_rss_gib": round(peak, 3), "tree_rss_gib": round(tree, 3), **result}
 
 
-def link_inputs(files: list[Path], folder: Path, suffix: str = "") -> Path:
+def link_inputs(files: list[Path], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for f in files:
-        name = f.name.replace(".nii.gz", f"{suffix}.nii.gz") if f.name.endswith(".nii.gz") else f"{f.stem}{suffix}.nii"
-        (folder / name).symlink_to(f.resolve())
+        (folder / f.name).symlink_to(f.resolve())
     return folder
 
 
@@ -182,12 +179,15 @@ def nnunet(args, files: list[Path], work: Path, voxels: int, env: dict) -> dict 
         print(f"nnU-Net skipped: {args.nnunet_python} missing (make nnunet-env)", file=sys.stderr)
         return None
     ckpt = next((c for c in CHECKPOINTS if (folder / "fold_0" / c).is_file()), None)
-    src = link_inputs(files, work / "in", "_0000")
-    a = {"model": str(folder), "checkpoint": ckpt, "threads": args.threads, "input": str(src)}
+    out = work / "out"  # explicit lists: any file ending, no _0000 names needed
+    a = {"model": str(folder), "checkpoint": ckpt, "threads": args.threads, "input": [[str(f)] for f in files]}
+    a["output"] = [str(out / f.name.split(".nii")[0]) for f in files]
     dirs = {k: work / k for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
     [d.mkdir(parents=True, exist_ok=True) for d in dirs.values()]
     env = {**env, **{k: str(v) for k, v in dirs.items()}, "nnUNet_compile": "f"}
-    row = measure([args.nnunet_python, "-c", NNUNET, json.dumps({**a, "output": str(work / "out")})], env, work / "log")
+    row = measure([args.nnunet_python, "-c", NNUNET, json.dumps(a)], env, work / "log")
+    if missing := [f.name for f in files if not (out / f"{f.name.split('.nii')[0]}.nii.gz").is_file()]:
+        raise SystemExit(f"nnU-Net wrote no prediction for {missing} (see {work / 'log'})")
     row = {**row, "voxels_per_s": round(voxels / row["seconds"]), "wall_s": round(row["seconds"], 2)}
     return {**row, "checkpoint": ckpt or "untrained (no checkpoint in fold_0)"}
 
@@ -224,14 +224,14 @@ def run_set(args, tag: str, files: list[Path], work: Path, env: dict, large: boo
 
 
 def report(rows: dict[str, dict]) -> None:
-    head = f"{'pipeline':32s} {'voxels/s':>11s} {'wall s':>8s} {'process s':>9s} {'peak GiB':>8s} {'tree GiB':>8s}"
+    head = f"{'pipeline':42s} {'voxels/s':>11s} {'wall s':>8s} {'process s':>9s} {'peak GiB':>8s} {'tree GiB':>8s}"
     print(f"{head} {'/ seg net':>9s} {'seg e2e /':>9s}")
     for name, r in rows.items():
         tag = name[name.index(" (") :] if " (" in name else ""
         net, e2e = rows.get(f"seg network only{tag}"), rows[f"seg infer --no-tta{tag}"]
         ratio = f"{r['voxels_per_s'] / net['voxels_per_s']:9.2f}" if net else f"{'-':>9s}"
         print(
-            f"{name:32s} {r['voxels_per_s']:>11,d} {r['wall_s']:8.2f} {r['process_s']:9.1f} {r['peak_rss_gib']:8.2f} "
+            f"{name:42s} {r['voxels_per_s']:>11,d} {r['wall_s']:8.2f} {r['process_s']:9.1f} {r['peak_rss_gib']:8.2f} "
             f"{r['tree_rss_gib']:8.2f} {ratio} {e2e['voxels_per_s'] / r['voxels_per_s']:9.2f}"
         )
     for name, r in rows.items():
