@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seg.config.checks import ConfigError, auto_or, is_int, one_of, thread_count
+from seg.config.checks import AUTO, ConfigError, auto_or, is_int, one_of, thread_count
 from seg.config.fields import doc, section
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -85,7 +85,10 @@ class TrainConfig:
     precision: str = doc("auto", "auto: the faster of 32 and bf16-mixed, timed here (CUDA: bf16-mixed or 16-mixed)")
     channels_last: bool | str = doc("auto", "NDHWC/NHWC layout while training; auto: timed against contiguous")
     accelerator: str = doc("auto", "auto, cpu or gpu")
-    devices: int = doc(1, "processes (CPU) or GPUs; > 1 needs strategy ddp")
+    devices: int = doc(1, "processes (CPU) or GPUs per machine; > 1 needs strategy ddp")
+    num_nodes: int = doc(
+        1, "machines; > 1 needs strategy ddp and precision, channels_last and the validation schedule set"
+    )
     strategy: str = doc("auto", '"ddp" for several processes (gloo on CPU, nccl on GPU)')
     val_every: int | str = doc("auto", "epochs between validations; auto: every epoch while validation fits val_share")
     val_every_minutes: float | None = doc(
@@ -144,10 +147,11 @@ class TrainConfig:
             )
         if not 0.0 <= self.foreground_fraction <= 1.0:
             raise ConfigError(f"train.foreground_fraction must be in [0, 1], got {self.foreground_fraction}.")
-        for name in ("batch_size", "steps_per_epoch", "devices"):
+        for name in ("batch_size", "steps_per_epoch", "devices", "num_nodes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}.")
         self._check_limits()
+        self._check_nodes()
         if self.patch_size is not None and any(p < 1 for p in self.patch_size):
             raise ConfigError(f"train.patch_size must be positive, got {list(self.patch_size)}.")
         if not 0.0 <= self.val_overlap < 1.0:
@@ -160,6 +164,33 @@ class TrainConfig:
         if self.val_every_minutes is not None and self.val_every_minutes <= 0:
             raise ConfigError(
                 f"train.val_every_minutes must be > 0 (or null: every val_every epochs), got {self.val_every_minutes}."
+            )
+
+    def world_size(self) -> int:
+        """The training processes of the run over all its machines."""
+        return self.devices * self.num_nodes
+
+    def _check_nodes(self) -> None:
+        """Several machines: DDP, and nothing a machine would time for itself. Each machine tunes and plans before
+        the ranks meet, so `auto` could give ranks different precisions (a gradient scaler on one rank only),
+        layouts (DDP sums gradient buffers in memory order) or validation epochs (a collective one rank never
+        joins)."""
+        if self.num_nodes == 1:
+            return
+        if self.strategy != "ddp":
+            raise ConfigError(
+                f"train.num_nodes {self.num_nodes} needs train.strategy ddp, got {self.strategy!r}. "
+                f"Set train.strategy=ddp."
+            )
+        timed = {"precision": self.precision, "channels_last": self.channels_last}
+        if self.val_every_minutes is None:
+            timed["val_every"] = self.val_every
+        auto = [name for name, value in timed.items() if value == AUTO]
+        if auto:
+            raise ConfigError(
+                f"train.num_nodes {self.num_nodes} needs {' and '.join(f'train.{n}' for n in auto)} given, got auto: "
+                f"each machine would time its own, and every rank must train and validate alike. "
+                f"Set e.g. train.precision=32 train.channels_last=false train.val_every=1."
             )
 
     def _check_limits(self) -> None:

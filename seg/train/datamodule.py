@@ -16,6 +16,7 @@ from seg.data.cache import Cache, CachedCase
 from seg.errors import ModelDataMismatch
 from seg.train.augment import build_augmentation
 from seg.train.sampling import sample_patch
+from seg.train.shards import check_shards, gather_shards, shard
 
 
 def default_patch_size(
@@ -119,15 +120,19 @@ class SegDataModule(L.LightningDataModule):
             )
         split = self.cache.split(data.fold)
         self.train_ids, self.val_ids = list(split.train), list(split.val)
-        self.train_cases: list[CachedCase] = []
+        self.shards = [self.train_ids]  # the training cases of each DDP rank, by global rank (set up by `setup`)
+        self.train_cases: list[CachedCase] = []  # this rank's
         self.val_cases: list[CachedCase] = []
         if sampling is not None and sampling.whole_cases:
             self.setup()
             self.patch_size = self.whole_case_patch(size_multiple)
 
     def setup(self, stage: str | None = None) -> None:
-        if not self.train_cases:
-            self.train_cases = [self.cache.case(i, seed=self.cfg.seed) for i in self.train_ids]
+        """This rank's training cases and its patch dataset; all validation cases (Lightning shards them). Before
+        the trainer exists (timing, planning) the process counts as the only one."""
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        self._take_shard(rank, world)
+        if not self.val_cases:
             self.val_cases = [self.cache.case(i, seed=self.cfg.seed) for i in self.val_ids]
         cfg = self.cfg
         if self.sampling is not None:
@@ -137,6 +142,17 @@ class SegDataModule(L.LightningDataModule):
         )
         if self.sampling is not None:
             self.train_set = self.sampling.dataset(self.train_set, self.fingerprint.class_names, self.train_ids)
+
+    def _take_shard(self, rank: int, world: int) -> None:
+        """Rank `rank` of `world` trains on its own share of the training cases (see `seg.train.shards`); with
+        several ranks each says how many, and every rank learns every rank's share."""
+        own = shard(self.train_ids, rank, world)
+        loaded = {c.case_id: c for c in self.train_cases}
+        self.train_cases = [loaded.get(i) or self.cache.case(i, seed=self.cfg.seed) for i in own]
+        self.shards = gather_shards(own, world)
+        check_shards(self.shards, self.train_ids)
+        if world > 1:
+            print(f"seg train: rank {rank} of {world} trains on {len(own)} of {len(self.train_ids)} cases", flush=True)
 
     def whole_case_patch(self, size_multiple: Sequence[int]) -> tuple[int, ...]:
         """With a labels file each sample is a whole case: the largest training case, rounded up to the multiple."""

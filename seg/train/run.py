@@ -7,13 +7,12 @@ import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from seg.config import Config, flatten
+from seg.config import Config, TrainConfig, flatten
 from seg.data.cache import Cache, Fingerprint
 from seg.files import write_json
 from seg.model_folder import ModelMeta, checkpoint_record, save_bundle, update_meta
@@ -35,6 +34,8 @@ from seg.train.dataset import check_model_fits_data, class_names, dataset_name
 from seg.train.history import HistoryCallback
 from seg.train.objectives import Objective, objective_for
 from seg.train.schedule import ValidationPlan, measure_and_plan
+from seg.train.shards import write_shards
+from seg.train.trainer import build_trainer
 from seg.train.validation_images import validation_image_logger
 
 if TYPE_CHECKING:
@@ -83,10 +84,12 @@ class Fitted:
     seconds: float
 
 
-def _runtime(settings: TrainSettings, threads: int, plan: ValidationPlan) -> dict:
+def _runtime(tc: TrainConfig, settings: TrainSettings, threads: int, plan: ValidationPlan) -> dict:
     """What this run resolved on this machine: model.json, train.json and MLflow params record it."""
     return {
         "machine": describe_machine().line(),
+        "world_size": tc.world_size(),
+        "num_nodes": tc.num_nodes,
         "precision": settings.precision,
         "channels_last": settings.channels_last,
         "num_threads": threads,
@@ -116,6 +119,7 @@ def prepare(cfg: Config) -> Prepared:
     cfg = objective.training_config(cfg)
     tc = cfg.train
     quiet_lightning()
+    # a machine's cores are shared by the processes on it: train.devices of them, whatever train.num_nodes is
     threads = threads_per_process(tc.num_threads, tc.devices if resolve_device(tc.accelerator).type == "cpu" else 1)
     torch.set_num_threads(threads)
     L.seed_everything(tc.seed, workers=True, verbose=False)
@@ -148,7 +152,7 @@ def prepare(cfg: Config) -> Prepared:
             flush=True,
         )
     return Prepared(
-        cfg, fingerprint, names, net, dm, objective, module, settings, _runtime(settings, threads, plan), plan
+        cfg, fingerprint, names, net, dm, objective, module, settings, _runtime(tc, settings, threads, plan), plan
     )
 
 
@@ -165,8 +169,6 @@ def fit(job: Prepared, resume: bool) -> Fitted:
     run_id, ckpt_path = None, None
     if resume:
         run_id, uri, ckpt_path = checkpoint_to_resume(out_dir)
-    elif is_rank_zero():
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # our own previous run's checkpoints, not user data
     logger = MLFlowLogger(
         experiment_name=tc.experiment,
         tracking_uri=uri,
@@ -190,7 +192,8 @@ def fit(job: Prepared, resume: bool) -> Fitted:
     progress, bar = progress_callbacks()
     if tc.gate_images and (job.net.map_ids() or job.objective.logs_images(job.net)):
         job.module.val_callbacks.append(validation_image_logger(logger, job.dm, history, job.objective))
-    trainer = _trainer(job, logger, [checkpoint, history, *weight_average(tc), *progress], bar)
+    callbacks = [checkpoint, history, *weight_average(tc), *progress]
+    trainer = build_trainer(tc, job.settings.precision, job.plan, logger, callbacks, bar)
     meta = ModelMeta.for_training(
         job.cfg,
         job.names,
@@ -202,38 +205,13 @@ def fit(job: Prepared, resume: bool) -> Fitted:
         runtime=job.runtime,
     )
     job.module.export = checkpoint_record(job.cfg, job.fingerprint, meta)
-    if trainer.global_rank == 0:
+    if trainer.global_rank == 0:  # of all machines: node 1's first process is local rank 0 too
+        if not resume:
+            shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # our previous run's checkpoints, no user data
         _record_start(job, logger, uri, resume)
     start = time.time()
     trainer.fit(job.module, datamodule=job.dm, ckpt_path=ckpt_path)
     return Fitted(trainer, logger, checkpoint, history, meta, uri, time.time() - start)
-
-
-def _trainer(job: Prepared, logger, callbacks: list, progress_bar: bool):
-    import lightning as L
-
-    from seg.train.checkpoints import DurableCheckpointIO
-
-    tc = job.cfg.train
-    return L.Trainer(
-        max_epochs=tc.epoch_limit() or -1,  # -1: no epoch limit (Lightning would otherwise stop at 1000)
-        max_time=timedelta(minutes=tc.max_time_minutes) if tc.max_time_minutes else None,
-        accelerator=tc.accelerator,
-        devices=tc.devices,
-        strategy=tc.strategy,
-        precision=job.settings.precision,
-        logger=logger,
-        callbacks=callbacks,
-        gradient_clip_val=tc.grad_clip or None,
-        num_sanity_val_steps=0,
-        **job.plan.trainer_args(),
-        log_every_n_steps=max(tc.steps_per_epoch // 2, 1),
-        enable_progress_bar=progress_bar,
-        enable_model_summary=False,
-        default_root_dir=str(Path(tc.output_dir)),
-        use_distributed_sampler=True,
-        plugins=[DurableCheckpointIO()],  # a kill during a checkpoint write leaves the previous one whole
-    )
 
 
 def _record_start(job: Prepared, logger, uri: str, resume: bool) -> None:
@@ -260,13 +238,14 @@ def finish(job: Prepared, fitted: Fitted) -> TrainResult:
     if best is not None and best.is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         job.net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
-    samples = tc.batch_size * tc.steps_per_epoch * tc.devices
-    metrics = {**fitted.history.summary(fitted.seconds, samples), "runtime": job.runtime}
+    samples = fitted.trainer.num_training_batches * tc.batch_size * fitted.trainer.world_size  # DDP shares an epoch
+    runtime = {**job.runtime, "cases_per_rank": write_shards(job.dm.shards, Path(tc.output_dir))}
+    metrics = {**fitted.history.summary(fitted.seconds, samples), "runtime": runtime}
     record, line = job.objective.after_fit(job.net, job.dm, job.names)
     metrics.update(record)
     if line:
         print(f"seg train: {line}", flush=True)
-    meta = dataclasses.replace(fitted.meta, metrics=metrics)
+    meta = dataclasses.replace(fitted.meta, metrics=metrics, runtime=runtime)
     model_dir = save_bundle(tc.model_dir, job.net, job.cfg, job.fingerprint, meta)
     fitted.history.write_summary(metrics)
     meta = _log_and_register(job, fitted, meta, model_dir, metrics, best)
@@ -281,6 +260,7 @@ def _log_and_register(
     `meta` with where MLflow holds the model."""
     tc, run_id, client = job.cfg.train, fitted.logger.run_id, fitted.logger.experiment
     client.log_metric(run_id, "best/val_dice_mean", metrics.get("best_val_dice_mean", float("nan")))
+    client.set_tag(run_id, "runtime.cases_per_rank", str(metrics["runtime"]["cases_per_rank"]))
     if best is not None and best.is_file():
         client.log_artifact(run_id, str(best), "checkpoints")
     for png in Path(tc.metrics_dir).glob("*.png"):

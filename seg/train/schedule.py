@@ -115,7 +115,8 @@ def measure_and_plan(tc: TrainConfig, module, dm, settings: TrainSettings, state
     start), since every rank must validate at the same steps."""
     if not dm.val_ids:  # data.fold "all": every non-test case trains
         return ValidationPlan(None, None, None, None, "data.fold all: no validation fold")
-    if not is_rank_zero() and state_path.is_file():
+    measured = tc.val_every == AUTO and tc.val_every_minutes is None  # a given schedule needs no one's timing
+    if measured and not is_rank_zero() and state_path.is_file():
         saved = json.loads(state_path.read_text()).get("validation")
         if saved:
             return ValidationPlan(**saved)
@@ -127,7 +128,7 @@ def measure_and_plan(tc: TrainConfig, module, dm, settings: TrainSettings, state
         try:
             with autocast(device, settings.precision):
                 images = [torch.from_numpy(c.image)[None].to(device) for c in dm.val_cases]
-                return time_validation(module.predict_logits, images, tc.devices)
+                return time_validation(module.predict_logits, images, tc.world_size())
         finally:
             net.cpu().train()
 
