@@ -23,10 +23,14 @@ def normalize_channel(x: np.ndarray, params: dict[str, Any]) -> tuple[np.ndarray
     x = x.astype(np.float32, copy=False)
     if scheme == "zscore":
         mean, std = float(x.mean()), float(x.std())
-        return (x - mean) / max(std, EPS), {"scheme": scheme, "mean": mean, "std": std}
+        out = x - mean  # in place from here: a large volume holds one normalised copy, not two
+        out /= max(std, EPS)
+        return out, {"scheme": scheme, "mean": mean, "std": std}
     if scheme == "ct":
-        x = np.clip(x, params["lower"], params["upper"])
-        return (x - params["mean"]) / max(params["std"], EPS), dict(params)
+        out = np.clip(x, params["lower"], params["upper"])
+        out -= params["mean"]
+        out /= max(params["std"], EPS)
+        return out, dict(params)
     if scheme == "none":
         return x, {"scheme": scheme}
     raise ValueError(f"unknown normalisation scheme {scheme!r}; expected zscore, ct or none.")

@@ -34,7 +34,7 @@ from seg.data.parallel import map_cases
 from seg.data.properties import CaseProperties
 from seg.data.splits import make_splits
 from seg.data.steps import apply_steps
-from seg.data.validate import Expectations, read_case
+from seg.data.validate import CaseData, Expectations, read_case
 from seg.files import read_json, stable_hash, write_json, write_npz
 
 
@@ -86,13 +86,18 @@ def preprocess_image(
         raise DataError(data.problems[0] + more)
     if data.empty:
         raise EmptyImageError(f"{paths[0]}: image is all zero; nothing to segment.", data.geometry)
-    image, _, props = apply_steps(
-        data.image, None, data.geometry, data.reorientation, plan, _case_id_of(paths[0]), [str(p) for p in paths]
+    image, _, props = apply_steps(  # the read image is handed over, so it goes once it is normalised
+        _take_image(data), None, data.geometry, data.reorientation, plan, _case_id_of(paths[0]), [str(p) for p in paths]
     )
     if timings is not None:
         timings["read"] = round(read - start, 4)
         timings["preprocess"] = round(time.perf_counter() - read, 4)
     return image, props
+
+
+def _take_image(data: CaseData) -> np.ndarray:
+    image, data.image = data.image, None
+    return image
 
 
 # ---------------------------------------------------------------------------------------------- workers

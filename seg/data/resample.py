@@ -29,7 +29,7 @@ def resample(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
     out = np.empty((array.shape[0], *shape), dtype=array.dtype)
     for c in range(array.shape[0]):
         # grid_mode needs a 'grid-' or 'nearest' boundary; 'nearest' avoids darkening the border as zero padding would
-        out[c] = ndimage.zoom(array[c], factors, order=order, mode="nearest", grid_mode=True, prefilter=order > 1)
+        ndimage.zoom(array[c], factors, out[c], order=order, mode="nearest", grid_mode=True, prefilter=order > 1)
     return out
 
 

@@ -59,7 +59,8 @@ def apply_steps(
         x, p = normalize_channel(image[c], params)
         channels.append(x)
         used.append(p)
-    image = np.stack(channels)  # (C, *cropped) float32
+    image = channels[0][None] if len(channels) == 1 else np.stack(channels)  # (C, *cropped) float32; the input goes
+    del channels
 
     target = plan.target_spacing
     shape = target_shape(cropped, spacing, target)

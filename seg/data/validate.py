@@ -87,7 +87,7 @@ def read_channels(
         channels.append(_color_to_channels(x, geom, exp.color).astype(np.float32))
     if problems or first is None:
         return None, None
-    image = np.concatenate(channels, axis=0)
+    image = channels[0] if len(channels) == 1 else np.concatenate(channels, axis=0)
     if exp.num_channels is not None and image.shape[0] != exp.num_channels:
         problems.append(
             f"{paths[0]}: has {image.shape[0]} channel(s) but the dataset declares {exp.num_channels} "
