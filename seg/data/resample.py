@@ -18,15 +18,20 @@ def target_shape(shape: Sequence[int], spacing: Sequence[float], target_spacing:
     return tuple(max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target_spacing, strict=True))
 
 
-def resample(array: np.ndarray, shape: Sequence[int], order: int) -> np.ndarray:
-    """Resample every channel of a (C, *spatial) array to (C, *shape); order 0 is nearest neighbour."""
+def resample(array: np.ndarray, shape: Sequence[int], order: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Resample every channel of a (C, *spatial) array to (C, *shape); order 0 is nearest neighbour. `out`: where
+    to write it (e.g. a window of a larger array), instead of a new array."""
     from scipy import ndimage
 
     shape = tuple(int(s) for s in shape)
     if array.shape[1:] == shape:
-        return array
+        if out is None:
+            return array
+        out[...] = array
+        return out
     factors = [o / i for o, i in zip(shape, array.shape[1:], strict=True)]
-    out = np.empty((array.shape[0], *shape), dtype=array.dtype)
+    if out is None:
+        out = np.empty((array.shape[0], *shape), dtype=array.dtype)
     for c in range(array.shape[0]):
         # grid_mode needs a 'grid-' or 'nearest' boundary; 'nearest' avoids darkening the border as zero padding would
         ndimage.zoom(array[c], factors, out[c], order=order, mode="nearest", grid_mode=True, prefilter=order > 1)

@@ -37,11 +37,11 @@ def restore_to_original(
             f"shape (K, {', '.join(map(str, expected))}). Pass the network output for this case, channels first."
         )
     dtype = np.uint8 if is_label else np.float32
-    array = resample(array.astype(dtype, copy=False), props.cropped_shape, 0 if is_label else 1)  # (K, *cropped)
     k = array.shape[0]
     fill = np.broadcast_to(np.asarray(background, dtype=dtype), (k,))
     full = np.empty((k, *props.canonical_shape), dtype=dtype)  # (K, *canonical)
     full[...] = fill.reshape((k,) + (1,) * len(props.canonical_shape))
-    full[(slice(None), *(slice(a, b) for a, b in props.bbox))] = array
+    window = full[(slice(None), *(slice(a, b) for a, b in props.bbox))]  # the crop, resampled back in place
+    resample(array.astype(dtype, copy=False), props.cropped_shape, 0 if is_label else 1, out=window)
     out = from_canonical(full, props.reorientation, channel_first=True)  # (K, *file spatial)
     return out[0] if k == 1 else np.moveaxis(out, 0, -1)

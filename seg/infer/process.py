@@ -48,6 +48,7 @@ def restore_labels(pred: Prediction, props: CaseProperties) -> np.ndarray:
         higher = p > best  # strictly: ties keep the lower class, as argmax does
         labels[higher] = k
         np.maximum(best, p, out=best)
+        del p, higher  # before the next class is resampled: two class maps at a time, not three
     del best
     return restore_to_original(labels[None], props, is_label=True, cropped=True)
 
