@@ -48,11 +48,15 @@ class InferConfig:
         "channel weights as JSON; []: none",
     )
     overwrite: bool = doc(False, "False: a rerun skips cases whose outputs are complete")
-    read_ahead: int = doc(
-        1, "cases read and preprocessed in a background thread while the network predicts; 0: each in its turn"
+    read_ahead: int | str = doc(
+        "auto",
+        "cases read and preprocessed in a background thread while the network predicts; 0: each in its turn; "
+        "auto: 1 on a GPU, 0 on a CPU (there the stages share the cores the network uses, and in turn was faster)",
     )
-    writer_threads: int = doc(
-        1, "threads restoring and writing finished cases while the network predicts the next; 0: in its turn"
+    writer_threads: int | str = doc(
+        "auto",
+        "threads restoring and writing finished cases while the network predicts the next; 0: in its turn; "
+        "auto: as read_ahead",
     )
     compression_level: int | None = doc(
         None, "zlib level 0-9 of .nii.gz outputs (and of NRRD/MHA, 0: uncompressed); null: gzip 1 for .nii.gz"
@@ -83,9 +87,8 @@ class InferConfig:
             raise ConfigError(f"infer.overlap must be in [0, 1), got {self.overlap}.")
         if self.devices < 1:
             raise ConfigError(f"infer.devices must be >= 1, got {self.devices}.")
-        for name in ("read_ahead", "writer_threads"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise ConfigError(f"infer.{name} must be an integer >= 0, got {getattr(self, name)!r}.")
+        auto_or("infer.read_ahead", self.read_ahead, int, minimum=0)
+        auto_or("infer.writer_threads", self.writer_threads, int, minimum=0)
         level = self.compression_level
         if level is not None and (not isinstance(level, int) or not 0 <= level <= 9):
             raise ConfigError(f"infer.compression_level must be null or an integer 0-9 (zlib), got {level!r}.")

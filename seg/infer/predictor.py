@@ -15,6 +15,7 @@ from seg.infer.maps import PROBABILITIES, MapsArg, StitchedCase, WindowMaps, map
 from seg.model_folder import ModelBundle
 from seg.models.maps import GATE, MapId, MapRequest
 from seg.models.predict import sliding_window
+from seg.models.stitch import gaussian_weight
 from seg.runtime import InferSettings, tune_inference
 from seg.runtime.tune import autocast
 from seg.runtime.tune_cache import model_key
@@ -140,10 +141,13 @@ class Predictor:
 
     @torch.inference_mode()
     def warm_up(self) -> None:
-        """One window through the network (and its backends' kernel selection) before the first case."""
-        x = torch.zeros(1, self.model.config.model.in_channels, *self.roi_size, device=self.device)
-        with self._autocast():
-            self.net(x)
+        """The backends' kernel selection for a full batch of windows and for a last, single one, and the window
+        weights, before the first case: costs of the process, not of any case."""
+        for batch in dict.fromkeys((self.sw_batch_size, 1)):
+            x = torch.zeros(batch, self.model.config.model.in_channels, *self.roi_size, device=self.device)
+            with self._autocast():
+                self.net(x)
+        gaussian_weight(self.roi_size, self.device)
 
     @torch.inference_mode()
     def predict(

@@ -86,9 +86,8 @@ def _module(
             )
 
         def predict_step(self, shard: list[int], batch_idx: int):
-            pipeline = CasePipeline(
-                self.predictor, self.outputs_of, cfg.overwrite, postprocessing, cfg.read_ahead, cfg.writer_threads
-            )
+            self.overlap = overlap_stages(cfg, self.device)
+            pipeline = CasePipeline(self.predictor, self.outputs_of, cfg.overwrite, postprocessing, *self.overlap)
             for record in pipeline.run([cases[i] for i in shard]):
                 record.rank = self.global_rank
                 (log or self._print)(record)
@@ -162,7 +161,16 @@ def infer(
     write_json(
         out_dir / PREDICTIONS_FILE,
         _predictions(
-            models, cfg, settings, records, metrics, seconds, module.all_seconds, trainer.world_size, postprocessing
+            models,
+            cfg,
+            settings,
+            records,
+            metrics,
+            seconds,
+            module.all_seconds,
+            trainer.world_size,
+            postprocessing,
+            getattr(module, "overlap", (cfg.read_ahead, cfg.writer_threads)),
         ),
     )
     return InferSummary(out_dir, records, metrics, seconds)
@@ -178,6 +186,7 @@ def _predictions(
     loop_seconds: float,
     world: int,
     postprocessing: Postprocessing | None = None,
+    overlap: tuple[int | str, int | str] = ("auto", "auto"),
 ) -> dict:
     """The batch's record. `model` describes the first (or only) member at its top level, as before ensembles,
     and every member under `members`; `settings` are the first member's (each keeps its window and mirrors).
@@ -207,8 +216,8 @@ def _predictions(
             "postprocessing": postprocessing.to_dict() if postprocessing else None,
             "maps": list(cfg.maps),
             "overlap": cfg.overlap,
-            "read_ahead": cfg.read_ahead,
-            "writer_threads": cfg.writer_threads,
+            "read_ahead": overlap[0],
+            "writer_threads": overlap[1],
             "compression_level": cfg.compression_level,
             "backend": cfg.backend,
             "precision": settings.precision if settings else cfg.precision,
@@ -236,6 +245,15 @@ def _predictions(
         "warnings": [r.warning for r in records if r.warning],
         "cases": {r.case: r.to_dict() for r in records},
     }
+
+
+def overlap_stages(cfg: InferConfig, device: torch.device) -> tuple[int, int]:
+    """(read_ahead, writer_threads) with `auto` resolved: overlap reading and writing with the network on a GPU,
+    whose work leaves the CPU free; one stage after the other on a CPU, where they compete for the cores the network
+    uses (on 2 cores, overlapping was slower: docs/benchmarks.md)."""
+    on_gpu = device.type != "cpu"
+    resolve = lambda value: int(on_gpu) if value == "auto" else int(value)  # noqa: E731
+    return resolve(cfg.read_ahead), resolve(cfg.writer_threads)
 
 
 def _member(model: ModelBundle, tta: bool) -> dict:

@@ -36,10 +36,14 @@ def window_starts(size: Sequence[int], roi: Sequence[int], overlap: float) -> li
 
 
 def gaussian_weight(roi: Sequence[int], device: torch.device) -> torch.Tensor:
-    """MONAI's Gaussian importance map (sigma = roi / 8, clamped away from 0), (*roi) float32."""
-    from monai.data.utils import compute_importance_map
-
-    return compute_importance_map(tuple(roi), mode="gaussian", sigma_scale=0.125, device=device, dtype=torch.float32)
+    """MONAI's Gaussian importance map (`compute_importance_map`, sigma = roi / 8, clamped away from 0) computed the
+    same way, to the bit, without importing monai.data (seconds on a first case), (*roi) float32."""
+    weight = None
+    for i, n in enumerate(roi):
+        x = torch.arange(start=-(n - 1) / 2.0, end=(n - 1) / 2.0 + 1, dtype=torch.float, device=device)
+        x = torch.exp(x**2 / (-2 * (n * 0.125) ** 2))
+        weight = x if weight is None else weight.unsqueeze(-1) * x[(None,) * i]
+    return torch.clamp_(weight, min=max(torch.min(weight).item(), 1e-3))
 
 
 class Band:

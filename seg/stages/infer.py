@@ -127,10 +127,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-threads", dest="num_threads", type=int, help="torch threads per process")
     p.add_argument("--overwrite", action="store_true", default=None, help="redo cases whose outputs exist")
     p.add_argument(
-        "--read-ahead", dest="read_ahead", type=int, help="cases read while the network predicts (0: in turn)"
+        "--read-ahead", dest="read_ahead", type=int, help="cases read while the network predicts (0: in turn; auto)"
     )
     p.add_argument(
-        "--writer-threads", dest="writer_threads", type=int, help="threads writing finished cases (0: in turn)"
+        "--writer-threads", dest="writer_threads", type=int, help="threads writing finished cases (0: in turn; auto)"
     )
     p.add_argument("--compression-level", dest="compression_level", type=int, help="zlib level 0-9 of .nii.gz")
 

@@ -159,3 +159,12 @@ def _plain_geometry(tmp_path: Path) -> Geometry:
 def test_pipeline_settings_are_checked(field, value):
     with pytest.raises(ConfigError, match=f"infer.{field}"):
         InferConfig(**{field: value})
+
+
+def test_auto_overlaps_the_stages_on_a_gpu_only():
+    from seg.infer.run import overlap_stages
+
+    assert overlap_stages(InferConfig(), torch.device("cpu")) == (0, 0)
+    assert overlap_stages(InferConfig(), torch.device("cuda", 0)) == (1, 1)
+    assert overlap_stages(InferConfig(read_ahead=2, writer_threads=0), torch.device("cuda", 0)) == (2, 0)
+    assert overlap_stages(InferConfig(read_ahead=1, writer_threads=1), torch.device("cpu")) == (1, 1)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
 from seg.models.predict import sliding_window
-from seg.models.stitch import stream_windows, window_starts
+from seg.models.stitch import gaussian_weight, stream_windows, window_starts
 
 
 def _net(dims: int, seed: int = 0):
@@ -105,3 +105,11 @@ def test_a_sink_that_keeps_only_the_argmax_matches_the_full_output():
 
     assert sliding_window(fn, image, (16, 16, 16), 3, 0.5, 2, sink=sink) is None
     assert torch.equal(labels, full["probabilities"][0].argmax(0).to(torch.uint8))
+
+
+@pytest.mark.parametrize("roi", [(32, 48, 32), (17, 5), (1, 64, 9)])
+def test_window_weights_are_monais_to_the_bit(roi):
+    from monai.data.utils import compute_importance_map
+
+    expected = compute_importance_map(roi, mode="gaussian", sigma_scale=0.125, device="cpu", dtype=torch.float32)
+    assert torch.equal(gaussian_weight(roi, torch.device("cpu")), expected)
