@@ -51,7 +51,7 @@ class InferConfig:
     read_ahead: int | str = doc(
         "auto",
         "cases read and preprocessed in a background thread while the network predicts; 0: each in its turn; "
-        "auto: 1 on a GPU, 0 on a CPU (there the stages share the cores the network uses, and in turn was faster)",
+        "auto: 1 on a GPU, 0 on a CPU (there the stages share the cores the network uses: no faster overlapped)",
     )
     writer_threads: int | str = doc(
         "auto",

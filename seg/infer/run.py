@@ -250,7 +250,7 @@ def _predictions(
 def overlap_stages(cfg: InferConfig, device: torch.device) -> tuple[int, int]:
     """(read_ahead, writer_threads) with `auto` resolved: overlap reading and writing with the network on a GPU,
     whose work leaves the CPU free; one stage after the other on a CPU, where they compete for the cores the network
-    uses (on 2 cores, overlapping was slower: docs/benchmarks.md)."""
+    uses (on 2 cores overlapping was no faster, and holds one more case in memory: docs/benchmarks.md)."""
     on_gpu = device.type != "cpu"
     resolve = lambda value: int(on_gpu) if value == "auto" else int(value)  # noqa: E731
     return resolve(cfg.read_ahead), resolve(cfg.writer_threads)
