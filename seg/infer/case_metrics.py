@@ -1,14 +1,17 @@
 """Per-case agreement with a reference label map, in the original voxel grid and spacing, as `seg infer --labels`
 and `seg crossval` record it: Dice, HD95 (mm) and volumes (mm^3, or pixel area for 2D) per foreground class, and
-the means over cases. Values and conventions are `seg.metrics`'; an undefined value is None here (JSON null)."""
+the means over cases, and the batch's metrics files. Values and conventions are `seg.metrics`'; an undefined value
+is None here (JSON null)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from seg.infer.records import EXISTS, OK, CaseRecord
 from seg.metrics import class_metrics, nanmean
 
 KEYS = ("dice", "hd95", "volume_pred", "volume_ref")
@@ -47,3 +50,30 @@ def metrics_rows(per_case: dict[str, dict]) -> list[dict]:
 
 def _defined(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
+
+
+def write_metrics(
+    out_dir: Path, records: list[CaseRecord], class_names: list[str], metrics_file: str | None
+) -> dict | None:
+    """metrics.json and metrics.csv in `out_dir` (and the DVC summary `metrics_file`) from the cases' metrics; their
+    summary, or None when no case was scored."""
+    import csv
+    import io
+
+    from seg.files import write_bytes, write_json
+
+    per_case = {r.case: r.metrics for r in records if r.metrics}
+    if not per_case:
+        return None
+    summary = summarize_metrics(per_case, class_names)
+    write_json(out_dir / "metrics.json", {"summary": summary, "cases": per_case})
+    rows = metrics_rows(per_case)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes(out_dir / "metrics.csv", buf.getvalue().encode())
+    if metrics_file:
+        ok = sum(r.status in (OK, EXISTS) for r in records)
+        write_json(metrics_file, {**summary, "cases_ok": ok, "cases_failed": len(records) - ok})
+    return summary

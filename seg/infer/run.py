@@ -15,8 +15,8 @@ import torch
 
 from seg.case_progress import CaseProgress
 from seg.config import InferConfig
-from seg.files import write_bytes, write_json
-from seg.infer.case_metrics import metrics_rows, summarize_metrics
+from seg.files import write_json
+from seg.infer.case_metrics import write_metrics
 from seg.infer.cases import InferCase, outputs_for
 from seg.infer.pipeline import CasePipeline
 from seg.infer.postprocess import Postprocessing
@@ -155,7 +155,7 @@ def infer(
     records = sorted(module.all_records, key=lambda r: r.case)
     if trainer.global_rank != 0:
         return InferSummary(out_dir, records, None, seconds, trainer.global_rank)
-    metrics = _write_metrics(out_dir, records, models[0].class_names, cfg.metrics_file)
+    metrics = write_metrics(out_dir, records, models[0].class_names, cfg.metrics_file)
     predictor = getattr(module, "predictor", None)  # absent when there was no case to predict
     settings = predictor.settings if predictor is not None else None
     write_json(
@@ -264,29 +264,6 @@ def _member(model: ModelBundle, tta: bool) -> dict:
         "patch_size": list(model.patch_size),
         "tta_mirror_axes": list(model.mirrored_axes) if tta else [],
     }
-
-
-def _write_metrics(
-    out_dir: Path, records: list[CaseRecord], class_names: list[str], metrics_file: str | None
-) -> dict | None:
-    import csv
-    import io
-
-    per_case = {r.case: r.metrics for r in records if r.metrics}
-    if not per_case:
-        return None
-    summary = summarize_metrics(per_case, class_names)
-    write_json(out_dir / "metrics.json", {"summary": summary, "cases": per_case})
-    rows = metrics_rows(per_case)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_bytes(out_dir / "metrics.csv", buf.getvalue().encode())
-    if metrics_file:
-        ok = sum(r.status in (OK, EXISTS) for r in records)
-        write_json(metrics_file, {**summary, "cases_ok": ok, "cases_failed": len(records) - ok})
-    return summary
 
 
 def _record_line(record: CaseRecord) -> str:
