@@ -18,8 +18,10 @@ Columns: voxels/s and wall s of the timed part; process s: the whole child (star
                          perform_everything_on_device=False) in --nnunet-python's environment, fold 0 of
                          --nnunet-model; only predict_from_files (3 preprocessing and 3 export processes, as
                          nnUNetv2_predict's defaults) is timed. Its checkpoint_final/best/latest.pth, the first that
-                         exists; with none (a short training run finishes no epoch) the network its plans build,
-                         untrained, marked so in the row: speed does not depend on the weights
+                         exists, in nnUNetTrainer's network (that of its nnUNetTrainer_Xepochs variants too; the
+                         predictor's own loading finds the trainer by importing every trainer module, timm and
+                         torchvision with them, which fail beside the CPU torch); with none (a short training run
+                         finishes no epoch) untrained, marked so in the row: speed does not depend on the weights
 Peak RSS: the largest single process (ru_maxrss from wait4, which covers the child and its waited-for workers),
 and "tree": the sum over the child's process tree, sampled every 0.1 s (what multi-process pipelines really hold).
 Ratios: row voxels/s over seg network only; seg infer over the row (seg e2e / MONAI e2e on MONAI's row).
@@ -53,22 +55,21 @@ CHECKPOINTS = ("checkpoint_final.pth", "checkpoint_best.pth", "checkpoint_latest
 NNUNET = r"""
 import json, os, sys, time, torch
 a = json.loads(sys.argv[1]); torch.set_num_threads(a["threads"])
+from batchgenerators.utilities.file_and_folder_operations import load_json
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=torch.device("cpu"),
                     perform_everything_on_device=False, allow_tqdm=False)
-if a["checkpoint"]:
-    p.initialize_from_trained_model_folder(a["model"], (0,), a["checkpoint"])
-else:
-    from batchgenerators.utilities.file_and_folder_operations import load_json
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    dj = load_json(os.path.join(a["model"], "dataset.json"))
-    pm = PlansManager(load_json(os.path.join(a["model"], "plans.json")))
-    cm = pm.get_configuration("3d_fullres")
-    net = nnUNetTrainer.build_network_architecture(
-        pm, cm, determine_num_input_channels(pm, cm, dj), pm.get_label_manager(dj).num_segmentation_heads, False)
-    p.manual_initialization(net.eval(), pm, cm, [net.state_dict()], dj, "nnUNetTrainer", None)
+dj = load_json(os.path.join(a["model"], "dataset.json"))
+pm = PlansManager(load_json(os.path.join(a["model"], "plans.json")))
+cm = pm.get_configuration("3d_fullres")
+net = nnUNetTrainer.build_network_architecture(
+    pm, cm, determine_num_input_channels(pm, cm, dj), pm.get_label_manager(dj).num_segmentation_heads, False)
+ckpt = a["checkpoint"] and torch.load(os.path.join(a["model"], "fold_0", a["checkpoint"]), weights_only=False)
+weights = ckpt["network_weights"] if ckpt else net.state_dict()
+p.manual_initialization(net.eval(), pm, cm, [weights], dj, "nnUNetTrainer", None)
 start = time.perf_counter()
 p.predict_from_files(a["input"], a["output"], num_processes_preprocessing=3, num_processes_segmentation_export=3)
 print("RESULT " + json.dumps({"seconds": time.perf_counter() - start}))
