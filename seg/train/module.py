@@ -175,9 +175,9 @@ class SegmentationModule(L.LightningModule):
         decays fully within whichever limit ends the run (the Timer callback keeps elapsed time across resumes)."""
         done = 0.0 if self.total_steps is None else step / self.total_steps
         if self.cfg.max_time_minutes and self._trainer is not None:
-            from lightning.pytorch.callbacks import Timer
+            from seg.train.clock import training_seconds
 
-            timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
-            if timer is not None:
-                done = max(done, timer.time_elapsed("train") / (60 * self.cfg.max_time_minutes))
+            seconds = training_seconds(self.trainer)  # the run's one clock: rank 0's on every rank
+            if seconds is not None:
+                done = max(done, seconds / (60 * self.cfg.max_time_minutes))
         return done

@@ -161,6 +161,7 @@ def fit(job: Prepared, resume: bool) -> Fitted:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
+    from seg.train.clock import SharedClock
     from seg.train.progress import progress_callbacks
 
     tc = job.cfg.train
@@ -192,7 +193,7 @@ def fit(job: Prepared, resume: bool) -> Fitted:
     progress, bar = progress_callbacks()
     if tc.gate_images and (job.net.map_ids() or job.objective.logs_images(job.net)):
         job.module.val_callbacks.append(validation_image_logger(logger, job.dm, history, job.objective))
-    callbacks = [checkpoint, history, *weight_average(tc), *progress]
+    callbacks = [checkpoint, history, *weight_average(tc), *progress, SharedClock(job.plan.every_minutes)]
     trainer = build_trainer(tc, job.settings.precision, job.plan, logger, callbacks, bar)
     meta = ModelMeta.for_training(
         job.cfg,
