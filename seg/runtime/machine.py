@@ -29,9 +29,10 @@ def threads_per_process(num_threads: int | None, processes: int = 1) -> int:
 
 
 def is_rank_zero() -> bool:
-    """The first process on this machine (LOCAL_RANK 0, or no launcher set one): the one that prints, tunes and writes
-    a run's shared files, known before Lightning's trainer exists."""
-    return int(os.environ.get("LOCAL_RANK", "0")) == 0
+    """The first process on this machine (LOCAL_RANK 0 as Lightning and torchrun set it, SLURM_LOCALID 0 under
+    `srun`, or no launcher): the one that prints, tunes and writes a run's shared files, known before Lightning's
+    trainer exists."""
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))) == 0
 
 
 def _cpuinfo() -> tuple[str, set[str]]:

@@ -100,8 +100,11 @@ def test_rank_zero_is_the_process_without_a_launcher_rank_or_with_rank_0(monkeyp
     from seg.runtime import is_rank_zero
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.delenv("SLURM_LOCALID", raising=False)
+    assert is_rank_zero()
+    monkeypatch.setenv("SLURM_LOCALID", "1")  # srun's second task on this machine, before Lightning sets LOCAL_RANK
+    assert not is_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "0")  # a launcher's LOCAL_RANK is the one that counts
     assert is_rank_zero()
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert not is_rank_zero()
-    monkeypatch.setenv("LOCAL_RANK", "0")
-    assert is_rank_zero()
