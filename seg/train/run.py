@@ -193,7 +193,7 @@ def fit(job: Prepared, resume: bool) -> Fitted:
     progress, bar = progress_callbacks()
     if tc.gate_images and (job.net.map_ids() or job.objective.logs_images(job.net)):
         job.module.val_callbacks.append(validation_image_logger(logger, job.dm, history, job.objective))
-    callbacks = [checkpoint, history, *weight_average(tc), *progress, SharedClock(job.plan.every_minutes)]
+    callbacks = [checkpoint, history, *weight_average(tc), *progress, SharedClock(job.plan)]
     trainer = build_trainer(tc, job.settings.precision, job.plan, logger, callbacks, bar)
     meta = ModelMeta.for_training(
         job.cfg,

@@ -49,7 +49,7 @@ class ValidationPlan:
         when = (
             f"every {self.every_epochs} epoch(s)"
             if self.every_minutes is None
-            else f"every {self.every_minutes:.2f} min"
+            else f"every {self.every_minutes:.3g} min"
         )
         return f"validation {when} ({self.reason})"
 

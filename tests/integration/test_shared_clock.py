@@ -1,6 +1,7 @@
-"""Two DDP ranks (gloo over loopback) of a real Lightning run whose rank 1 has a clock running 50x fast: with
-`SharedClock` both validate after the same steps and step with the same learning rates; without it (Lightning's
-own clocks) they do not, which is what would make a distributed run's collectives pair wrongly."""
+"""Two DDP ranks (gloo over loopback) of a real Lightning run whose rank 1 has a clock running 50x fast and, with
+`SharedClock`, a validation schedule of its own (as `torchrun` processes that each measured theirs): with it both
+validate after the same steps and step with the same learning rates; without it (Lightning's own clocks) they do
+not, which is what would make a distributed run's collectives pair wrongly."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 import multiprocessing
 import os
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -31,10 +31,13 @@ def _rank(rank: int, port: int, shared: bool, out: Path) -> None:
     import torch
 
     from seg.train.clock import SharedClock, training_seconds
+    from seg.train.schedule import ValidationPlan
 
     torch.set_num_threads(1)
+    plan = ValidationPlan(None, EVERY_SECONDS / 60, None, None, "every 0.2 s")
     if rank == 1:
         _fast_clock(50.0)
+        plan = ValidationPlan(1, None, None, None, "every epoch") if shared else plan
 
     class Tiny(L.LightningModule):
         def __init__(self):
@@ -68,10 +71,9 @@ def _rank(rank: int, port: int, shared: bool, out: Path) -> None:
         strategy="ddp",
         max_steps=STEPS,
         max_time={"minutes": 10},
-        val_check_interval=timedelta(seconds=EVERY_SECONDS),
-        check_val_every_n_epoch=None,
+        **plan.trainer_args(),
         num_sanity_val_steps=0,
-        callbacks=[SharedClock(EVERY_SECONDS / 60)] if shared else [],
+        callbacks=[SharedClock(plan)] if shared else [],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -96,7 +98,7 @@ def _run(tmp_path: Path, shared: bool) -> list[dict]:
     return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
 
 
-def test_ranks_validate_after_the_same_steps_and_share_the_learning_rate(tmp_path):
+def test_ranks_take_rank_zeros_schedule_validate_after_the_same_steps_and_share_the_learning_rate(tmp_path):
     first, second = _run(tmp_path, shared=True)
     assert 2 <= len(first["validated"]) < STEPS // 2  # every 0.2 s of 40 steps of >= 20 ms, and at the end
     assert first["validated"] == second["validated"]
